@@ -1,0 +1,76 @@
+/* Generation over structured inputs: upstream beam search (SPEC §8) and
+ * sampling/greedy decoding with streaming, both filling the dict's <ans>
+ * slots in order. */
+#ifndef BEE_GENERATE_H
+#define BEE_GENERATE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "tokenizer/dict.h"
+
+typedef struct {
+    int beam_size;            /* default 3 */
+    int max_length;           /* default 100; upstream may return max_length + 2 tokens */
+    float repetition_penalty; /* default 1.0 (CTRL style) */
+    int repetition_window;    /* 0 = whole history */
+} bee_beam_params;
+
+void bee_beam_params_default(bee_beam_params *p);
+
+/* Beam search over a batch of dicts (one forward per step for all rows).
+ * outs[i] receives the filled dict of ins[i] (new reference). */
+int bee_beam_search(const bee_model *m, bee_gen_input *ins, size_t n_in, const bee_beam_params *p, json_t **outs);
+
+/* ---------------------------------------------------------------- sampling */
+typedef void (*bee_stream_fn)(void *user, size_t slot, const char *text, size_t len);
+
+typedef struct {
+    int max_tokens;            /* total generated tokens over all slots (default 100) */
+    float temperature;         /* 0 = greedy */
+    int top_k;                 /* 0 = off */
+    float top_p;               /* 1 = off */
+    float min_p;               /* 0 = off */
+    float repetition_penalty;  /* 1 = off (CTRL style, like beam search) */
+    float presence_penalty;    /* 0 = off: subtracted once per distinct generated id */
+    float frequency_penalty;   /* 0 = off: subtracted per occurrence */
+    uint64_t seed;
+    const char *const *stop;   /* stop strings (NULL-terminated list) or NULL */
+    bee_stream_fn stream;      /* called with each new piece of answer text */
+    void *stream_user;
+} bee_sample_params;
+
+void bee_sample_params_default(bee_sample_params *p);
+
+/* Greedy / sampled decoding of one dict; *out receives the filled dict.
+ * n_generated (optional) receives the number of generated tokens. */
+int bee_sample_generate(const bee_model *m, bee_gen_input *in, const bee_sample_params *p, json_t **out,
+                        int *n_generated);
+
+/* ---------------------------------------------------------------- shared
+ * The batch ext table and per-sentence decode tables of a generation batch. */
+typedef struct {
+    const bee_model *m;
+    bee_gen_input *ins;
+    size_t n_in;
+    bee_batch_ext bext;
+    bee_decode_table *dt; // (n_in)
+    bee_ext ext;
+    size_t width; /* logits width: n_vocab + ext.n */
+} bee_gen_batch;
+
+int bee_gen_batch_init(bee_gen_batch *b, const bee_model *m, bee_gen_input *ins, size_t n_in);
+void bee_gen_batch_free(bee_gen_batch *b);
+/* SPEC §8c: <unk> and foreign ext ids get -10000 for sentence i. */
+void bee_gen_batch_mask(const bee_gen_batch *b, size_t i, float *logits);
+/* Creates a sequence for sentence i and runs the prefill over its context. */
+int bee_gen_prefill(const bee_gen_batch *b, size_t i, bee_seq *seq);
+/* Decodes a (word, slot) answer list into per-answer strings and fills the dict. */
+json_t *bee_gen_finish(const bee_gen_batch *b, size_t i, const int32_t *words, const int32_t *answer_nums, size_t n);
+/* CTRL repetition penalty over the distinct ids in hist[0..n). */
+void bee_repetition_penalty(float *logits, const int32_t *hist, size_t n, float penalty);
+/* log_softmax in place (fp32). */
+void bee_log_softmax(float *x, size_t n);
+
+#endif

@@ -1,0 +1,424 @@
+/* fp32 reference forward pass (SPEC §3, §7) over a batch of sequences, each
+ * with its own KV cache. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "util/error.h"
+
+/* ================================================================ sequences */
+
+static size_t row_width(const bee_model *m) { return (size_t)m->hp.n_heads * m->hp.dim_head; }
+
+size_t bee_seq_bytes(const bee_model *m, uint32_t cap) {
+    uint32_t n_att = 0;
+    for (uint32_t i = 0; i < m->hp.n_layers; i++) n_att += m->layers[i].has_att;
+    return (size_t)cap * (2 * n_att * row_width(m) * sizeof(float) + sizeof(bee_token));
+}
+
+int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *seg_rel, size_t n_seg_rel) {
+    memset(s, 0, sizeof *s);
+    for (uint32_t i = 0; i < m->hp.n_layers; i++) s->n_att += m->layers[i].has_att;
+    s->k = calloc(s->n_att ? s->n_att : 1, sizeof *s->k);
+    s->v = calloc(s->n_att ? s->n_att : 1, sizeof *s->v);
+    s->seg_rel = malloc((n_seg_rel ? n_seg_rel : 1) * sizeof *s->seg_rel);
+    if (!s->k || !s->v || !s->seg_rel) {
+        bee_seq_free(s);
+        return bee_fail("out of memory");
+    }
+    if (n_seg_rel) memcpy(s->seg_rel, seg_rel, n_seg_rel * sizeof *seg_rel);
+    s->n_seg_rel = n_seg_rel;
+    if (bee_seq_reserve(s, m, cap ? cap : 16)) {
+        bee_seq_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap) {
+    if (cap <= s->cap) return 0;
+    if (cap < s->cap * 2) cap = s->cap * 2;
+    size_t w = row_width(m);
+    for (uint32_t l = 0; l < s->n_att; l++) {
+        float *k = realloc(s->k[l], (size_t)cap * w * sizeof *k);
+        if (k) s->k[l] = k;
+        float *v = realloc(s->v[l], (size_t)cap * w * sizeof *v);
+        if (v) s->v[l] = v;
+        if (!k || !v) return bee_fail("out of memory growing the KV cache to %u tokens", cap);
+    }
+    bee_token *keys = realloc(s->keys, cap * sizeof *keys);
+    if (!keys) return bee_fail("out of memory growing the KV cache to %u tokens", cap);
+    s->keys = keys;
+    s->cap = cap;
+    return 0;
+}
+
+void bee_seq_free(bee_seq *s) {
+    for (uint32_t l = 0; s->k && l < s->n_att; l++) free(s->k[l]);
+    for (uint32_t l = 0; s->v && l < s->n_att; l++) free(s->v[l]);
+    free(s->k);
+    free(s->v);
+    free(s->keys);
+    free(s->seg_rel);
+    memset(s, 0, sizeof *s);
+}
+
+int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m) {
+    if (dst == src) return 0;
+    if (bee_seq_reserve(dst, m, src->n)) return -1;
+    size_t bytes = (size_t)src->n * row_width(m) * sizeof(float);
+    for (uint32_t l = 0; l < src->n_att; l++) {
+        memcpy(dst->k[l], src->k[l], bytes);
+        memcpy(dst->v[l], src->v[l], bytes);
+    }
+    memcpy(dst->keys, src->keys, src->n * sizeof *src->keys);
+    if (dst->n_seg_rel != src->n_seg_rel) {
+        int32_t *r = realloc(dst->seg_rel, (src->n_seg_rel ? src->n_seg_rel : 1) * sizeof *r);
+        if (!r) return bee_fail("out of memory");
+        dst->seg_rel = r;
+        dst->n_seg_rel = src->n_seg_rel;
+    }
+    memcpy(dst->seg_rel, src->seg_rel, src->n_seg_rel * sizeof *src->seg_rel);
+    dst->n = src->n;
+    return 0;
+}
+
+/* ================================================================ embedding */
+
+void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out) {
+    uint32_t d = m->hp.dim, half = d / 2;
+    float *e = out;
+    const float *row = bee_weight_row(&m->tok_embd, (uint64_t)id, e);
+    float sd = sqrtf((float)d);
+    float tmp[half ? 2 * half : 1];
+    for (uint32_t i = 0; i < d; i++) tmp[i] = row[i] / sd;
+    float p = (float)sub * m->hp.rope_scale;
+    for (uint32_t i = 0; i < half; i++) {
+        float th = p * m->inv_freq[i], c = cosf(th), s = sinf(th);
+        out[i] = tmp[i] * c + (-tmp[i + half]) * s;
+        out[i + half] = tmp[i + half] * c + tmp[i] * s;
+    }
+}
+
+/* ================================================================ bias and mask */
+
+int32_t bee_position_bucket(int32_t rel, uint32_t n_buckets, uint32_t max_distance) {
+    int32_t half = (int32_t)n_buckets / 2, exact = half / 2;
+    int32_t base = rel > 0 ? half : 0;
+    int64_t a = rel < 0 ? -(int64_t)rel : rel;
+    if (a < exact) return base + (int32_t)a;
+    double v = log((double)a / exact) / log((double)max_distance / exact) * (half - exact);
+    int64_t b = exact + (int64_t)v;
+    return base + (int32_t)(b < half - 1 ? b : half - 1);
+}
+
+/* Segment bucket b (SPEC §3.8 step 1) of query q against key k. */
+static int segment_bucket(const bee_seq *s, const bee_token *q, const bee_token *k, int32_t *b) {
+    if (q->sid != k->sid) {
+        *b = 1;
+        return 0;
+    }
+    int64_t idx = (int64_t)q->off + (int64_t)q->seg * q->nseg + k->seg;
+    if (q->seg < 0 || k->seg < 0 || idx < 0 || (size_t)idx >= s->n_seg_rel)
+        return bee_fail("segment_rel index %lld out of range (segments %d/%d, nseg %d, %zu entries)", (long long)idx,
+                        q->seg, k->seg, q->nseg, s->n_seg_rel);
+    *b = s->seg_rel[idx];
+    return 0;
+}
+
+static int mask_allowed(const bee_token *q, const bee_token *k) {
+    return (k->ctx || (!q->ctx && k->pos <= q->pos)) && (q->sid == 0 || q->sid == k->sid) && k->nseg != 0;
+}
+
+/* Per (query, key) bias-table row (or -1 when masked) for one sequence. */
+static int build_bias_index(const bee_model *m, const bee_seq *s, uint32_t n_old, size_t n_q, int32_t *idx,
+                            bee_trace *tr) {
+    uint32_t nk = s->n;
+    for (size_t i = 0; i < n_q; i++) {
+        const bee_token *q = &s->keys[n_old + i];
+        for (uint32_t j = 0; j < nk; j++) {
+            const bee_token *k = &s->keys[j];
+            int32_t b;
+            if (segment_bucket(s, q, k, &b)) return -1;
+            if (b < 0 || (b != 0 && (uint32_t)(b - 1) >= m->hp.n_seg_buckets))
+                return bee_fail("segment bucket %d exceeds num_segment_buckets %u", b, m->hp.n_seg_buckets);
+            int32_t row = b ? b - 1 + (int32_t)m->hp.n_buckets
+                            : bee_position_bucket(k->pos - q->pos, m->hp.n_buckets, m->hp.max_distance);
+            int allowed = mask_allowed(q, k);
+            if (tr) {
+                tr->rel_bucket[i * nk + j] = b;
+                tr->mask[i * nk + j] = (uint8_t)allowed;
+                for (uint32_t h = 0; h < m->hp.n_heads; h++)
+                    tr->pos_bias[((size_t)h * n_q + i) * nk + j] = m->pos_bias[(size_t)row * m->hp.n_heads + h];
+            }
+            idx[i * nk + j] = allowed ? row : -1;
+        }
+    }
+    return 0;
+}
+
+/* ================================================================ attention */
+
+typedef struct {
+    const bee_model *m;
+    bee_seq *const *seqs;
+    const size_t *n_tok;
+    size_t n_seq, total;
+    uint32_t *n_old;   // (n_seq) cache length before this call
+    int32_t **bias_ix; // n_seq × (n_tok, n_keys)
+    float *scores;     // (max keys)
+} fwd_ctx;
+
+static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, const float *q, const int32_t *ix, float *out) {
+    const bee_model *m = c->m;
+    uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n;
+    size_t w = row_width(m);
+    float sd = sqrtf((float)dh), *sc = c->scores;
+    for (uint32_t h = 0; h < H; h++) {
+        float mx = -INFINITY;
+        for (uint32_t j = 0; j < nk; j++) {
+            if (ix[j] < 0) continue;
+            sc[j] = bee_dot_ref(q + h * dh, s->k[l] + (size_t)j * w + h * dh, dh) / sd + m->pos_bias[(size_t)ix[j] * H + h];
+            if (sc[j] > mx) mx = sc[j];
+        }
+        float sum = 0;
+        for (uint32_t j = 0; j < nk; j++) {
+            if (ix[j] < 0) continue;
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        float *o = out + h * dh;
+        memset(o, 0, dh * sizeof *o);
+        for (uint32_t j = 0; j < nk; j++) {
+            if (ix[j] < 0) continue;
+            float p = sc[j] / sum;
+            const float *v = s->v[l] + (size_t)j * w + h * dh;
+            for (uint32_t e = 0; e < dh; e++) o[e] += p * v[e];
+        }
+    }
+}
+
+/* q, k, v: (total, w). Appends k, v to the caches and writes attention output. */
+static void attention(const fwd_ctx *c, uint32_t l, const float *q, const float *k, const float *v, float *out) {
+    size_t w = row_width(c->m), t0 = 0;
+    for (size_t i = 0; i < c->n_seq; i++) {
+        bee_seq *s = c->seqs[i];
+        size_t n = c->n_tok[i];
+        memcpy(s->k[l] + (size_t)c->n_old[i] * w, k + t0 * w, n * w * sizeof *k);
+        memcpy(s->v[l] + (size_t)c->n_old[i] * w, v + t0 * w, n * w * sizeof *v);
+        for (size_t t = 0; t < n; t++)
+            attend_one(c, s, l, q + (t0 + t) * w, c->bias_ix[i] + t * s->n, out + (t0 + t) * w);
+        t0 += n;
+    }
+}
+
+/* ================================================================ blocks */
+
+typedef struct {
+    float *h, *a, *q, *k, *v, *o, *g, *u; /* scratch, (total, width) */
+} fwd_bufs;
+
+static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_l, fwd_bufs *b) {
+    const bee_model *m = c->m;
+    size_t d = m->hp.dim, w = row_width(m), T = c->total;
+    for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->att_norm, d, m->hp.eps);
+    float sd = sqrtf((float)d), sw = sqrtf((float)w);
+    if (bee_matmul_ref(b->q, w, b->a, T, &L->wq, sd) || bee_matmul_ref(b->k, w, b->a, T, &L->wk, sd) ||
+        bee_matmul_ref(b->v, w, b->a, T, &L->wv, sd))
+        return -1;
+    attention(c, cache_l, b->q, b->k, b->v, b->o);
+    if (bee_matmul_ref(b->a, d, b->o, T, &L->wo, sw)) return -1;
+    for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
+    return 0;
+}
+
+static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
+    const bee_model *m = c->m;
+    size_t d = m->hp.dim, F = m->hp.dim_ff, T = c->total;
+    for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->ffn_norm, d, m->hp.eps);
+    float sd = sqrtf((float)d), sf = sqrtf((float)F);
+    if (bee_matmul_ref(b->g, F, b->a, T, &L->w_gate, sd) || bee_matmul_ref(b->u, F, b->a, T, &L->w_up, sd)) return -1;
+    for (size_t i = 0; i < T * F; i++) b->g[i] = bee_gelu_ref(b->g[i]) * b->u[i];
+    if (bee_matmul_ref(b->a, d, b->g, T, &L->w_down, sf)) return -1;
+    for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
+    return 0;
+}
+
+/* ================================================================ logits */
+
+static int logits_row(const bee_model *m, const float *h, const bee_ext *ext, const float *ext_emb, float *out) {
+    uint32_t d = m->hp.dim;
+    float hs[d], sd = sqrtf((float)d);
+    for (uint32_t i = 0; i < d; i++) hs[i] = h[i] / sd;
+    bee_weight one = m->tok_embd;
+    if (bee_matmul_ref(out, m->hp.n_vocab, hs, 1, &one, 1.0f)) return -1;
+    for (size_t j = 0; ext && j < ext->n; j++) out[m->hp.n_vocab + j] = bee_dot_ref(h, ext_emb + j * d, d);
+    return 0;
+}
+
+static int compute_logits(const fwd_ctx *c, const float *hid, const bee_ext *ext, bee_logits_mode mode, float *logits) {
+    const bee_model *m = c->m;
+    size_t d = m->hp.dim, n_ext = ext ? ext->n : 0, W = m->hp.n_vocab + n_ext;
+    float *ext_emb = malloc((n_ext ? n_ext : 1) * d * sizeof *ext_emb);
+    if (!ext_emb) return bee_fail("out of memory");
+    for (size_t j = 0; j < n_ext; j++) bee_embed(m, ext->ids[j], ext->subs[j], ext_emb + j * d);
+    size_t t0 = 0, row = 0;
+    int rc = 0;
+    for (size_t i = 0; i < c->n_seq && rc == 0; i++) {
+        size_t n = c->n_tok[i];
+        for (size_t t = 0; t < n && rc == 0; t++) {
+            if (mode == BEE_LOGITS_ALL || (mode == BEE_LOGITS_LAST && t == n - 1))
+                rc = logits_row(m, hid + (t0 + t) * d, ext, ext_emb, logits + (row++) * W);
+        }
+        t0 += n;
+    }
+    free(ext_emb);
+    return rc;
+}
+
+/* ================================================================ driver */
+
+static int check_tokens(const bee_model *m, const bee_token *toks, size_t n, const bee_ext *ext) {
+    for (size_t t = 0; t < n; t++) {
+        if (toks[t].id < 0 || (uint32_t)toks[t].id >= m->hp.n_vocab)
+            return bee_fail("token %zu: id %d outside the vocabulary (%u)", t, toks[t].id, m->hp.n_vocab);
+        if (toks[t].sub < 0) return bee_fail("token %zu: negative subscript %d", t, toks[t].sub);
+    }
+    for (size_t j = 0; ext && j < ext->n; j++)
+        if (ext->ids[j] < 0 || (uint32_t)ext->ids[j] >= m->hp.n_vocab || ext->subs[j] < 0)
+            return bee_fail("ext table entry %zu: bad id %d / sub %d", j, ext->ids[j], ext->subs[j]);
+    return 0;
+}
+
+static int trace_alloc(bee_trace *tr, const bee_model *m, size_t n_q, size_t n_k) {
+    size_t d = m->hp.dim, H = m->hp.n_heads;
+    bee_trace_free(tr, m->hp.n_layers);
+    tr->enabled = 1;
+    tr->n_q = n_q;
+    tr->n_k = n_k;
+    tr->embedding = malloc(n_q * d * sizeof(float));
+    tr->rel_bucket = malloc(n_q * n_k * sizeof(int32_t) + 1);
+    tr->mask = malloc(n_q * n_k + 1);
+    tr->pos_bias = malloc(H * n_q * n_k * sizeof(float) + 1);
+    tr->layer_out = calloc(m->hp.n_layers, sizeof(float *));
+    tr->hidden = malloc(n_q * d * sizeof(float));
+    tr->k0 = malloc(H * n_k * m->hp.dim_head * sizeof(float) + 1);
+    tr->v0 = malloc(H * n_k * m->hp.dim_head * sizeof(float) + 1);
+    int ok = tr->embedding && tr->rel_bucket && tr->mask && tr->pos_bias && tr->layer_out && tr->hidden && tr->k0 && tr->v0;
+    for (uint32_t l = 0; ok && l < m->hp.n_layers; l++) ok = (tr->layer_out[l] = malloc(n_q * d * sizeof(float))) != NULL;
+    return ok ? 0 : bee_fail("out of memory");
+}
+
+void bee_trace_free(bee_trace *t, uint32_t n_layers) {
+    free(t->embedding);
+    free(t->rel_bucket);
+    free(t->mask);
+    free(t->pos_bias);
+    for (uint32_t l = 0; t->layer_out && l < n_layers; l++) free(t->layer_out[l]);
+    free(t->layer_out);
+    free(t->hidden);
+    free(t->k0);
+    free(t->v0);
+    int en = t->enabled;
+    memset(t, 0, sizeof *t);
+    t->enabled = en;
+}
+
+static void trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
+    size_t H = m->hp.n_heads, dh = m->hp.dim_head, w = row_width(m);
+    for (size_t h = 0; h < H; h++)
+        for (size_t j = 0; j < s->n; j++)
+            for (size_t e = 0; e < dh; e++) {
+                tr->k0[(h * s->n + j) * dh + e] = s->k[0][j * w + h * dh + e];
+                tr->v0[(h * s->n + j) * dh + e] = s->v[0][j * w + h * dh + e];
+            }
+}
+
+static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
+    const bee_model *m = c->m;
+    uint32_t max_k = 1;
+    for (size_t i = 0; i < c->n_seq; i++) {
+        bee_seq *s = c->seqs[i];
+        if (s->n + c->n_tok[i] > (1u << 30)) return bee_fail("sequence too long");
+        if (bee_seq_reserve(s, m, s->n + (uint32_t)c->n_tok[i])) return -1;
+        memcpy(s->keys + s->n, toks[i], c->n_tok[i] * sizeof *toks[i]);
+        s->n += (uint32_t)c->n_tok[i];
+        if (s->n > max_k) max_k = s->n;
+        c->bias_ix[i] = malloc(c->n_tok[i] * s->n * sizeof(int32_t) + 1);
+        if (!c->bias_ix[i]) return bee_fail("out of memory");
+        bee_trace *t = (i == 0 && tr && tr->enabled) ? tr : NULL;
+        if (t && trace_alloc(t, m, c->n_tok[i], s->n)) return -1;
+        if (build_bias_index(m, s, c->n_old[i], c->n_tok[i], c->bias_ix[i], t)) return -1;
+    }
+    c->scores = malloc(max_k * sizeof(float));
+    return c->scores ? 0 : bee_fail("out of memory");
+}
+
+static int run_layers(fwd_ctx *c, fwd_bufs *b, bee_trace *tr) {
+    const bee_model *m = c->m;
+    uint32_t cache_l = 0;
+    for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+        const bee_layer *L = &m->layers[l];
+        if (L->has_att && attention_block(c, L, cache_l++, b)) return -1;
+        if (L->has_ffn && ffn_block(c, L, b)) return -1;
+        if (tr && tr->enabled) memcpy(tr->layer_out[l], b->h, tr->n_q * m->hp.dim * sizeof(float));
+    }
+    return 0;
+}
+
+static int alloc_bufs(fwd_bufs *b, const bee_model *m, size_t T) {
+    size_t d = m->hp.dim, w = row_width(m), F = m->hp.dim_ff, big = d > w ? d : w;
+    b->h = malloc(T * d * sizeof(float));
+    b->a = malloc(T * big * sizeof(float));
+    b->q = malloc(T * w * sizeof(float));
+    b->k = malloc(T * w * sizeof(float));
+    b->v = malloc(T * w * sizeof(float));
+    b->o = malloc(T * w * sizeof(float));
+    b->g = malloc(T * F * sizeof(float));
+    b->u = malloc(T * F * sizeof(float));
+    return b->h && b->a && b->q && b->k && b->v && b->o && b->g && b->u ? 0 : bee_fail("out of memory");
+}
+
+static void free_bufs(fwd_bufs *b) {
+    free(b->h), free(b->a), free(b->q), free(b->k), free(b->v), free(b->o), free(b->g), free(b->u);
+}
+
+static void rollback(fwd_ctx *c) {
+    for (size_t i = 0; i < c->n_seq; i++) c->seqs[i]->n = c->n_old[i];
+}
+
+int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
+                size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, NULL, NULL};
+    for (size_t i = 0; i < n_seq; i++) {
+        if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
+        if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
+        c.total += n_tok[i];
+    }
+    fwd_bufs b = {0};
+    c.n_old = calloc(n_seq + 1, sizeof *c.n_old);
+    c.bias_ix = calloc(n_seq + 1, sizeof *c.bias_ix);
+    int rc = c.n_old && c.bias_ix ? 0 : bee_fail("out of memory");
+    for (size_t i = 0; rc == 0 && i < n_seq; i++) c.n_old[i] = seqs[i]->n;
+    if (rc == 0) rc = alloc_bufs(&b, m, c.total ? c.total : 1);
+    if (rc == 0) rc = prepare(&c, toks, trace);
+    size_t d = m->hp.dim, t0 = 0;
+    for (size_t i = 0; rc == 0 && i < n_seq; i++)
+        for (size_t t = 0; t < n_tok[i]; t++, t0++) bee_embed(m, toks[i][t].id, toks[i][t].sub, b.h + t0 * d);
+    if (rc == 0 && trace && trace->enabled) memcpy(trace->embedding, b.h, n_tok[0] * d * sizeof(float));
+    if (rc == 0) rc = run_layers(&c, &b, trace);
+    for (size_t t = 0; rc == 0 && t < c.total; t++) bee_rmsnorm_ref(b.a + t * d, b.h + t * d, m->out_norm, d, m->hp.eps);
+    if (rc == 0 && trace && trace->enabled) {
+        memcpy(trace->hidden, b.a, n_tok[0] * d * sizeof(float));
+        if (m->layers[0].has_att) trace_kv(trace, m, seqs[0]);
+    }
+    if (rc == 0 && mode != BEE_LOGITS_NONE) rc = compute_logits(&c, b.a, ext, mode, logits);
+    if (rc && c.n_old) rollback(&c);
+    for (size_t i = 0; c.bias_ix && i < n_seq; i++) free(c.bias_ix[i]);
+    free(c.bias_ix);
+    free(c.n_old);
+    free(c.scores);
+    free_bufs(&b);
+    return rc;
+}

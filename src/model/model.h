@@ -1,0 +1,121 @@
+/* CPM-Bee model: hyperparameters, weights (zero-copy views into a GGUF
+ * mapping), per-sequence KV cache and the fp32 reference forward pass
+ * (SPEC §3 and §7). */
+#ifndef BEE_MODEL_H
+#define BEE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format/gguf.h"
+#include "kernels/kernels.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct {
+    uint32_t n_vocab, dim, n_heads, dim_head, dim_ff, n_layers;
+    uint32_t n_buckets, n_seg_buckets, max_distance;
+    float eps, rope_base, rope_scale, residual_scale;
+    int inv_freq_f16; /* round the rotary inv_freq to fp16 (upstream half=true) */
+    int half;         /* upstream config "half" (informational) */
+} bee_hparams;
+
+typedef struct {
+    int has_att, has_ffn;  /* false = pruned sub-block (mask_modules) */
+    float *att_norm;       // (dim)
+    bee_weight wq, wk, wv; // (n_heads * dim_head, dim)
+    bee_weight wo;         // (dim, n_heads * dim_head)
+    float *ffn_norm;       // (dim)
+    bee_weight w_gate;     // (dim_ff, dim)
+    bee_weight w_up;       // (dim_ff, dim)
+    bee_weight w_down;     // (dim, dim_ff)
+} bee_layer;
+
+typedef struct bee_model {
+    bee_hparams hp;
+    char *name;
+    bee_gguf *gguf;     /* owns the mapping the weights point into */
+    bee_tokenizer *tok;
+    bee_weight tok_embd; // (n_vocab, dim)
+    float *pos_bias;     // (n_buckets + n_seg_buckets, n_heads)
+    float *out_norm;     // (dim)
+    float *inv_freq;     // (dim / 2)
+    bee_layer *layers;   // (n_layers)
+    float *f32_pool;     /* one allocation carved into the small fp32 tensors above */
+} bee_model;
+
+int bee_model_load(const char *path, bee_model **out);
+void bee_model_free(bee_model *m);
+uint64_t bee_model_n_params(const bee_model *m);
+uint64_t bee_model_n_bytes(const bee_model *m);
+/* Validates hyperparameters (shared with the converter and `bee init`). */
+int bee_hparams_check(const bee_hparams *hp);
+
+/* ---------------------------------------------------------------- tokens */
+/* One model input token (SPEC §3 notation). */
+typedef struct {
+    int32_t id, sub;  /* base vocab id and subscript */
+    int32_t pos, seg; /* position and segment id */
+    int32_t sid;      /* sample id (0 = main input) */
+    int32_t nseg;     /* number of segments of its sample (0 = padding) */
+    int32_t off;      /* offset of its sample's segment_rel block */
+    int32_t ctx;      /* 1 = context token */
+} bee_token;
+
+/* ---------------------------------------------------------------- sequences
+ * A sequence owns its KV cache and the per-key arrays the mask and bias need. */
+typedef struct {
+    uint32_t n, cap;   /* cached tokens and capacity (grows on demand) */
+    uint32_t n_att;    /* layers with attention (pruned ones keep no cache) */
+    float **k, **v;    // n_att × (cap, n_heads * dim_head)
+    bee_token *keys;   // (cap)
+    int32_t *seg_rel;  // (n_seg_rel)
+    size_t n_seg_rel;
+} bee_seq;
+
+int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *seg_rel, size_t n_seg_rel);
+/* Ensures room for cap tokens. */
+int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap);
+void bee_seq_free(bee_seq *s);
+/* Copies src's cache and keys into dst (same model; dst grows if needed). */
+int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m);
+/* Bytes held by one sequence's cache. */
+size_t bee_seq_bytes(const bee_model *m, uint32_t cap);
+
+/* ---------------------------------------------------------------- forward */
+/* Batch ext table (SPEC §6.5): logits width = n_vocab + n. */
+typedef struct {
+    const int32_t *ids, *subs;
+    size_t n;
+} bee_ext;
+
+/* Optional capture of intermediates for the first sequence of a batch
+ * (golden parity tests and `bee forward --dump`). Arrays are malloc'd by the
+ * forward pass; free with bee_trace_free. */
+typedef struct {
+    int enabled;
+    size_t n_q, n_k;
+    float *embedding;     // (n_q, dim)
+    int32_t *rel_bucket;  // (n_q, n_k) segment bucket before the shift (0 = positional)
+    uint8_t *mask;        // (n_q, n_k)
+    float *pos_bias;      // (n_heads, n_q, n_k)
+    float **layer_out;    // n_layers × (n_q, dim)
+    float *hidden;        // (n_q, dim) after the final norm
+    float *k0, *v0;       // (n_heads, n_k, dim_head) layer-0 cache after the call
+} bee_trace;
+void bee_trace_free(bee_trace *t, uint32_t n_layers);
+
+typedef enum { BEE_LOGITS_NONE, BEE_LOGITS_LAST, BEE_LOGITS_ALL } bee_logits_mode;
+
+/* Runs new tokens of several sequences in one pass (weights read once per
+ * call): sequence i gets n_tok[i] tokens from toks[i], appended to its cache.
+ * Logits (width n_vocab + ext->n) go to `logits`: one row per sequence for
+ * LAST, one per token (in order) for ALL. */
+int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
+                size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace);
+
+/* Embedding of (id, sub): E[id] / sqrt(dim), rotated by the subscript. */
+void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out);
+/* SPEC §3.8 positional bucket of rel = pos_k - pos_q. */
+int32_t bee_position_bucket(int32_t rel, uint32_t n_buckets, uint32_t max_distance);
+
+#endif

@@ -1,0 +1,338 @@
+/* Forward-pass parity with the upstream reference on the tiny golden model:
+ * every intermediate array (<= 1e-4), logits (<= 1e-3, same argmax), KV-cache
+ * decode steps, the training-layout forward, a batch of all three examples in
+ * one call, the fp16-rounded inv_freq variant and a pruned (mask_modules) model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate/generate.h"
+#include "golden.h"
+#include "testutil.h"
+#include "util/error.h"
+
+#define TOL_INTER 1e-4
+#define TOL_LOGIT 1e-3
+
+static const char *k_examples[] = {"zh", "en", "mixed"};
+static bee_model *g_model;
+
+static int setup(void **state) {
+    (void)state;
+    if (!bee_file_present_golden()) return 0;
+    golden_write_tiny(tu_tmp("tiny.gguf"), NULL, 0);
+    if (bee_model_load(tu_tmp("tiny.gguf"), &g_model)) fail_msg("%s", bee_error_message());
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    bee_model_free(g_model);
+    return 0;
+}
+
+typedef struct {
+    bee_gen_input in;
+    bee_gen_batch b;
+    json_t *rec;
+} example;
+
+static void example_open(example *e, const bee_model *m, const char *name) {
+    e->rec = golden_record(name);
+    if (bee_gen_input_init(m->tok, json_object_get(e->rec, "data"), &e->in)) fail_msg("%s", bee_error_message());
+    if (bee_gen_batch_init(&e->b, m, &e->in, 1)) fail_msg("%s", bee_error_message());
+}
+
+static void example_close(example *e) {
+    bee_gen_batch_free(&e->b);
+    bee_gen_input_free(&e->in);
+    json_decref(e->rec);
+}
+
+static bee_token *context_tokens(const bee_gen_input *in) {
+    bee_token *t = calloc(in->ids.n, sizeof *t);
+    for (size_t i = 0; i < in->ids.n; i++)
+        t[i] = (bee_token){in->ids.v[i], in->subs.v[i], (int32_t)i, in->segs.v[i], 0, in->enc.n_seg, 0, 1};
+    return t;
+}
+
+static void expect_close(const char *ex, const char *name, const float *a, size_t n, double tol) {
+    bee_npy g;
+    golden_npy(ex, name, &g);
+    double d = golden_max_diff(a, n, &g);
+    bee_npy_free(&g);
+    fprintf(stderr, "  %s/%s: max abs diff %.3g\n", ex, name, d);
+    if (!(d <= tol)) fail_msg("%s/%s: max abs diff %.3g > %.1g", ex, name, d, tol);
+}
+
+static size_t argmax(const float *x, size_t n) {
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static void expect_logits(const char *ex, const char *name, const float *a, size_t n) {
+    expect_close(ex, name, a, n, TOL_LOGIT);
+    bee_npy g;
+    golden_npy(ex, name, &g);
+    size_t ga = 0;
+    for (size_t i = 1; i < g.count; i++)
+        if (bee_npy_get_f(&g, i) > bee_npy_get_f(&g, ga)) ga = i;
+    bee_npy_free(&g);
+    assert_int_equal(argmax(a, n), ga);
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+static void check_int_array(const char *ex, const char *name, const int32_t *a, const uint8_t *b, size_t n) {
+    bee_npy g;
+    golden_npy(ex, name, &g);
+    assert_int_equal(g.count, n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t got = a ? a[i] : b[i];
+        if (got != bee_npy_get_i(&g, i)) fail_msg("%s/%s[%zu] = %lld, golden %lld", ex, name, i, (long long)got,
+                                                  (long long)bee_npy_get_i(&g, i));
+    }
+    bee_npy_free(&g);
+}
+
+static void check_all_positions(const char *ex, const bee_model *m, const example *e, const bee_token *toks, size_t n) {
+    size_t W = e->b.width;
+    float *all = malloc(n * W * sizeof *all);
+    bee_seq s;
+    assert_int_equal(bee_seq_init(&s, m, 0, e->in.enc.seg_rel, (size_t)e->in.enc.n_seg * e->in.enc.n_seg), 0);
+    bee_seq *sp[1] = {&s};
+    const bee_token *tp[1] = {toks};
+    assert_int_equal(bee_forward(m, sp, tp, &n, 1, &e->b.ext, BEE_LOGITS_ALL, all, NULL), 0);
+    bee_npy lse, ids, vals;
+    golden_npy(ex, "prefill_logsumexp", &lse);
+    golden_npy(ex, "prefill_top16_ids", &ids);
+    golden_npy(ex, "prefill_top16_values", &vals);
+    for (size_t t = 0; t < n; t++) {
+        const float *x = all + t * W;
+        double mx = x[argmax(x, W)], sum = 0;
+        for (size_t v = 0; v < W; v++) sum += exp(x[v] - mx);
+        assert_true(fabs(mx + log(sum) - bee_npy_get_f(&lse, t)) <= TOL_LOGIT);
+        for (size_t k = 0; k < 16; k++) {
+            int64_t id = bee_npy_get_i(&ids, t * 16 + k);
+            assert_true(fabs(x[id] - bee_npy_get_f(&vals, t * 16 + k)) <= TOL_LOGIT);
+        }
+        assert_int_equal(argmax(x, W), bee_npy_get_i(&ids, t * 16));
+    }
+    bee_npy_free(&lse), bee_npy_free(&ids), bee_npy_free(&vals);
+    bee_seq_free(&s);
+    free(all);
+}
+
+static void run_prefill(const char *ex) {
+    const bee_model *m = g_model;
+    example e;
+    example_open(&e, m, ex);
+    size_t n = e.in.ids.n, d = m->hp.dim;
+    bee_token *toks = context_tokens(&e.in);
+    bee_seq s;
+    assert_int_equal(bee_seq_init(&s, m, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+    bee_trace tr = {.enabled = 1};
+    float *logits = malloc(e.b.width * sizeof *logits);
+    bee_seq *sp[1] = {&s};
+    const bee_token *tp[1] = {toks};
+    if (bee_forward(m, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_LAST, logits, &tr)) fail_msg("%s", bee_error_message());
+    expect_close(ex, "prefill_embedding", tr.embedding, n * d, TOL_INTER);
+    check_int_array(ex, "prefill_rel_buckets", tr.rel_bucket, NULL, n * n);
+    check_int_array(ex, "prefill_attention_mask", NULL, tr.mask, n * n);
+    expect_close(ex, "prefill_position_bias", tr.pos_bias, m->hp.n_heads * n * n, TOL_INTER);
+    expect_close(ex, "prefill_layer0_out", tr.layer_out[0], n * d, TOL_INTER);
+    expect_close(ex, "prefill_layer1_out", tr.layer_out[1], n * d, TOL_INTER);
+    expect_close(ex, "prefill_hidden", tr.hidden, n * d, TOL_INTER);
+    expect_close(ex, "prefill_kv_layer0_k", tr.k0, n * d, TOL_INTER);
+    expect_close(ex, "prefill_kv_layer0_v", tr.v0, n * d, TOL_INTER);
+    expect_logits(ex, "prefill_logits_lastpos", logits, e.b.width);
+    check_all_positions(ex, m, &e, toks, n);
+    bee_trace_free(&tr, m->hp.n_layers);
+    free(logits);
+    free(toks);
+    bee_seq_free(&s);
+    example_close(&e);
+}
+
+static void test_prefill(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    for (size_t i = 0; i < 3; i++) run_prefill(k_examples[i]);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static void run_incremental(const char *ex) {
+    const bee_model *m = g_model;
+    example e;
+    example_open(&e, m, ex);
+    bee_seq s;
+    assert_int_equal(bee_gen_prefill(&e.b, 0, &s), 0);
+    json_t *steps = json_object_get(e.rec, "incremental_steps");
+    size_t ns = json_array_size(steps), W = e.b.width;
+    float *all = malloc(ns * W * sizeof *all);
+    for (size_t i = 0; i < ns; i++) {
+        json_t *st = json_array_get(steps, i);
+        bee_token t = {(int32_t)json_integer_value(json_object_get(st, "fed_id")),
+                       (int32_t)json_integer_value(json_object_get(st, "fed_sub")),
+                       (int32_t)json_integer_value(json_object_get(st, "fed_position")),
+                       (int32_t)json_integer_value(json_object_get(st, "fed_segment")), 0, e.in.enc.n_seg, 0, 1};
+        bee_seq *sp[1] = {&s};
+        const bee_token *tp[1] = {&t};
+        size_t one = 1;
+        assert_int_equal(bee_forward(m, sp, tp, &one, 1, &e.b.ext, BEE_LOGITS_LAST, all + i * W, NULL), 0);
+        assert_int_equal(argmax(all + i * W, W), json_integer_value(json_object_get(st, "argmax_next")));
+    }
+    expect_close(ex, "incremental_logits", all, ns * W, TOL_LOGIT);
+    free(all);
+    bee_seq_free(&s);
+    example_close(&e);
+}
+
+static void test_incremental(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i]);
+}
+
+/* Training layout: context + answer tokens (context 0) in one call, global positions. */
+static void run_full(const char *ex) {
+    const bee_model *m = g_model;
+    example e;
+    example_open(&e, m, ex);
+    bee_npy in, ctx, seg, sub;
+    golden_npy(ex, "forward_full_input", &in);
+    golden_npy(ex, "forward_full_context", &ctx);
+    golden_npy(ex, "forward_full_segment", &seg);
+    golden_npy(ex, "forward_full_input_sub", &sub);
+    size_t n = in.count, W = e.b.width;
+    bee_token *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++)
+        t[i] = (bee_token){(int32_t)bee_npy_get_i(&in, i), (int32_t)bee_npy_get_i(&sub, i), (int32_t)i,
+                           (int32_t)bee_npy_get_i(&seg, i), 0, e.in.enc.n_seg, 0, (int32_t)bee_npy_get_i(&ctx, i)};
+    bee_seq s;
+    assert_int_equal(bee_seq_init(&s, m, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+    float *all = malloc(n * W * sizeof *all);
+    bee_seq *sp[1] = {&s};
+    const bee_token *tp[1] = {t};
+    assert_int_equal(bee_forward(m, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, all, NULL), 0);
+    size_t n_ans = 6;
+    expect_close(ex, "forward_full_logits_answer_positions", all + (n - n_ans) * W, n_ans * W, TOL_LOGIT);
+    bee_npy_free(&in), bee_npy_free(&ctx), bee_npy_free(&seg), bee_npy_free(&sub);
+    free(all), free(t);
+    bee_seq_free(&s);
+    example_close(&e);
+}
+
+static void test_full_forward(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    for (size_t i = 0; i < 3; i++) run_full(k_examples[i]);
+}
+
+/* All three examples in ONE forward call: the same logits as one at a time. */
+static void test_batch(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    const bee_model *m = g_model;
+    example e[3];
+    for (int i = 0; i < 3; i++) example_open(&e[i], m, k_examples[i]);
+    bee_seq s[3];
+    bee_seq *sp[3];
+    const bee_token *tp[3];
+    size_t n[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(bee_seq_init(&s[i], m, 0, e[i].in.enc.seg_rel, (size_t)e[i].in.enc.n_seg * e[i].in.enc.n_seg), 0);
+        sp[i] = &s[i];
+        tp[i] = context_tokens(&e[i].in);
+        n[i] = e[i].in.ids.n;
+    }
+    /* the mixed example's ext table serves the whole batch (zh/en have none) */
+    size_t W = e[2].b.width;
+    float *logits = malloc(3 * W * sizeof *logits);
+    assert_int_equal(bee_forward(m, sp, tp, n, 3, &e[2].b.ext, BEE_LOGITS_LAST, logits, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        expect_logits(k_examples[i], "prefill_logits_lastpos", logits + (size_t)i * W, e[i].b.width);
+        free((void *)tp[i]);
+        bee_seq_free(&s[i]);
+        example_close(&e[i]);
+    }
+    free(logits);
+}
+
+/* ---------------------------------------------------------------- variants */
+
+static void prefill_lastpos(const bee_model *m, const char *ex, const char *golden_name, int argmax_too) {
+    example e;
+    example_open(&e, m, ex);
+    bee_seq s;
+    bee_token *toks = context_tokens(&e.in);
+    size_t n = e.in.ids.n;
+    assert_int_equal(bee_seq_init(&s, m, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+    float *logits = malloc(e.b.width * sizeof *logits);
+    bee_seq *sp[1] = {&s};
+    const bee_token *tp[1] = {toks};
+    assert_int_equal(bee_forward(m, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_LAST, logits, NULL), 0);
+    if (argmax_too) expect_logits(ex, golden_name, logits, e.b.width);
+    else expect_close(ex, golden_name, logits, e.b.width, TOL_LOGIT);
+    free(logits), free(toks);
+    bee_seq_free(&s);
+    example_close(&e);
+}
+
+static void test_inv_freq_f16(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    golden_write_tiny(tu_tmp("tiny_half.gguf"), NULL, 1);
+    bee_model *m;
+    assert_int_equal(bee_model_load(tu_tmp("tiny_half.gguf"), &m), 0);
+    for (size_t i = 0; i < 3; i++) prefill_lastpos(m, k_examples[i], "prefill_logits_lastpos_halfcfg_float", 1);
+    bee_model_free(m);
+}
+
+static void test_pruned(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    const uint8_t mask[4] = {1, 0, 0, 1}; /* layer 0 attention and layer 1 FFN pruned */
+    golden_write_tiny(tu_tmp("tiny_masked.gguf"), mask, 0);
+    bee_model *m;
+    assert_int_equal(bee_model_load(tu_tmp("tiny_masked.gguf"), &m), 0);
+    assert_false(m->layers[0].has_att);
+    assert_false(m->layers[1].has_ffn);
+    prefill_lastpos(m, "zh", "prefill_logits_lastpos_masked_model", 1);
+    bee_model_free(m);
+}
+
+/* ---------------------------------------------------------------- buckets */
+
+static void test_position_buckets(void **state) {
+    (void)state;
+    if (!bee_file_present_golden()) skip();
+    json_error_t err;
+    json_t *j = json_load_file(tu_shared("cpmbee/golden/position_bucket_table.json"), 0, &err);
+    assert_non_null(j);
+    json_t *vals = json_object_get(j, "values_rel_-3000_to_3000");
+    assert_int_equal(json_array_size(vals), 6001);
+    for (int32_t r = -3000; r <= 3000; r++)
+        assert_int_equal(bee_position_bucket(r, 256, 2048), json_integer_value(json_array_get(vals, (size_t)(r + 3000))));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(j, "first_abs_rel_for_bucket_rel_positive"), k, v) {
+        int32_t a = (int32_t)json_integer_value(v);
+        assert_int_equal(bee_position_bucket(a, 256, 2048), atoi(k));
+    }
+    json_decref(j);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_position_buckets), cmocka_unit_test(test_prefill),
+        cmocka_unit_test(test_incremental),      cmocka_unit_test(test_full_forward),
+        cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
+        cmocka_unit_test(test_pruned),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

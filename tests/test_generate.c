@@ -1,0 +1,230 @@
+/* Generation: upstream beam search token for token (golden beam_search_result
+ * for zh/en/mixed, alone and as one batch), greedy/sampled decoding, stop
+ * strings, streaming and error paths. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate/generate.h"
+#include "golden.h"
+#include "testutil.h"
+#include "util/error.h"
+
+static const char *k_examples[] = {"zh", "en", "mixed"};
+static bee_model *g_model;
+
+static int setup(void **state) {
+    (void)state;
+    if (!bee_file_present_golden()) return 0;
+    golden_write_tiny(tu_tmp("tiny.gguf"), NULL, 0);
+    if (bee_model_load(tu_tmp("tiny.gguf"), &g_model)) fail_msg("%s", bee_error_message());
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    bee_model_free(g_model);
+    return 0;
+}
+
+static void expect_json_equal(json_t *got, json_t *want, const char *what) {
+    if (json_equal(got, want)) return;
+    char *a = json_dumps(got, JSON_COMPACT), *b = json_dumps(want, JSON_COMPACT);
+    fail_msg("%s:\n got  %s\n want %s", what, a, b);
+}
+
+static void test_beam_golden(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    bee_beam_params p;
+    bee_beam_params_default(&p);
+    p.beam_size = 3, p.max_length = 8, p.repetition_penalty = 1.1f;
+    for (size_t i = 0; i < 3; i++) {
+        json_t *rec = golden_record(k_examples[i]);
+        bee_gen_input in;
+        assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+        json_t *out;
+        if (bee_beam_search(g_model, &in, 1, &p, &out)) fail_msg("%s", bee_error_message());
+        expect_json_equal(out, json_object_get(rec, "beam_search_result"), k_examples[i]);
+        json_decref(out);
+        bee_gen_input_free(&in);
+        json_decref(rec);
+    }
+}
+
+/* One batch of all three: a shared ext table and one forward per step. */
+static void test_beam_batch(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    bee_beam_params p;
+    bee_beam_params_default(&p);
+    p.beam_size = 3, p.max_length = 8, p.repetition_penalty = 1.1f;
+    json_t *rec[3];
+    bee_gen_input in[3];
+    json_t *out[3];
+    for (size_t i = 0; i < 3; i++) {
+        rec[i] = golden_record(k_examples[i]);
+        assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec[i], "data"), &in[i]), 0);
+    }
+    if (bee_beam_search(g_model, in, 3, &p, out)) fail_msg("%s", bee_error_message());
+    for (size_t i = 0; i < 3; i++) {
+        expect_json_equal(out[i], json_object_get(rec[i], "beam_search_result"), k_examples[i]);
+        json_decref(out[i]);
+        bee_gen_input_free(&in[i]);
+        json_decref(rec[i]);
+    }
+}
+
+/* Greedy decoding follows the golden argmax chain (no penalties, one slot). */
+static void test_greedy_matches_argmax(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    json_t *rec = golden_record("zh");
+    bee_gen_input in;
+    assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+    bee_sample_params p;
+    bee_sample_params_default(&p);
+    p.max_tokens = 5;
+    json_t *out;
+    int made = 0;
+    assert_int_equal(bee_sample_generate(g_model, &in, &p, &out, &made), 0);
+    assert_int_equal(made, 5);
+    bee_str want = {0};
+    json_t *steps = json_object_get(rec, "incremental_steps");
+    for (size_t i = 0; i < 5; i++) {
+        int32_t id = (int32_t)json_integer_value(json_object_get(json_array_get(steps, i), "argmax_next"));
+        assert_int_equal(bee_tokenizer_decode_one(g_model->tok, id, NULL, &want), 0);
+    }
+    assert_string_equal(json_string_value(json_object_get(out, "<ans>")), want.s);
+    bee_str_free(&want);
+    json_decref(out);
+    bee_gen_input_free(&in);
+    json_decref(rec);
+}
+
+typedef struct {
+    bee_str text;
+    int calls;
+} stream_sink;
+
+static void sink(void *user, size_t slot, const char *text, size_t len) {
+    stream_sink *s = user;
+    (void)slot;
+    bee_str_append(&s->text, text, len);
+    s->calls++;
+}
+
+static json_t *sample_once(const char *prompt, bee_sample_params *p, int *made) {
+    json_t *d = bee_dict_from_text(prompt);
+    bee_gen_input in;
+    assert_int_equal(bee_gen_input_init(g_model->tok, d, &in), 0);
+    json_t *out;
+    if (bee_sample_generate(g_model, &in, p, &out, made)) fail_msg("%s", bee_error_message());
+    bee_gen_input_free(&in);
+    json_decref(d);
+    return out;
+}
+
+static void test_sampling_seed_and_stream(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    bee_sample_params p;
+    bee_sample_params_default(&p);
+    p.temperature = 0.9f, p.top_p = 0.95f, p.top_k = 50, p.min_p = 0.01f, p.seed = 7, p.max_tokens = 12;
+    stream_sink s1 = {{0}, 0};
+    p.stream = sink, p.stream_user = &s1;
+    int made = 0;
+    json_t *a = sample_once("北京是中国的首都", &p, &made);
+    p.stream = NULL;
+    json_t *b = sample_once("北京是中国的首都", &p, NULL); /* same seed, same text */
+    assert_true(json_equal(a, b));
+    assert_true(made >= 1 && made <= 12);
+    assert_string_equal(s1.text.s ? s1.text.s : "", json_string_value(json_object_get(a, "<ans>")));
+    p.seed = 8;
+    int differs = 0;
+    for (int k = 0; k < 4 && !differs; k++, p.seed++) {
+        json_t *c = sample_once("北京是中国的首都", &p, NULL);
+        differs = !json_equal(a, c);
+        json_decref(c);
+    }
+    assert_true(differs);
+    json_decref(a), json_decref(b);
+    bee_str_free(&s1.text);
+}
+
+static void test_stop_strings(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    bee_sample_params p;
+    bee_sample_params_default(&p);
+    p.max_tokens = 10;
+    json_t *full = sample_once("今天天气真好，", &p, NULL);
+    const char *text = json_string_value(json_object_get(full, "<ans>"));
+    assert_true(strlen(text) > 6);
+    /* stop at the 2nd..4th bytes of the greedy answer: the answer is cut just before */
+    char stop[16] = {0};
+    size_t off = 3;
+    while ((text[off] & 0xc0) == 0x80) off++;
+    memcpy(stop, text + off, 3);
+    const char *stops[] = {stop, NULL};
+    p.stop = stops;
+    stream_sink s = {{0}, 0};
+    p.stream = sink, p.stream_user = &s;
+    json_t *cut = sample_once("今天天气真好，", &p, NULL);
+    const char *got = json_string_value(json_object_get(cut, "<ans>"));
+    assert_int_equal(strlen(got), (size_t)(strstr(text, stop) - text));
+    assert_memory_equal(got, text, strlen(got));
+    assert_string_equal(s.text.s ? s.text.s : "", got); /* the stop string never streamed */
+    bee_str_free(&s.text);
+    json_decref(cut), json_decref(full);
+}
+
+static void test_multi_slot_sampling(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    json_t *rec = golden_record("mixed");
+    bee_gen_input in;
+    assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+    bee_sample_params p;
+    bee_sample_params_default(&p);
+    p.max_tokens = 6; /* random weights rarely emit </s>: the first slot uses the whole budget */
+    json_t *out;
+    assert_int_equal(bee_sample_generate(g_model, &in, &p, &out, NULL), 0);
+    json_t *ans = json_object_get(out, "<ans>");
+    assert_true(json_is_string(json_object_get(ans, "<mask_0>")));
+    assert_true(json_is_null(json_object_get(ans, "<mask_1>")));
+    json_decref(out);
+    bee_gen_input_free(&in);
+    json_decref(rec);
+}
+
+static void test_bad_params(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    json_t *d = bee_dict_from_text("x");
+    bee_gen_input in;
+    assert_int_equal(bee_gen_input_init(g_model->tok, d, &in), 0);
+    bee_beam_params bp;
+    bee_beam_params_default(&bp);
+    bp.beam_size = 0;
+    json_t *out = NULL;
+    assert_int_equal(bee_beam_search(g_model, &in, 1, &bp, &out), -1);
+    assert_non_null(strstr(bee_error_message(), "beam size"));
+    bee_sample_params sp;
+    bee_sample_params_default(&sp);
+    sp.top_p = 0;
+    assert_int_equal(bee_sample_generate(g_model, &in, &sp, &out, NULL), -1);
+    assert_non_null(strstr(bee_error_message(), "top_p"));
+    bee_gen_input_free(&in);
+    json_decref(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_beam_golden),       cmocka_unit_test(test_beam_batch),
+        cmocka_unit_test(test_greedy_matches_argmax), cmocka_unit_test(test_sampling_seed_and_stream),
+        cmocka_unit_test(test_stop_strings),      cmocka_unit_test(test_multi_slot_sampling),
+        cmocka_unit_test(test_bad_params),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,115 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char g_shared[4096];
+
+static const char *shared_root(void) {
+    const char *env = getenv("BEE_SHARED_DIR");
+#ifdef BEE_DEFAULT_SHARED
+    return env && *env ? env : BEE_DEFAULT_SHARED;
+#else
+    return env && *env ? env : "../shared";
+#endif
+}
+
+int bee_file_present_golden(void) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/cpmbee/golden", shared_root());
+    if (stat(p, &st) == 0) return 1;
+    fprintf(stderr, "SKIP: golden data not found at %s (set BEE_SHARED_DIR; it sits beside the clone in CI)\n", p);
+    return 0;
+}
+
+void tu_require_shared(void) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/cpmbee/golden", shared_root());
+    if (stat(p, &st) != 0) {
+        fprintf(stderr, "SKIP: golden data not found at %s (set BEE_SHARED_DIR; it sits beside the clone in CI)\n", p);
+        exit(77);
+    }
+}
+
+const char *tu_shared(const char *rel) {
+    snprintf(g_shared, sizeof g_shared, "%s/%s", shared_root(), rel);
+    return g_shared;
+}
+
+const char *tu_tmpdir(void) {
+    static char dir[4096];
+    if (!dir[0]) {
+        const char *base = getenv("BEE_TMPDIR");
+        char tmpl[4096];
+        if (base && *base) {
+            mkdir(base, 0755);
+            snprintf(tmpl, sizeof tmpl, "%s/t.XXXXXX", base);
+        } else {
+            snprintf(tmpl, sizeof tmpl, "/tmp/beetest.XXXXXX");
+        }
+        if (!mkdtemp(tmpl)) {
+            perror("mkdtemp");
+            exit(1);
+        }
+        snprintf(dir, sizeof dir, "%s", tmpl);
+    }
+    return dir;
+}
+
+const char *tu_tmp(const char *name) {
+    static char bufs[8][4096];
+    static int slot;
+    char *b = bufs[slot++ % 8];
+    const char *dir = tu_tmpdir();
+    size_t dl = strlen(dir), nl = strlen(name);
+    if (dl + nl + 2 > sizeof bufs[0]) {
+        fprintf(stderr, "tu_tmp: path too long\n");
+        exit(1);
+    }
+    memcpy(b, dir, dl);
+    b[dl] = '/';
+    memcpy(b + dl + 1, name, nl + 1);
+    return b;
+}
+
+void tu_write(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) {
+        perror(path);
+        exit(1);
+    }
+    fclose(f);
+}
+
+int tu_run(const char *cmd, char **out) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    if (buf) buf[n] = 0;
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *tu_bee(void) {
+    const char *b = getenv("BEE_BIN");
+    return b && *b ? b : "./bee";
+}

@@ -1,0 +1,29 @@
+/* Shared helpers for the cmocka test programs. */
+#ifndef BEE_TESTUTIL_H
+#define BEE_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Path under the shared golden folder, or NULL (after printing why) when the
+ * folder is absent: tests that need it then exit with 77 (skipped). */
+const char *tu_shared(const char *rel);
+/* Exits 77 with a clear message if ../shared/cpmbee is not present. */
+void tu_require_shared(void);
+/* 1 when ../shared/cpmbee/golden exists (for cmocka skip()). */
+int bee_file_present_golden(void);
+/* A fresh scratch directory for this test program. */
+const char *tu_tmpdir(void);
+/* Joins a path under tu_tmpdir() into a static buffer (rotating, 8 slots). */
+const char *tu_tmp(const char *name);
+/* Writes bytes to a file (test fixtures). */
+void tu_write(const char *path, const void *data, size_t n);
+/* Runs a shell command, returns its exit status; stdout+stderr captured in *out (malloc'd). */
+int tu_run(const char *cmd, char **out);
+/* Path of the bee CLI binary. */
+const char *tu_bee(void);
+
+#endif

@@ -1,0 +1,56 @@
+/* Shared pieces of the bee CLI: option parsing with clear errors and --help. */
+#ifndef BEE_CLI_H
+#define BEE_CLI_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *name;  /* long name without dashes, e.g. "max-length" */
+    char short_name;   /* 0 if none */
+    const char *arg;   /* argument placeholder, NULL for a flag */
+    const char *help;
+    const char *env;   /* environment variable giving a default, or NULL */
+    int multi;         /* may be repeated: every value is kept (cli_list) */
+} cli_opt;
+
+typedef struct {
+    const char *cmd;      /* "generate" */
+    const char *usage;    /* "-m MODEL (--data JSON | -p TEXT) [options]" */
+    const char *summary;  /* one line */
+    const cli_opt *opts;  /* terminated by {0} */
+    const char **values;  /* parsed values, parallel to opts (flags: "1") */
+    const char **pos;     /* positional arguments */
+    const char **multi;   /* values of repeatable options, in order */
+    int *multi_opt;       /* option index of each multi value */
+    int n_multi;
+    int n_pos;
+} cli_args;
+
+/* Parses argv (after the subcommand). Returns 0 on success, 1 when --help was
+ * printed, 2 on a bad flag (message printed). */
+int cli_parse(cli_args *a, int argc, char **argv);
+const char *cli_get(const cli_args *a, const char *name);
+/* Every value of a repeatable option (NULL-terminated, malloc'd array). */
+const char **cli_list(const cli_args *a, const char *name);
+/* Numeric getters: print "bee CMD: --NAME: ..." and return -1 on bad input. */
+int cli_int(const cli_args *a, const char *name, long lo, long hi, long *out);
+int cli_float(const cli_args *a, const char *name, double lo, double hi, double *out);
+int cli_u64(const cli_args *a, const char *name, unsigned long long *out);
+void cli_free(cli_args *a);
+/* Prints "bee CMD: <last library error>" to stderr and returns 1. */
+int cli_fail(const char *cmd);
+int cli_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+int cmd_convert(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+
+#endif
