@@ -356,15 +356,19 @@ static void free_inputs(input_batch *b) {
     free(b->ins);
 }
 
-static int run_beam(cli_args *a, const bee_model *m, input_batch *b, int as_json) {
-    bee_beam_params p;
-    bee_beam_params_default(&p);
-    long beam = p.beam_size, maxlen = p.max_length;
+static int read_beam_params(cli_args *a, bee_beam_params *p) {
+    bee_beam_params_default(p);
+    long beam = p->beam_size, maxlen = p->max_length;
     double rp = 1.0;
     if (cli_int(a, "beam", 1, 64, &beam) || cli_int(a, "max-length", 0, 1 << 20, &maxlen) ||
         cli_float(a, "repetition-penalty", 1e-6, 100, &rp))
-        return 2;
-    p.beam_size = (int)beam, p.max_length = (int)maxlen, p.repetition_penalty = (float)rp;
+        return -1;
+    p->beam_size = (int)beam, p->max_length = (int)maxlen, p->repetition_penalty = (float)rp;
+    return 0;
+}
+
+static int run_beam(const bee_beam_params *bp, const bee_model *m, input_batch *b, int as_json) {
+    bee_beam_params p = *bp;
     json_t **outs = calloc(b->n, sizeof *outs);
     if (!outs || bee_beam_search(m, b->ins, b->n, &p, outs)) {
         free(outs);
@@ -385,10 +389,9 @@ static int run_beam(cli_args *a, const bee_model *m, input_batch *b, int as_json
     return 0;
 }
 
-static int run_sampling(cli_args *a, const bee_model *m, input_batch *b, int as_json) {
-    bee_sample_params p;
-    char **stops = NULL;
-    int rc = read_sample_params(a, &p, &stops) ? 2 : 0;
+static int run_sampling(const bee_sample_params *sp, const bee_model *m, input_batch *b, int as_json) {
+    bee_sample_params p = *sp;
+    int rc = 0;
     int stream = !as_json && !b->is_array && b->ins[0].n_answers == 1 && json_array_size(b->ins[0].paths[0]) == 0;
     if (stream) p.stream = stream_stdout;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
@@ -401,8 +404,6 @@ static int run_sampling(cli_args *a, const bee_model *m, input_batch *b, int as_
         else print_result(out, &b->ins[i], as_json);
         json_decref(out);
     }
-    for (size_t i = 0; stops && stops[i]; i++) free(stops[i]);
-    free(stops);
     return rc;
 }
 
@@ -418,15 +419,21 @@ int cmd_generate(int argc, char **argv) {
     json_t *data = NULL;
     bee_model *m = NULL;
     input_batch b = {0};
+    bee_beam_params bp;
+    bee_sample_params sp;
+    char **stops = NULL;
     const char *d = cli_get(&a, "data"), *p = cli_get(&a, "prompt");
     int sampling = sampling_requested(&a), as_json = cli_get(&a, "json") != NULL;
     if (!d == !p) rc = cli_error("generate", "give exactly one of --data or -p") + 1;
     else if (a.n_pos) rc = cli_error("generate", "unexpected argument '%s'", a.pos[0]) + 1;
     else if (sampling && cli_get(&a, "beam")) rc = cli_error("generate", "--beam cannot be combined with sampling options") + 1;
+    else if (read_beam_params(&a, &bp) || read_sample_params(&a, &sp, &stops)) rc = 2;
     else if (d ? load_data("generate", d, &data) : !(data = bee_dict_from_text(p))) rc = 1;
     else if (load_model("generate", &a, &m)) rc = 1;
     else if (make_inputs(m, data, &b)) rc = cli_fail("generate");
-    else rc = sampling ? run_sampling(&a, m, &b, as_json) : run_beam(&a, m, &b, as_json);
+    else rc = sampling ? run_sampling(&sp, m, &b, as_json) : run_beam(&bp, m, &b, as_json);
+    for (size_t i = 0; stops && stops[i]; i++) free(stops[i]);
+    free(stops);
     free_inputs(&b);
     json_decref(data);
     bee_model_free(m);

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Writes a few seed inputs for a fuzzer into its corpus folder (generated, so
+# nothing from ../shared is committed). Usage: fuzz-seeds.sh FUZZER DIR
+set -euo pipefail
+name="$1"; dir="$2"
+case "$name" in
+  fuzz_tokenizer)
+    printf 'hello <<world>> <mask_0> 今天天气真好' > "$dir/seed1"
+    printf 'x < y' > "$dir/seed2" ;;
+  fuzz_dict)
+    printf '{"input":"NGC<mask_0>","o":{"<option_0>":"a"},"<ans>":{"<mask_0>":""}}' > "$dir/seed1"
+    printf '{"q":{"a":{"b":"c"}},"<ans>":""}' > "$dir/seed2" ;;
+  fuzz_gguf|fuzz_torch|fuzz_safetensors)
+    bee="build/bee"
+    if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then
+      "$bee" init -o "$dir/seed.gguf" --dim 8 --heads 2 --dim-head 4 --ff 8 --layers 1 >/dev/null 2>&1 || true
+    fi ;;
+esac
