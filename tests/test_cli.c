@@ -9,6 +9,7 @@
 #include "format/gguf.h"
 #include "golden.h"
 #include "testutil.h"
+#include "util/file.h"
 #include "util/npy.h"
 #include "util/types.h"
 
@@ -218,6 +219,73 @@ static void test_convert_variants(void **s) {
     }
 }
 
+/* An HF-style folder holding model.safetensors (upstream names, f32). */
+static void write_safetensors_folder(const char *dir, json_t *config) {
+    char p[4200];
+    snprintf(p, sizeof p, "mkdir -p %s && ln -sf %s %s/vocab.txt", dir, tu_shared("cpmbee/vocab/bee.txt"), dir);
+    assert_int_equal(tu_run(p, NULL), 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    assert_int_equal(json_dump_file(config, p, 0), 0);
+    json_error_t err;
+    json_t *man = json_load_file(tu_shared("cpmbee/golden/weights_tiny/manifest.json"), 0, &err), *hdr = json_object();
+    size_t i;
+    json_t *e;
+    json_array_foreach(man, i, e) {
+        json_int_t off = json_integer_value(json_object_get(e, "offset_bytes"));
+        json_int_t nb = json_integer_value(json_object_get(e, "nbytes"));
+        json_object_set_new(hdr, json_string_value(json_object_get(e, "name")),
+                            json_pack("{s:s, s:O, s:[I, I]}", "dtype", "F32", "shape", json_object_get(e, "shape"),
+                                      "data_offsets", off, off + nb));
+    }
+    char *h = json_dumps(hdr, JSON_COMPACT);
+    char *w;
+    size_t wn;
+    assert_int_equal(bee_read_file(tu_shared("cpmbee/golden/weights_tiny/weights.bin"), &w, &wn), 0);
+    uint64_t hl = strlen(h);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    FILE *f = fopen(p, "wb");
+    fwrite(&hl, 8, 1, f), fwrite(h, 1, hl, f), fwrite(w, 1, wn, f);
+    fclose(f);
+    free(h), free(w);
+    json_decref(hdr), json_decref(man);
+}
+
+static void test_convert_safetensors_and_mask(void **s) {
+    (void)s;
+    if (!bee_file_present_golden()) skip();
+    json_error_t err;
+    json_t *cfg = json_load_file(tu_shared("cpmbee/golden/weights_tiny/config.json"), 0, &err);
+    write_safetensors_folder(tu_tmp("st"), cfg);
+    golden_write_tiny(tu_tmp("ref.gguf"), NULL, 0);
+    convert(tu_tmp("st"), "", tu_tmp("st.gguf"));
+    expect_tensors(tu_tmp("st.gguf"), tu_tmp("ref.gguf"), BEE_TYPE_F32);
+    /* the same weights with mask_modules: pruned tensors are dropped, logits match upstream's pruned model */
+    json_object_set_new(cfg, "mask_modules", json_pack("[[b,b],[b,b]]", 1, 0, 0, 1));
+    write_safetensors_folder(tu_tmp("st_masked"), cfg);
+    convert(tu_tmp("st_masked"), "", tu_tmp("masked.gguf"));
+    bee_gguf *g;
+    assert_int_equal(bee_gguf_open(tu_tmp("masked.gguf"), &g), 0);
+    assert_null(bee_gguf_find_tensor(g, "blk.0.attn_q.weight"));
+    assert_null(bee_gguf_find_tensor(g, "blk.1.ffn_up.weight"));
+    assert_non_null(bee_gguf_find_tensor(g, "blk.1.attn_q.weight"));
+    bee_gguf_free(g);
+    char *o;
+    if (bee(&o, "forward -m %s --data %s --out %s --steps 0", tu_tmp("masked.gguf"), data_file("zh"), tu_tmp("out_m")))
+        fail_msg("forward: %s", o);
+    free(o);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/prefill_logits_lastpos.npy", tu_tmp("out_m"));
+    assert_true(npy_diff(p, "cpmbee/golden/zh/prefill_logits_lastpos_masked_model.npy") <= 1e-3);
+    /* a config whose shapes disagree with the checkpoint is refused, naming the tensor */
+    json_object_set_new(cfg, "dim_ff", json_integer(64));
+    json_object_del(cfg, "mask_modules");
+    write_safetensors_folder(tu_tmp("st_bad"), cfg);
+    char a[8400];
+    snprintf(a, sizeof a, "convert %s -o %s", tu_tmp("st_bad"), tu_tmp("bad_out.gguf"));
+    expect_run(1, "config says [64, 64]", "%s", a);
+    json_decref(cfg);
+}
+
 static void test_forward_cli(void **s) {
     (void)s;
     if (!bee_file_present_golden()) skip();
@@ -299,7 +367,7 @@ int main(void) {
         cmocka_unit_test(test_help_and_bad_flags), cmocka_unit_test(test_demo_model),
         cmocka_unit_test(test_bad_inputs),         cmocka_unit_test(test_convert_variants),
         cmocka_unit_test(test_forward_cli),        cmocka_unit_test(test_generate_cli),
-        cmocka_unit_test(test_tokenize_cli),
+        cmocka_unit_test(test_tokenize_cli),       cmocka_unit_test(test_convert_safetensors_and_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,7 +139,7 @@ static int build_bias_index(const bee_model *m, const bee_seq *s, uint32_t n_old
         const bee_token *q = &s->keys[n_old + i];
         for (uint32_t j = 0; j < nk; j++) {
             const bee_token *k = &s->keys[j];
-            int32_t b;
+            int32_t b = 0;
             if (segment_bucket(s, q, k, &b)) return -1;
             if (b < 0 || (b != 0 && (uint32_t)(b - 1) >= m->hp.n_seg_buckets))
                 return bee_fail("segment bucket %d exceeds num_segment_buckets %u", b, m->hp.n_seg_buckets);

@@ -43,12 +43,21 @@ static void seg_list_free(segment_list *l) {
     free(l->v);
 }
 
+/* "a.b" + "c" → "a.b.c", truncated to fit (it only labels error messages). */
+static void join_field(char *dst, size_t cap, const char *path, const char *key) {
+    size_t n = 0;
+    for (const char *p = path; *p && n + 1 < cap; p++) dst[n++] = *p;
+    if (path[0] && n + 1 < cap) dst[n++] = '.';
+    for (const char *p = key; *p && n + 1 < cap; p++) dst[n++] = *p;
+    dst[n] = 0;
+}
+
 static int build_segments(json_t *obj, int32_t depth, int need, int32_t parent, const char *path, segment_list *l) {
     const char *key;
     json_t *val;
     json_object_foreach(obj, key, val) {
         char field[1024];
-        snprintf(field, sizeof field, "%s%s%s", path, path[0] ? "." : "", key);
+        join_field(field, sizeof field, path, key);
         int32_t id = l->n;
         if (seg_push(l, key, strlen(key), depth, parent, 0, field)) return -1;
         int child_need = need || (depth == 1 && strcmp(key, "<ans>") == 0);

@@ -358,8 +358,8 @@ oom:
 
 int bee_tokenizer_pieces(const bee_tokenizer *t, const char *text, size_t len, bee_pieces *out) {
     memset(out, 0, sizeof *out);
-    raw_part *parts;
-    size_t n_parts;
+    raw_part *parts = NULL;
+    size_t n_parts = 0;
     if (split_tags(text, len, &out->scratch, &parts, &n_parts)) {
         bee_pieces_free(out);
         return -1;
