@@ -10,9 +10,12 @@ case "$name" in
   fuzz_dict)
     printf '{"input":"NGC<mask_0>","o":{"<option_0>":"a"},"<ans>":{"<mask_0>":""}}' > "$dir/seed1"
     printf '{"q":{"a":{"b":"c"}},"<ans>":""}' > "$dir/seed2" ;;
-  fuzz_gguf|fuzz_torch|fuzz_safetensors)
+  fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then
-      "$bee" init -o "$dir/seed.gguf" --dim 8 --heads 2 --dim-head 4 --ff 8 --layers 1 >/dev/null 2>&1 || true
+      vocab="$(mktemp)"
+      printf '%s\n' '<pad>' '<unk>' '<mask>' '<sep>' '</n>' '</_>' '<s>' '</s>' '<root>' '<ans>' '<option>' a b > "$vocab"
+      "$bee" init -o "$dir/seed.gguf" --vocab "$vocab" --dim 8 --heads 2 --dim-head 4 --ff 8 --layers 1 >/dev/null 2>&1 || true
+      rm -f "$vocab"
     fi ;;
 esac
