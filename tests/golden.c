@@ -63,6 +63,28 @@ void golden_write_tiny(const char *path, const uint8_t *mask, int inv_freq_f16) 
     json_decref(man);
 }
 
+bee_model *golden_load_tiny(void) {
+    if (!bee_file_present_golden()) return NULL;
+    golden_write_tiny(tu_tmp("tiny.gguf"), NULL, 0);
+    bee_model *m;
+    if (bee_model_load(tu_tmp("tiny.gguf"), &m)) fail_msg("%s", bee_error_message());
+    return m;
+}
+
+bee_tokenizer *golden_builtin_tokenizer(void) {
+    char **toks;
+    uint32_t n;
+    assert_int_equal(bee_vocab_builtin(&toks, &n), 0);
+    uint64_t *lens = malloc(n * sizeof *lens);
+    for (uint32_t i = 0; i < n; i++) lens[i] = strlen(toks[i]);
+    bee_tokenizer *t;
+    assert_int_equal(bee_tokenizer_init(&t, (const char *const *)toks, lens, n), 0);
+    for (uint32_t i = 0; i < n; i++) free(toks[i]);
+    free(toks);
+    free(lens);
+    return t;
+}
+
 void golden_npy(const char *example, const char *name, bee_npy *out) {
     char rel[512];
     snprintf(rel, sizeof rel, "cpmbee/golden/%s/%s.npy", example, name);

@@ -13,6 +13,11 @@
 /* Writes the golden tiny model to path (mask: NULL or 2 * n_layers flags;
  * inv_freq_f16 as in an upstream half=true config). */
 void golden_write_tiny(const char *path, const uint8_t *mask, int inv_freq_f16);
+/* Writes and loads the golden tiny model; NULL (with a SKIP message) when the
+ * golden data is absent. */
+bee_model *golden_load_tiny(void);
+/* A tokenizer over the builtin vocabulary (no golden data needed). */
+bee_tokenizer *golden_builtin_tokenizer(void);
 /* Loads golden/<example>/<name>.npy. */
 void golden_npy(const char *example, const char *name, bee_npy *out);
 json_t *golden_record(const char *example);

@@ -17,30 +17,9 @@
 
 /* ================================================================== byte buffer */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} tbuf;
 
-static void tb_put(tbuf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void tb_le(tbuf *b, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)(v >> (8 * i));
-        tb_put(b, &c, 1);
-    }
-}
-
-static void tb_u8(tbuf *b, uint8_t v) { tb_put(b, &v, 1); }
-static void tb_str(tbuf *b, const char *s) { tb_put(b, s, strlen(s)); }
+static void tb_u8(tu_buf *b, uint8_t v) { tu_buf_put(b, &v, 1); }
+static void tb_str(tu_buf *b, const char *s) { tu_buf_put(b, s, strlen(s)); }
 
 /* ================================================================== STORED zip writer */
 
@@ -54,89 +33,89 @@ typedef struct {
 /* Like torch: flag 0x0808, zero sizes in the local header plus a data
  * descriptor, data aligned to 64 with an "FB" extra field. With zip64 the
  * central directory uses 0xffffffff + zip64 extra fields and a ZIP64 EOCD. */
-static void zip_local_write(tbuf *b, const zmember *m) {
-    tb_le(b, 0x04034b50, 4);
-    tb_le(b, 20, 2);
-    tb_le(b, 0x0808, 2);
-    tb_le(b, m->method, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, 0x21, 2);
-    tb_le(b, 0, 4); /* crc */
-    tb_le(b, 0, 4);
-    tb_le(b, 0, 4);
+static void zip_local_write(tu_buf *b, const zmember *m) {
+    tu_buf_le(b, 0x04034b50, 4);
+    tu_buf_le(b, 20, 2);
+    tu_buf_le(b, 0x0808, 2);
+    tu_buf_le(b, m->method, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0x21, 2);
+    tu_buf_le(b, 0, 4); /* crc */
+    tu_buf_le(b, 0, 4);
+    tu_buf_le(b, 0, 4);
     size_t nl = strlen(m->name);
     size_t pad = (64 - (b->n + 2 + 2 + nl + 4) % 64) % 64;
-    tb_le(b, nl, 2);
-    tb_le(b, 4 + pad, 2);
+    tu_buf_le(b, nl, 2);
+    tu_buf_le(b, 4 + pad, 2);
     tb_str(b, m->name);
-    tb_le(b, 0x4246, 2); /* "FB" padding record */
-    tb_le(b, pad, 2);
+    tu_buf_le(b, 0x4246, 2); /* "FB" padding record */
+    tu_buf_le(b, pad, 2);
     for (size_t i = 0; i < pad; i++) tb_u8(b, 'Z');
-    tb_put(b, m->data, m->len);
-    tb_le(b, 0x08074b50, 4);
-    tb_le(b, 0, 4);
-    tb_le(b, m->len, 4);
-    tb_le(b, m->len, 4);
+    tu_buf_put(b, m->data, m->len);
+    tu_buf_le(b, 0x08074b50, 4);
+    tu_buf_le(b, 0, 4);
+    tu_buf_le(b, m->len, 4);
+    tu_buf_le(b, m->len, 4);
 }
 
-static void zip_central_write(tbuf *b, const zmember *m, uint64_t local, int zip64) {
-    tb_le(b, 0x02014b50, 4);
-    tb_le(b, 0x031e, 2);
-    tb_le(b, zip64 ? 45 : 20, 2);
-    tb_le(b, 0x0808, 2);
-    tb_le(b, m->method, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, 0x21, 2);
-    tb_le(b, 0, 4);
-    tb_le(b, zip64 ? 0xffffffffu : m->len, 4);
-    tb_le(b, zip64 ? 0xffffffffu : m->len, 4);
-    tb_le(b, strlen(m->name), 2);
-    tb_le(b, zip64 ? 28 : 0, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, 0, 4);
-    tb_le(b, zip64 ? 0xffffffffu : local, 4);
+static void zip_central_write(tu_buf *b, const zmember *m, uint64_t local, int zip64) {
+    tu_buf_le(b, 0x02014b50, 4);
+    tu_buf_le(b, 0x031e, 2);
+    tu_buf_le(b, zip64 ? 45 : 20, 2);
+    tu_buf_le(b, 0x0808, 2);
+    tu_buf_le(b, m->method, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0x21, 2);
+    tu_buf_le(b, 0, 4);
+    tu_buf_le(b, zip64 ? 0xffffffffu : m->len, 4);
+    tu_buf_le(b, zip64 ? 0xffffffffu : m->len, 4);
+    tu_buf_le(b, strlen(m->name), 2);
+    tu_buf_le(b, zip64 ? 28 : 0, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0, 4);
+    tu_buf_le(b, zip64 ? 0xffffffffu : local, 4);
     tb_str(b, m->name);
     if (zip64) {
-        tb_le(b, 1, 2);
-        tb_le(b, 24, 2);
-        tb_le(b, m->len, 8);
-        tb_le(b, m->len, 8);
-        tb_le(b, local, 8);
+        tu_buf_le(b, 1, 2);
+        tu_buf_le(b, 24, 2);
+        tu_buf_le(b, m->len, 8);
+        tu_buf_le(b, m->len, 8);
+        tu_buf_le(b, local, 8);
     }
 }
 
-static void zip_end_write(tbuf *b, size_t n, uint64_t cd_off, uint64_t cd_size, int zip64) {
+static void zip_end_write(tu_buf *b, size_t n, uint64_t cd_off, uint64_t cd_size, int zip64) {
     if (zip64) {
         uint64_t rec = b->n;
-        tb_le(b, 0x06064b50, 4);
-        tb_le(b, 44, 8);
-        tb_le(b, 0x031e, 2);
-        tb_le(b, 45, 2);
-        tb_le(b, 0, 4);
-        tb_le(b, 0, 4);
-        tb_le(b, n, 8);
-        tb_le(b, n, 8);
-        tb_le(b, cd_size, 8);
-        tb_le(b, cd_off, 8);
-        tb_le(b, 0x07064b50, 4);
-        tb_le(b, 0, 4);
-        tb_le(b, rec, 8);
-        tb_le(b, 1, 4);
+        tu_buf_le(b, 0x06064b50, 4);
+        tu_buf_le(b, 44, 8);
+        tu_buf_le(b, 0x031e, 2);
+        tu_buf_le(b, 45, 2);
+        tu_buf_le(b, 0, 4);
+        tu_buf_le(b, 0, 4);
+        tu_buf_le(b, n, 8);
+        tu_buf_le(b, n, 8);
+        tu_buf_le(b, cd_size, 8);
+        tu_buf_le(b, cd_off, 8);
+        tu_buf_le(b, 0x07064b50, 4);
+        tu_buf_le(b, 0, 4);
+        tu_buf_le(b, rec, 8);
+        tu_buf_le(b, 1, 4);
     }
-    tb_le(b, 0x06054b50, 4);
-    tb_le(b, 0, 2);
-    tb_le(b, 0, 2);
-    tb_le(b, zip64 ? 0xffff : n, 2);
-    tb_le(b, zip64 ? 0xffff : n, 2);
-    tb_le(b, zip64 ? 0xffffffffu : cd_size, 4);
-    tb_le(b, zip64 ? 0xffffffffu : cd_off, 4);
-    tb_le(b, 0, 2);
+    tu_buf_le(b, 0x06054b50, 4);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, 0, 2);
+    tu_buf_le(b, zip64 ? 0xffff : n, 2);
+    tu_buf_le(b, zip64 ? 0xffff : n, 2);
+    tu_buf_le(b, zip64 ? 0xffffffffu : cd_size, 4);
+    tu_buf_le(b, zip64 ? 0xffffffffu : cd_off, 4);
+    tu_buf_le(b, 0, 2);
 }
 
-static tbuf zip_build(const zmember *m, size_t n, int zip64) {
-    tbuf b = {0};
+static tu_buf zip_build(const zmember *m, size_t n, int zip64) {
+    tu_buf b = {0};
     uint64_t *local = calloc(n + 1, sizeof *local);
     for (size_t i = 0; i < n; i++) {
         local[i] = b.n;
@@ -151,26 +130,26 @@ static tbuf zip_build(const zmember *m, size_t n, int zip64) {
 
 /* ================================================================== pickle writer */
 
-static void pk_op(tbuf *b, uint8_t op) { tb_u8(b, op); }
+static void pk_op(tu_buf *b, uint8_t op) { tb_u8(b, op); }
 
-static void pk_text(tbuf *b, const char *s) {
+static void pk_text(tu_buf *b, const char *s) {
     pk_op(b, 'X');
-    tb_le(b, strlen(s), 4);
+    tu_buf_le(b, strlen(s), 4);
     tb_str(b, s);
 }
 
-static void pk_int(tbuf *b, int64_t v) {
+static void pk_int(tu_buf *b, int64_t v) {
     if (v >= INT32_MIN && v <= INT32_MAX) {
         pk_op(b, 'J');
-        tb_le(b, (uint64_t)v, 4);
+        tu_buf_le(b, (uint64_t)v, 4);
     } else {
         pk_op(b, 0x8a);
         tb_u8(b, 8);
-        tb_le(b, (uint64_t)v, 8);
+        tu_buf_le(b, (uint64_t)v, 8);
     }
 }
 
-static void pk_global(tbuf *b, const char *module, const char *name) {
+static void pk_global(tu_buf *b, const char *module, const char *name) {
     pk_op(b, 'c');
     tb_str(b, module);
     tb_u8(b, '\n');
@@ -178,7 +157,7 @@ static void pk_global(tbuf *b, const char *module, const char *name) {
     tb_u8(b, '\n');
 }
 
-static void pk_int_tuple(tbuf *b, const int64_t *v, int n) {
+static void pk_int_tuple(tu_buf *b, const int64_t *v, int n) {
     pk_op(b, '(');
     for (int i = 0; i < n; i++) pk_int(b, v[i]);
     pk_op(b, 't');
@@ -194,13 +173,13 @@ typedef struct {
     int64_t shape[4], stride[4];
 } tspec;
 
-static void pk_ordered_dict(tbuf *b) {
+static void pk_ordered_dict(tu_buf *b) {
     pk_global(b, "collections", "OrderedDict");
     pk_op(b, ')');
     pk_op(b, 'R');
 }
 
-static void pk_tensor(tbuf *b, const tspec *t) {
+static void pk_tensor(tu_buf *b, const tspec *t) {
     pk_global(b, "torch._utils", "_rebuild_tensor_v2");
     pk_op(b, '(');
     pk_op(b, '(');
@@ -221,8 +200,8 @@ static void pk_tensor(tbuf *b, const tspec *t) {
 }
 
 /* OrderedDict of the tensors, optionally followed by BUILD with a _metadata state. */
-static tbuf pk_state_dict(const tspec *ts, size_t n, int with_build) {
-    tbuf b = {0};
+static tu_buf pk_state_dict(const tspec *ts, size_t n, int with_build) {
+    tu_buf b = {0};
     pk_op(&b, 0x80);
     tb_u8(&b, 2);
     pk_ordered_dict(&b);
@@ -262,7 +241,7 @@ static const tspec g_specs[] = {
 #define N_SPECS (sizeof g_specs / sizeof g_specs[0])
 
 /* A checkpoint with the given pickle and the three storages; method of member `compressed` set to 8. */
-static tbuf synth_zip(const tbuf *pkl, int zip64, const char *compressed) {
+static tu_buf synth_zip(const tu_buf *pkl, int zip64, const char *compressed) {
     zmember m[] = {
         {"arch/data.pkl", pkl->p, pkl->n, 0},
         {"arch/data/0", g_f32, sizeof g_f32, 0},
@@ -275,9 +254,9 @@ static tbuf synth_zip(const tbuf *pkl, int zip64, const char *compressed) {
     return zip_build(m, sizeof m / sizeof m[0], zip64);
 }
 
-static tbuf synth_ckpt(const tspec *ts, size_t n, int zip64, int with_build) {
-    tbuf pkl = pk_state_dict(ts, n, with_build);
-    tbuf z = synth_zip(&pkl, zip64, NULL);
+static tu_buf synth_ckpt(const tspec *ts, size_t n, int zip64, int with_build) {
+    tu_buf pkl = pk_state_dict(ts, n, with_build);
+    tu_buf z = synth_zip(&pkl, zip64, NULL);
     free(pkl.p);
     return z;
 }
@@ -299,15 +278,15 @@ static int open_torch_copy(const void *d, size_t n, bee_ckpt **c) {
         }                                                                                 \
     } while (0)
 
-static void expect_torch_error(const tbuf *z, const char *substring) {
+static void expect_torch_error(const tu_buf *z, const char *substring) {
     bee_ckpt *c = NULL;
     bee_error_clear();
     assert_int_equal(open_torch_copy(z->p, z->n, &c), -1);
     assert_error_contains(substring);
 }
 
-static void expect_pickle_error(const tbuf *pkl, const char *substring) {
-    tbuf z = synth_zip(pkl, 0, NULL);
+static void expect_pickle_error(const tu_buf *pkl, const char *substring) {
+    tu_buf z = synth_zip(pkl, 0, NULL);
     expect_torch_error(&z, substring);
     free(z.p);
 }
@@ -348,7 +327,7 @@ static void test_torch_synthetic(void **state) {
     (void)state;
     for (int zip64 = 0; zip64 < 2; zip64++) {
         for (int build = 0; build < 2; build++) {
-            tbuf z = synth_ckpt(g_specs, N_SPECS, zip64, build);
+            tu_buf z = synth_ckpt(g_specs, N_SPECS, zip64, build);
             bee_ckpt *c = NULL;
             if (bee_ckpt_open_torch_buffer(z.p, z.n, "synth.pt", &c)) fail_msg("%s", bee_error_message());
             check_synth(c);
@@ -360,7 +339,7 @@ static void test_torch_synthetic(void **state) {
 
 static void test_torch_open_path(void **state) {
     (void)state;
-    tbuf z = synth_ckpt(g_specs, N_SPECS, 1, 1);
+    tu_buf z = synth_ckpt(g_specs, N_SPECS, 1, 1);
     const char *path = tu_tmp("synth.pt");
     tu_write(path, z.p, z.n);
     free(z.p);
@@ -383,8 +362,8 @@ static void test_torch_open_path(void **state) {
 /* {"epoch": 3, "state_dict": {...}} and a protocol-4 style pickle of one tensor. */
 static void test_torch_wrapper_and_proto4(void **state) {
     (void)state;
-    tbuf inner = pk_state_dict(g_specs, 1, 0);
-    tbuf b = {0};
+    tu_buf inner = pk_state_dict(g_specs, 1, 0);
+    tu_buf b = {0};
     pk_op(&b, 0x80);
     tb_u8(&b, 2);
     pk_op(&b, '}');
@@ -392,10 +371,10 @@ static void test_torch_wrapper_and_proto4(void **state) {
     pk_text(&b, "epoch");
     pk_int(&b, 3);
     pk_text(&b, "state_dict");
-    tb_put(&b, inner.p + 2, inner.n - 3); /* the inner dict without PROTO and STOP */
+    tu_buf_put(&b, inner.p + 2, inner.n - 3); /* the inner dict without PROTO and STOP */
     pk_op(&b, 'u');
     pk_op(&b, '.');
-    tbuf z = synth_zip(&b, 0, NULL);
+    tu_buf z = synth_zip(&b, 0, NULL);
     bee_ckpt *c = NULL;
     if (bee_ckpt_open_torch_buffer(z.p, z.n, "w.pt", &c)) fail_msg("%s", bee_error_message());
     assert_int_equal(bee_ckpt_count(c), 1);
@@ -415,8 +394,8 @@ static void test_torch_wrapper_and_proto4(void **state) {
         "\x8c\x01" "0\x94\x8c\x03" "cpu\x94K\x06t\x94Q"
         "K\x00K\x02K\x03\x86\x94K\x03K\x01\x86\x94\x88}\x94t\x94R\x94"
         "s.";
-    tbuf pk = {0};
-    tb_put(&pk, p4, sizeof p4 - 1);
+    tu_buf pk = {0};
+    tu_buf_put(&pk, p4, sizeof p4 - 1);
     z = synth_zip(&pk, 1, NULL);
     if (bee_ckpt_open_torch_buffer(z.p, z.n, "p4.pt", &c)) fail_msg("%s", bee_error_message());
     assert_int_equal(bee_ckpt_count(c), 1);
@@ -432,15 +411,15 @@ static void test_torch_wrapper_and_proto4(void **state) {
 static void test_torch_disallowed_global(void **state) {
     (void)state;
     static const char evil[] = "\x80\x02" "cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85R.";
-    tbuf pkl = {0};
-    tb_put(&pkl, evil, sizeof evil - 1);
+    tu_buf pkl = {0};
+    tu_buf_put(&pkl, evil, sizeof evil - 1);
     expect_pickle_error(&pkl, "disallowed global 'os system'");
     expect_pickle_error(&pkl, "arch/data.pkl offset 2:");
     free(pkl.p);
     /* STACK_GLOBAL goes through the same allow-list */
     static const char evil4[] = "\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93.";
-    pkl = (tbuf){0};
-    tb_put(&pkl, evil4, sizeof evil4 - 1);
+    pkl = (tu_buf){0};
+    tu_buf_put(&pkl, evil4, sizeof evil4 - 1);
     expect_pickle_error(&pkl, "disallowed global 'builtins eval'");
     free(pkl.p);
 }
@@ -473,8 +452,8 @@ static void test_torch_hostile_pickles(void **state) {
         {PK("\x80\x02" "ccollections\nOrderedDict\n(K\x01tR."), "OrderedDict with constructor arguments"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        tbuf pkl = {0};
-        tb_put(&pkl, cases[i].pkl, cases[i].n);
+        tu_buf pkl = {0};
+        tu_buf_put(&pkl, cases[i].pkl, cases[i].n);
         expect_pickle_error(&pkl, cases[i].msg);
         free(pkl.p);
     }
@@ -483,7 +462,7 @@ static void test_torch_hostile_pickles(void **state) {
 /* Deep nesting, long mark chains and huge memo writes stay bounded. */
 static void test_torch_resource_limits(void **state) {
     (void)state;
-    tbuf pkl = {0};
+    tu_buf pkl = {0};
     tb_str(&pkl, "\x80\x02");
     for (int i = 0; i < 70000; i++) tb_u8(&pkl, '(');
     tb_u8(&pkl, '.');
@@ -503,7 +482,7 @@ static void test_torch_resource_limits(void **state) {
 static void test_torch_tensor_errors(void **state) {
     (void)state;
     tspec t = {"x", "FloatStorage", "0", 6, 0, 2, {2, 3}, {1, 2}};
-    tbuf z = synth_ckpt(&t, 1, 0, 1);
+    tu_buf z = synth_ckpt(&t, 1, 0, 1);
     expect_torch_error(&z, "tensor 'x' is not contiguous (dim 1: stride 2, expected 1)");
     free(z.p);
 
@@ -540,8 +519,8 @@ static void test_torch_tensor_errors(void **state) {
 
 static void test_torch_compressed_member(void **state) {
     (void)state;
-    tbuf pkl = pk_state_dict(g_specs, N_SPECS, 1);
-    tbuf z = synth_zip(&pkl, 0, "arch/data/1");
+    tu_buf pkl = pk_state_dict(g_specs, N_SPECS, 1);
+    tu_buf z = synth_zip(&pkl, 0, "arch/data/1");
     expect_torch_error(&z, "zip member 'arch/data/1' is compressed (method 8)");
     free(z.p);
     z = synth_zip(&pkl, 1, "arch/data.pkl");
@@ -550,7 +529,7 @@ static void test_torch_compressed_member(void **state) {
     free(pkl.p);
 }
 
-static size_t find_sig_from(const tbuf *z, size_t from, uint32_t sig, int nth) {
+static size_t find_sig_from(const tu_buf *z, size_t from, uint32_t sig, int nth) {
     for (size_t i = from; i + 4 <= z->n; i++) {
         uint32_t v = (uint32_t)z->p[i] | (uint32_t)z->p[i + 1] << 8 | (uint32_t)z->p[i + 2] << 16 |
                      (uint32_t)z->p[i + 3] << 24;
@@ -560,11 +539,11 @@ static size_t find_sig_from(const tbuf *z, size_t from, uint32_t sig, int nth) {
     return 0;
 }
 
-static size_t find_sig(const tbuf *z, uint32_t sig, int nth) { return find_sig_from(z, 0, sig, nth); }
+static size_t find_sig(const tu_buf *z, uint32_t sig, int nth) { return find_sig_from(z, 0, sig, nth); }
 
 static void test_torch_corrupt_zip(void **state) {
     (void)state;
-    tbuf z = synth_ckpt(g_specs, N_SPECS, 0, 1);
+    tu_buf z = synth_ckpt(g_specs, N_SPECS, 0, 1);
     size_t e3 = find_sig(&z, 0x02014b50, 3);
     size_t eocd = find_sig(&z, 0x06054b50, 0);
 
@@ -587,7 +566,7 @@ static void test_torch_corrupt_zip(void **state) {
     z.p[local0] = 'Q';
     expect_torch_error(&z, "zip member 'arch/data.pkl': bad local header signature at offset 0");
     z.p[local0] = 'P';
-    expect_torch_error(&(tbuf){z.p, 10, 0}, "not a zip file");
+    expect_torch_error(&(tu_buf){z.p, 10, 0}, "not a zip file");
     free(z.p);
 
     /* zip64: broken locator target and short zip64 extra field */
@@ -615,14 +594,14 @@ static void test_torch_corrupt_zip(void **state) {
 /* Every prefix of a synthetic archive and every truncation of its pickle fails cleanly. */
 static void test_torch_truncated_synthetic(void **state) {
     (void)state;
-    tbuf z = synth_ckpt(g_specs, N_SPECS, 1, 1);
+    tu_buf z = synth_ckpt(g_specs, N_SPECS, 1, 1);
     bee_ckpt *c;
     for (size_t n = 0; n < z.n; n++) assert_int_equal(open_torch_copy(z.p, n, &c), -1);
     assert_int_equal(open_torch_copy(z.p, z.n, &c), 0);
     free(z.p);
-    tbuf pkl = pk_state_dict(g_specs, N_SPECS, 1);
+    tu_buf pkl = pk_state_dict(g_specs, N_SPECS, 1);
     for (size_t n = 0; n < pkl.n; n++) {
-        tbuf cut = {pkl.p, n, n};
+        tu_buf cut = {pkl.p, n, n};
         z = synth_zip(&cut, 0, NULL);
         expect_torch_error(&z, "arch/data.pkl offset");
         free(z.p);
@@ -694,7 +673,7 @@ typedef struct {
     uint64_t begin, end; /* relative to the data section */
 } st_spec;
 
-static tbuf st_build(const st_spec *s, size_t n, const void *data, size_t data_len, const char *extra) {
+static tu_buf st_build(const st_spec *s, size_t n, const void *data, size_t data_len, const char *extra) {
     char header[4096];
     size_t h = (size_t)snprintf(header, sizeof header, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (size_t i = 0; i < n; i++)
@@ -703,16 +682,16 @@ static tbuf st_build(const st_spec *s, size_t n, const void *data, size_t data_l
                               s[i].dtype, s[i].shape, (unsigned long long)s[i].begin, (unsigned long long)s[i].end);
     h += (size_t)snprintf(header + h, sizeof header - h, "%s}", extra ? extra : "");
     while (h % 8) header[h++] = ' ';
-    tbuf b = {0};
-    tb_le(&b, h, 8);
-    tb_put(&b, header, h);
-    tb_put(&b, data, data_len);
+    tu_buf b = {0};
+    tu_buf_le(&b, h, 8);
+    tu_buf_put(&b, header, h);
+    tu_buf_put(&b, data, data_len);
     return b;
 }
 
 static uint8_t g_st_data[24 + 6 + 2];
 
-static tbuf st_good(void) {
+static tu_buf st_good(void) {
     memcpy(g_st_data, g_f32, 16);
     memcpy(g_st_data + 16, g_f16, 6);
     memcpy(g_st_data + 22, g_bf16, 2);
@@ -726,7 +705,7 @@ static tbuf st_good(void) {
     return st_build(s, 4, g_st_data, 24, NULL);
 }
 
-static void expect_st_error(const tbuf *b, const char *substring) {
+static void expect_st_error(const tu_buf *b, const char *substring) {
     bee_ckpt *c = NULL;
     bee_error_clear();
     void *copy = malloc(b->n ? b->n : 1);
@@ -741,7 +720,7 @@ static void expect_st_error(const tbuf *b, const char *substring) {
 
 static void test_safetensors_ok(void **state) {
     (void)state;
-    tbuf b = st_good();
+    tu_buf b = st_good();
     const char *path = tu_tmp("m.safetensors");
     tu_write(path, b.p, b.n);
     free(b.p);
@@ -782,11 +761,11 @@ static void test_safetensors_errors(void **state) {
         {{"x", "F32", "\"a\"", 0, 8}, "\"shape\" is not an array"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        tbuf b = st_build(&cases[i].s, 1, g_st_data, 24, NULL);
+        tu_buf b = st_build(&cases[i].s, 1, g_st_data, 24, NULL);
         expect_st_error(&b, cases[i].msg);
         free(b.p);
     }
-    tbuf b = st_build(NULL, 0, g_st_data, 24, ",\"y\":{\"shape\":[1],\"data_offsets\":[0,4]}");
+    tu_buf b = st_build(NULL, 0, g_st_data, 24, ",\"y\":{\"shape\":[1],\"data_offsets\":[0,4]}");
     expect_st_error(&b, "tensor 'y': missing or non-string \"dtype\"");
     free(b.p);
     b = st_build(NULL, 0, g_st_data, 24, ",\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}");
@@ -809,15 +788,15 @@ static void test_safetensors_errors(void **state) {
     b.p[8] = '[';
     expect_st_error(&b, "not a safetensors file");
     free(b.p);
-    expect_st_error(&(tbuf){(uint8_t *)"abc", 3, 3}, "too small for a safetensors file (3 bytes)");
-    expect_st_error(&(tbuf){NULL, 0, 0}, "too small");
+    expect_st_error(&(tu_buf){(uint8_t *)"abc", 3, 3}, "too small for a safetensors file (3 bytes)");
+    expect_st_error(&(tu_buf){NULL, 0, 0}, "too small");
 }
 
 static void test_safetensors_truncated(void **state) {
     (void)state;
-    tbuf b = st_good();
+    tu_buf b = st_good();
     for (size_t n = 0; n < b.n; n++) {
-        tbuf cut = {b.p, n, n};
+        tu_buf cut = {b.p, n, n};
         expect_st_error(&cut, "m.safetensors: ");
     }
     free(b.p);
@@ -978,7 +957,7 @@ static void test_golden_bitflips(void **state) {
     }
     assert_true(fails > 1000);
     /* a corrupt central directory entry names the entry */
-    tbuf t = {copy, len, len};
+    tu_buf t = {copy, len, len};
     size_t e3 = find_sig_from(&t, len - 2600, 0x02014b50, 3);
     copy[e3 + 42 + 3] = 0x7f;
     bee_ckpt *c;

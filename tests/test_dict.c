@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "testutil.h"
 #include "tokenizer/dict.h"
 #include "util/error.h"
@@ -15,15 +16,7 @@ static bee_tokenizer *g_tok;
 static int setup(void **state) {
     (void)state;
     if (bee_tokenizer_load_txt(tu_shared("cpmbee/vocab/bee.txt"), &g_tok) == 0) return 0;
-    char **toks;
-    uint32_t n;
-    assert_int_equal(bee_vocab_builtin(&toks, &n), 0);
-    uint64_t *lens = malloc(n * sizeof *lens);
-    for (uint32_t i = 0; i < n; i++) lens[i] = strlen(toks[i]);
-    assert_int_equal(bee_tokenizer_init(&g_tok, (const char *const *)toks, lens, n), 0);
-    for (uint32_t i = 0; i < n; i++) free(toks[i]);
-    free(toks);
-    free(lens);
+    g_tok = golden_builtin_tokenizer();
     return 0;
 }
 

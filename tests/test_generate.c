@@ -15,9 +15,7 @@ static bee_model *g_model;
 
 static int setup(void **state) {
     (void)state;
-    if (!bee_file_present_golden()) return 0;
-    golden_write_tiny(tu_tmp("tiny.gguf"), NULL, 0);
-    if (bee_model_load(tu_tmp("tiny.gguf"), &g_model)) fail_msg("%s", bee_error_message());
+    g_model = golden_load_tiny();
     return 0;
 }
 

@@ -12,56 +12,35 @@
 
 /* ---------------------------------------------------------------- byte builder (independent of the writer) */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} tb;
 
-static void tb_put(tb *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
+static void tb_u32(tu_buf *b, uint32_t v) { tu_buf_le(b, v, 4); }
+static void tb_u64(tu_buf *b, uint64_t v) { tu_buf_le(b, v, 8); }
 
-static void tb_le(tb *b, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)(v >> (8 * i));
-        tb_put(b, &c, 1);
-    }
-}
-
-static void tb_u32(tb *b, uint32_t v) { tb_le(b, v, 4); }
-static void tb_u64(tb *b, uint64_t v) { tb_le(b, v, 8); }
-
-static void tb_strn(tb *b, const char *s, size_t n) {
+static void tb_strn(tu_buf *b, const char *s, size_t n) {
     tb_u64(b, n);
-    tb_put(b, s, n);
+    tu_buf_put(b, s, n);
 }
 
-static void tb_str(tb *b, const char *s) { tb_strn(b, s, strlen(s)); }
+static void tb_str(tu_buf *b, const char *s) { tb_strn(b, s, strlen(s)); }
 
-static void tb_pad(tb *b, size_t align) {
-    while (b->n % align) tb_le(b, 0, 1);
+static void tb_pad(tu_buf *b, size_t align) {
+    while (b->n % align) tu_buf_le(b, 0, 1);
 }
 
-static void tb_header(tb *b, uint64_t n_t, uint64_t n_kv) {
-    tb_put(b, "GGUF", 4);
+static void tb_header(tu_buf *b, uint64_t n_t, uint64_t n_kv) {
+    tu_buf_put(b, "GGUF", 4);
     tb_u32(b, 3);
     tb_u64(b, n_t);
     tb_u64(b, n_kv);
 }
 
-static void tb_kv_u32(tb *b, const char *key, uint32_t v) {
+static void tb_kv_u32(tu_buf *b, const char *key, uint32_t v) {
     tb_str(b, key);
     tb_u32(b, BEE_GGUF_UINT32);
     tb_u32(b, v);
 }
 
-static void tb_tinfo(tb *b, const char *name, uint32_t nd, const uint64_t *ne, uint32_t type, uint64_t off) {
+static void tb_tinfo(tu_buf *b, const char *name, uint32_t nd, const uint64_t *ne, uint32_t type, uint64_t off) {
     tb_str(b, name);
     tb_u32(b, nd);
     for (uint32_t i = 0; i < nd; i++) tb_u64(b, ne[i]);
@@ -69,14 +48,14 @@ static void tb_tinfo(tb *b, const char *name, uint32_t nd, const uint64_t *ne, u
     tb_u64(b, off);
 }
 
-static void tb_zeros(tb *b, size_t n) {
-    for (size_t i = 0; i < n; i++) tb_le(b, 0, 1);
+static void tb_zeros(tu_buf *b, size_t n) {
+    for (size_t i = 0; i < n; i++) tu_buf_le(b, 0, 1);
 }
 
-static void tb_free(tb *b) { free(b->p); }
+static void tb_free(tu_buf *b) { free(b->p); }
 
 /* Opens b (from an exact-size heap copy, so ASan sees over-reads). */
-static int open_tb(const tb *b, const char *name, bee_gguf **g) {
+static int open_tb(const tu_buf *b, const char *name, bee_gguf **g) {
     void *copy = b->n ? malloc(b->n) : NULL;
     if (b->n) memcpy(copy, b->p, b->n);
     int rc = bee_gguf_open_buffer(copy, b->n, name, g);
@@ -95,7 +74,7 @@ static void assert_msg_has(const char *sub) {
 }
 
 /* Asserts that b fails to open and the message names the file and both substrings. */
-static void expect_fail(tb *b, const char *sub1, const char *sub2) {
+static void expect_fail(tu_buf *b, const char *sub1, const char *sub2) {
     bee_gguf *g = (bee_gguf *)&g;
     bee_error_clear();
     assert_int_equal(open_tb(b, "crafted.gguf", &g), -1);
@@ -106,7 +85,7 @@ static void expect_fail(tb *b, const char *sub1, const char *sub2) {
     tb_free(b);
 }
 
-static void expect_ok(tb *b) {
+static void expect_ok(tu_buf *b) {
     bee_gguf *g = NULL;
     if (open_tb(b, "crafted.gguf", &g)) fail_msg("valid twin failed: %s", bee_error_message());
     bee_gguf_free(g);
@@ -361,7 +340,7 @@ static void test_writer_layout(void **state) {
     assert_int_equal(bee_gguf_add_tensor(w, "t", BEE_TYPE_F32, 1, ne, data, sizeof data), 0);
     assert_int_equal(bee_gguf_writer_write(w, path), 0);
     bee_gguf_writer_free(w);
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, 1, 2);
     tb_kv_u32(&b, "x", 7);
     tb_str(&b, "name");
@@ -369,7 +348,7 @@ static void test_writer_layout(void **state) {
     tb_str(&b, "bee");
     tb_tinfo(&b, "t", 1, ne, BEE_TYPE_F32, 0);
     tb_pad(&b, 32);
-    tb_put(&b, data, sizeof data);
+    tu_buf_put(&b, data, sizeof data);
     tb_pad(&b, 32);
     char *buf;
     size_t len;
@@ -383,13 +362,13 @@ static void test_writer_layout(void **state) {
 /* A hand-built file (not from the writer) reads back correctly. */
 static void test_read_handmade(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     const uint64_t ne[2] = {2, 2};
     tb_header(&b, 2, 3);
     tb_kv_u32(&b, "general.alignment", 16);
     tb_str(&b, "i16");
     tb_u32(&b, BEE_GGUF_INT16);
-    tb_le(&b, 0xfffe, 2); /* -2 */
+    tu_buf_le(&b, 0xfffe, 2); /* -2 */
     tb_str(&b, "strs");
     tb_u32(&b, BEE_GGUF_ARRAY);
     tb_u32(&b, BEE_GGUF_STRING);
@@ -400,11 +379,11 @@ static void test_read_handmade(void **state) {
     tb_tinfo(&b, "v", 1, ne, BEE_TYPE_BF16, 0);
     tb_pad(&b, 16);
     size_t start = b.n;
-    tb_le(&b, 0x1122, 2);
-    tb_le(&b, 0x3344, 2);
+    tu_buf_le(&b, 0x1122, 2);
+    tu_buf_le(&b, 0x3344, 2);
     tb_zeros(&b, 12);
-    tb_le(&b, 0xaabbccdd, 4);
-    tb_le(&b, 0x11111111, 4); /* 8 bytes of w */
+    tu_buf_le(&b, 0xaabbccdd, 4);
+    tu_buf_le(&b, 0x11111111, 4); /* 8 bytes of w */
     bee_gguf *g;
     assert_int_equal(bee_gguf_open_buffer(b.p, b.n, "hand.gguf", &g), 0);
     int64_t v;
@@ -561,13 +540,13 @@ static void test_writer_errors(void **state) {
 
 static void test_bad_magic(void **state) {
     (void)state;
-    tb b = {0};
-    tb_put(&b, "GGUX", 4);
+    tu_buf b = {0};
+    tu_buf_put(&b, "GGUX", 4);
     tb_u32(&b, 3);
     tb_u64(&b, 0);
     tb_u64(&b, 0);
     expect_fail(&b, "offset 0", "magic");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, 0);
     expect_ok(&b);
 }
@@ -576,9 +555,9 @@ static void test_version(void **state) {
     (void)state;
     for (uint32_t v = 0; v < 5; v++) {
         if (v == 3) continue;
-        tb b = {0};
+        tu_buf b = {0};
         char want[32];
-        tb_put(&b, "GGUF", 4);
+        tu_buf_put(&b, "GGUF", 4);
         tb_u32(&b, v);
         tb_u64(&b, 0);
         tb_u64(&b, 0);
@@ -636,30 +615,30 @@ static void test_truncated(void **state) {
 
 static void test_truncated_messages(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, 0, 1);
     tb_str(&b, "general.name");
     tb_u32(&b, BEE_GGUF_STRING);
-    tb_le(&b, 5, 4); /* the string length at offset 48 is cut after 4 of its 8 bytes */
+    tu_buf_le(&b, 5, 4); /* the string length at offset 48 is cut after 4 of its 8 bytes */
     tb_zeros(&b, 10);
     b.n = 48 + 4;
     expect_fail(&b, "truncated at offset 48 while reading key #0 ('general.name') string length", NULL);
-    b = (tb){0};
-    tb_put(&b, "GGUF\3\0", 6);
+    b = (tu_buf){0};
+    tu_buf_put(&b, "GGUF\3\0", 6);
     expect_fail(&b, "truncated at offset 4 while reading header version", NULL);
 }
 
 static void test_huge_counts(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, (uint64_t)1 << 62, 0);
     tb_zeros(&b, 100);
     expect_fail(&b, "offset 8", "tensor count");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, UINT64_MAX);
     tb_zeros(&b, 100);
     expect_fail(&b, "offset 16", "key/value count");
-    b = (tb){0}; /* array count larger than the file */
+    b = (tu_buf){0}; /* array count larger than the file */
     tb_header(&b, 0, 1);
     tb_str(&b, "arr");
     tb_u32(&b, BEE_GGUF_ARRAY);
@@ -670,7 +649,7 @@ static void test_huge_counts(void **state) {
 }
 
 /* One key "k" (value type at offset 33, value at 37) for the key-level tests. */
-static void one_kv(tb *b, uint32_t type) {
+static void one_kv(tu_buf *b, uint32_t type) {
     tb_header(b, 0, 1);
     tb_str(b, "k");
     tb_u32(b, type);
@@ -678,16 +657,16 @@ static void one_kv(tb *b, uint32_t type) {
 
 static void test_huge_string(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     one_kv(&b, BEE_GGUF_STRING);
     tb_u64(&b, UINT64_MAX - 3);
-    tb_put(&b, "abc", 3);
+    tu_buf_put(&b, "abc", 3);
     expect_fail(&b, "offset 37", "key #0 ('k') string length");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_kv(&b, BEE_GGUF_STRING);
     tb_str(&b, "abc");
     expect_ok(&b);
-    b = (tb){0}; /* huge string inside a string array */
+    b = (tu_buf){0}; /* huge string inside a string array */
     one_kv(&b, BEE_GGUF_ARRAY);
     tb_u32(&b, BEE_GGUF_STRING);
     tb_u64(&b, 2);
@@ -698,35 +677,35 @@ static void test_huge_string(void **state) {
 
 static void test_bad_bool(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     one_kv(&b, BEE_GGUF_BOOL);
-    tb_le(&b, 2, 1);
+    tu_buf_le(&b, 2, 1);
     expect_fail(&b, "offset 37", "bool");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_kv(&b, BEE_GGUF_BOOL);
-    tb_le(&b, 1, 1);
+    tu_buf_le(&b, 1, 1);
     expect_ok(&b);
-    b = (tb){0};
+    b = (tu_buf){0};
     one_kv(&b, BEE_GGUF_ARRAY);
     tb_u32(&b, BEE_GGUF_BOOL);
     tb_u64(&b, 3);
-    tb_put(&b, "\1\0\7", 3);
+    tu_buf_put(&b, "\1\0\7", 3);
     expect_fail(&b, "offset 51", "array element #2");
 }
 
 static void test_unknown_value_type(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     one_kv(&b, 13);
     tb_u32(&b, 0);
     tb_zeros(&b, 8);
     expect_fail(&b, "offset 33", "unknown value type 13");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_kv(&b, BEE_GGUF_ARRAY);
     tb_u32(&b, 99);
     tb_u64(&b, 0);
     expect_fail(&b, "offset 37", "unknown value type 99");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_kv(&b, BEE_GGUF_ARRAY);
     tb_u32(&b, BEE_GGUF_ARRAY);
     tb_u64(&b, 0);
@@ -735,12 +714,12 @@ static void test_unknown_value_type(void **state) {
 
 static void test_duplicate_key(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, 0, 2);
     tb_kv_u32(&b, "k", 1);
     tb_kv_u32(&b, "k", 2);
     expect_fail(&b, "offset 41", "duplicate key");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, 2);
     tb_kv_u32(&b, "k", 1);
     tb_kv_u32(&b, "j", 2);
@@ -749,13 +728,13 @@ static void test_duplicate_key(void **state) {
 
 static void test_bad_names(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, 0, 1);
     tb_strn(&b, "a\0b", 3);
     tb_u32(&b, BEE_GGUF_UINT8);
-    tb_le(&b, 0, 1);
+    tu_buf_le(&b, 0, 1);
     expect_fail(&b, "offset 33", "NUL");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, 1);
     tb_str(&b, "");
     tb_u32(&b, BEE_GGUF_UINT8);
@@ -765,15 +744,15 @@ static void test_bad_names(void **state) {
 
 static void test_bad_alignment_kv(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     tb_header(&b, 0, 1);
     tb_kv_u32(&b, "general.alignment", 48);
     expect_fail(&b, "power of two", "general.alignment");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, 1);
     tb_kv_u32(&b, "general.alignment", 0);
     expect_fail(&b, "power of two", NULL);
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 0, 1);
     tb_str(&b, "general.alignment");
     tb_u32(&b, BEE_GGUF_UINT64);
@@ -783,7 +762,7 @@ static void test_bad_alignment_kv(void **state) {
 
 /* One tensor "a": n_dims at 33, ne[j] at 37 + 8j, then type and data offset
  * (at 45 and 49 with one dim). */
-static void one_tensor(tb *b, uint32_t nd, const uint64_t *ne, uint32_t type, uint64_t off, size_t data) {
+static void one_tensor(tu_buf *b, uint32_t nd, const uint64_t *ne, uint32_t type, uint64_t off, size_t data) {
     tb_header(b, 1, 0);
     tb_tinfo(b, "a", nd, ne, type, off);
     tb_pad(b, 32);
@@ -793,10 +772,10 @@ static void one_tensor(tb *b, uint32_t nd, const uint64_t *ne, uint32_t type, ui
 static void test_unknown_tensor_type(void **state) {
     (void)state;
     const uint64_t ne[1] = {4};
-    tb b = {0};
+    tu_buf b = {0};
     one_tensor(&b, 1, ne, 1000, 0, 16);
     expect_fail(&b, "offset 45", "unknown tensor type 1000");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 1, ne, BEE_TYPE_F32, 0, 16);
     expect_ok(&b);
 }
@@ -804,19 +783,19 @@ static void test_unknown_tensor_type(void **state) {
 static void test_bad_dims(void **state) {
     (void)state;
     const uint64_t ne[5] = {1, 1, 1, 1, 1}, zero[2] = {4, 0}, big[4] = {1ull << 32, 1ull << 32, 1ull << 32, 1};
-    tb b = {0};
+    tu_buf b = {0};
     one_tensor(&b, 5, ne, BEE_TYPE_F32, 0, 4);
     expect_fail(&b, "offset 33", "n_dims is 5");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 0, ne, BEE_TYPE_F32, 0, 4);
     expect_fail(&b, "offset 33", "n_dims is 0");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 2, zero, BEE_TYPE_F32, 0, 4);
     expect_fail(&b, "offset 45", "ne[1]");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 3, big, BEE_TYPE_F32, 0, 4);
     expect_fail(&b, "offset 45", "overflow");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 4, ne, BEE_TYPE_F32, 0, 4);
     expect_ok(&b);
 }
@@ -824,10 +803,10 @@ static void test_bad_dims(void **state) {
 static void test_misaligned_offset(void **state) {
     (void)state;
     const uint64_t ne[1] = {4};
-    tb b = {0};
+    tu_buf b = {0};
     one_tensor(&b, 1, ne, BEE_TYPE_F32, 4, 64);
     expect_fail(&b, "offset 49", "alignment 32");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 1, ne, BEE_TYPE_F32, 32, 64);
     expect_ok(&b);
 }
@@ -835,19 +814,19 @@ static void test_misaligned_offset(void **state) {
 static void test_out_of_bounds(void **state) {
     (void)state;
     const uint64_t ne[1] = {4};
-    tb b = {0};
+    tu_buf b = {0};
     one_tensor(&b, 1, ne, BEE_TYPE_F32, 0, 15);
     expect_fail(&b, "offset 49", "past the end");
-    b = (tb){0};
+    b = (tu_buf){0};
     one_tensor(&b, 1, ne, BEE_TYPE_F32, (uint64_t)-32, 16);
     expect_fail(&b, "offset 49", "past the end");
-    b = (tb){0};
+    b = (tu_buf){0};
     tb_header(&b, 1, 0);
     tb_tinfo(&b, "a", 1, ne, BEE_TYPE_F32, 0); /* data section start itself past the end */
     expect_fail(&b, "past the end", "tensor #0 ('a')");
 }
 
-static void two_tensors(tb *b, const char *n1, uint64_t off1, const char *n2, uint64_t off2) {
+static void two_tensors(tu_buf *b, const char *n1, uint64_t off1, const char *n2, uint64_t off2) {
     const uint64_t ne1[1] = {16}, ne2[1] = {24}; /* 64 and 96 bytes */
     tb_header(b, 2, 0);
     tb_tinfo(b, n1, 1, ne1, BEE_TYPE_F32, off1);
@@ -858,20 +837,20 @@ static void two_tensors(tb *b, const char *n1, uint64_t off1, const char *n2, ui
 
 static void test_overlap(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     two_tensors(&b, "a", 0, "b", 32);
     expect_fail(&b, "overlaps tensor #0 ('a')", "offset 82");
-    b = (tb){0};
+    b = (tu_buf){0};
     two_tensors(&b, "a", 64, "b", 0); /* b sorts first: a overlaps b */
     expect_fail(&b, "tensor #0 ('a') data offset", "overlaps tensor #1 ('b')");
-    b = (tb){0};
+    b = (tu_buf){0};
     two_tensors(&b, "a", 0, "b", 64);
     expect_ok(&b);
 }
 
 static void test_duplicate_tensor(void **state) {
     (void)state;
-    tb b = {0};
+    tu_buf b = {0};
     two_tensors(&b, "a", 0, "a", 64);
     expect_fail(&b, "offset 57", "duplicate tensor name");
 }

@@ -113,3 +113,20 @@ const char *tu_bee(void) {
     const char *b = getenv("BEE_BIN");
     return b && *b ? b : "./bee";
 }
+
+void tu_buf_put(tu_buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    if (n) memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+void tu_buf_le(tu_buf *b, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)(v >> (8 * i));
+        tu_buf_put(b, &c, 1);
+    }
+}

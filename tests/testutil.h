@@ -23,6 +23,15 @@ const char *tu_tmp(const char *name);
 void tu_write(const char *path, const void *data, size_t n);
 /* Runs a shell command, returns its exit status; stdout+stderr captured in *out (malloc'd). */
 int tu_run(const char *cmd, char **out);
+/* A growable byte buffer for building binary fixtures by hand. */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} tu_buf;
+void tu_buf_put(tu_buf *b, const void *d, size_t n);
+/* Appends v as n little-endian bytes. */
+void tu_buf_le(tu_buf *b, uint64_t v, size_t n);
+
 /* Path of the bee CLI binary. */
 const char *tu_bee(void);
 

@@ -92,6 +92,14 @@ int cli_parse(cli_args *a, int argc, char **argv) {
     return 0;
 }
 
+int cli_begin(cli_args *a, int argc, char **argv, int *rc) {
+    int pr = cli_parse(a, argc, argv);
+    if (!pr) return 0;
+    cli_free(a);
+    *rc = pr == 1 ? 0 : 2;
+    return 1;
+}
+
 const char *cli_get(const cli_args *a, const char *name) {
     for (size_t i = 0; a->opts[i].name; i++)
         if (strcmp(a->opts[i].name, name) == 0) return a->values[i];

@@ -29,6 +29,9 @@ typedef struct {
 /* Parses argv (after the subcommand). Returns 0 on success, 1 when --help was
  * printed, 2 on a bad flag (message printed). */
 int cli_parse(cli_args *a, int argc, char **argv);
+/* cli_parse for a command body: returns 1 (with *rc = the exit code, a freed)
+ * when the command should stop — after --help or a bad flag — else 0. */
+int cli_begin(cli_args *a, int argc, char **argv, int *rc);
 const char *cli_get(const cli_args *a, const char *name);
 /* Every value of a repeatable option (NULL-terminated, malloc'd array). */
 const char **cli_list(const cli_args *a, const char *name);

@@ -26,11 +26,8 @@ int cmd_convert(int argc, char **argv) {
                   "checkpoint (.pt, pytorch_model.bin), a .safetensors file, or an HF folder holding\n"
                   "config.json, vocab.txt and pytorch_model.bin / model.safetensors (or a shard index).",
                   opts};
-    int pr = cli_parse(&a, argc, argv), rc = 0;
-    if (pr) {
-        cli_free(&a);
-        return pr == 1 ? 0 : 2;
-    }
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     bee_convert_opts o = {0};
     o.src = a.n_pos == 1 ? a.pos[0] : NULL;
     o.out = cli_get(&a, "out");
@@ -67,11 +64,8 @@ static void print_type_counts(const bee_gguf *g) {
 int cmd_info(int argc, char **argv) {
     static const cli_opt opts[] = {{0}};
     cli_args a = {"info", "MODEL.gguf", "Shows a model's architecture, sizes, parameter count and bytes.", opts};
-    int pr = cli_parse(&a, argc, argv);
-    if (pr) {
-        cli_free(&a);
-        return pr == 1 ? 0 : 2;
-    }
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     if (a.n_pos != 1) {
         cli_free(&a);
         return cli_error("info", "expected one MODEL.gguf argument") + 1;
@@ -142,11 +136,8 @@ int cmd_init(int argc, char **argv) {
                   "Writes a CPM-Bee model with random weights. Its output is meaningless text: it exists for\n"
                   "tests, demos and benchmarks until trained weights are available.",
                   opts};
-    int pr = cli_parse(&a, argc, argv);
-    if (pr) {
-        cli_free(&a);
-        return pr == 1 ? 0 : 2;
-    }
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     bee_init_opts o = {0};
     o.vocab = cli_get(&a, "vocab");
     o.name = cli_get(&a, "name");
@@ -154,7 +145,6 @@ int cmd_init(int argc, char **argv) {
     o.type = BEE_TYPE_F32;
     const char *out = cli_get(&a, "out"), *shape = cli_get(&a, "shape"), *ty = cli_get(&a, "type");
     unsigned long long seed = 42;
-    int rc = 0;
     if (!out) rc = cli_error("init", "missing -o OUT.gguf") + 1;
     else if (a.n_pos) rc = cli_error("init", "unexpected argument '%s'", a.pos[0]) + 1;
     else if (ty && bee_type_from_name(ty) < 0) rc = cli_error("init", "--type: unknown type '%s'", ty) + 1;

@@ -38,16 +38,6 @@ static int load_model(const char *cmd, const cli_args *a, bee_model **m) {
     return 0;
 }
 
-static int parse_or_help(cli_args *a, int argc, char **argv, int *rc) {
-    int pr = cli_parse(a, argc, argv);
-    if (pr) {
-        cli_free(a);
-        *rc = pr == 1 ? 0 : 2;
-        return 1;
-    }
-    return 0;
-}
-
 /* "<<" → "<" for display (decoded text is in the tokenizer's escaped form). */
 static void print_unescaped(FILE *f, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -101,7 +91,7 @@ int cmd_tokenize(int argc, char **argv) {
                   "characters outside the vocabulary become ext ids (vocab_size + k).",
                   opts};
     int rc = 0;
-    if (parse_or_help(&a, argc, argv, &rc)) return rc;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     bee_model *m = NULL;
     if (a.n_pos != 1) rc = cli_error("tokenize", "expected one TEXT argument (quote it)") + 1;
     else if (load_model("tokenize", &a, &m)) rc = 1;
@@ -224,7 +214,7 @@ int cmd_forward(int argc, char **argv) {
                   "prefill_logits_lastpos.npy (V+E,) and incremental_logits.npy (N, V+E) as float32.",
                   opts};
     int rc = 0;
-    if (parse_or_help(&a, argc, argv, &rc)) return rc;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     long steps = 6;
     json_t *data = NULL;
     bee_model *m = NULL;
@@ -415,7 +405,7 @@ int cmd_generate(int argc, char **argv) {
                   "sampling, which streams text as it is produced.",
                   k_gen_opts};
     int rc = 0;
-    if (parse_or_help(&a, argc, argv, &rc)) return rc;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     json_t *data = NULL;
     bee_model *m = NULL;
     input_batch b = {0};
@@ -508,7 +498,7 @@ int cmd_chat(int argc, char **argv) {
                   "in the CPM-Bee dialogue form 用户：…<sep>AI：… . Commands: /reset, /exit.",
                   opts};
     int rc = 0;
-    if (parse_or_help(&a, argc, argv, &rc)) return rc;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
     bee_model *m = NULL;
     bee_sample_params p;
     char **stops = NULL;

@@ -203,14 +203,7 @@ static int check_shape(const bee_ckpt_tensor *t, uint64_t rows, uint64_t cols, c
 static void *convert_values(const void *src, uint32_t from, uint32_t to, size_t n) {
     void *dst = malloc(bee_type_nbytes(to, n) + 1);
     if (!dst) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        float f = from == BEE_TYPE_F32   ? ((const float *)src)[i]
-                  : from == BEE_TYPE_F16 ? bee_f16_to_f32(((const uint16_t *)src)[i])
-                                         : bee_bf16_to_f32(((const uint16_t *)src)[i]);
-        if (to == BEE_TYPE_F32) ((float *)dst)[i] = f;
-        else if (to == BEE_TYPE_F16) ((uint16_t *)dst)[i] = bee_f32_to_f16(f);
-        else ((uint16_t *)dst)[i] = bee_f32_to_bf16(f);
-    }
+    for (size_t i = 0; i < n; i++) bee_float_store(to, dst, i, bee_float_load(from, src, i));
     return dst;
 }
 

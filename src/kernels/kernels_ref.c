@@ -9,11 +9,7 @@ const float *bee_weight_row(const bee_weight *w, uint64_t r, float *tmp) {
     uint64_t n = w->cols;
     if (w->type == BEE_TYPE_F32) return (const float *)w->data + r * n;
     const uint16_t *src = (const uint16_t *)w->data + r * n;
-    if (w->type == BEE_TYPE_F16) {
-        for (uint64_t i = 0; i < n; i++) tmp[i] = bee_f16_to_f32(src[i]);
-    } else {
-        for (uint64_t i = 0; i < n; i++) tmp[i] = bee_bf16_to_f32(src[i]);
-    }
+    for (uint64_t i = 0; i < n; i++) tmp[i] = bee_float_load(w->type, src, (size_t)i);
     return tmp;
 }
 

@@ -64,12 +64,8 @@ static float rng_normal(uint64_t *s) {
 static void *random_tensor(uint64_t n, uint32_t type, int is_norm, uint64_t *rng) {
     void *p = malloc(bee_type_nbytes(type, n) + 1);
     if (!p) return NULL;
-    for (uint64_t i = 0; i < n; i++) {
-        float f = is_norm ? 1.0f + 0.1f * rng_normal(rng) : rng_normal(rng);
-        if (type == BEE_TYPE_F32) ((float *)p)[i] = f;
-        else if (type == BEE_TYPE_F16) ((uint16_t *)p)[i] = bee_f32_to_f16(f);
-        else ((uint16_t *)p)[i] = bee_f32_to_bf16(f);
-    }
+    for (uint64_t i = 0; i < n; i++)
+        bee_float_store(type, p, (size_t)i, is_norm ? 1.0f + 0.1f * rng_normal(rng) : rng_normal(rng));
     return p;
 }
 

@@ -79,6 +79,7 @@ struct bee_afile {
 };
 
 bee_afile *bee_afile_open(const char *path) {
+    if (bee_mkdir_parent(path)) return NULL;
     bee_afile *f = calloc(1, sizeof *f);
     size_t n = strlen(path);
     if (f) f->fd = -1;
@@ -196,4 +197,14 @@ int bee_mkdir_p(const char *path) {
     }
     if (!bee_is_dir(path)) return bee_fail("%s: exists and is not a directory", path);
     return 0;
+}
+
+int bee_mkdir_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return 0;
+    char *dir = strndup(path, (size_t)(slash - path));
+    if (!dir) return bee_fail("out of memory");
+    int rc = bee_mkdir_p(dir);
+    free(dir);
+    return rc;
 }

@@ -32,5 +32,7 @@ int bee_write_file_atomic(const char *path, const void *data, size_t n);
 int bee_is_dir(const char *path);
 int bee_file_exists(const char *path);
 int bee_mkdir_p(const char *path);
+/* Creates the folder that will hold `path` (no-op for a bare file name). */
+int bee_mkdir_parent(const char *path);
 
 #endif

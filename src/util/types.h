@@ -81,4 +81,16 @@ static inline uint16_t bee_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+/* Element i of a float-typed buffer (F32, F16 or BF16) as fp32, and back. */
+static inline float bee_float_load(uint32_t type, const void *src, size_t i) {
+    if (type == BEE_TYPE_F32) return ((const float *)src)[i];
+    uint16_t h = ((const uint16_t *)src)[i];
+    return type == BEE_TYPE_F16 ? bee_f16_to_f32(h) : bee_bf16_to_f32(h);
+}
+
+static inline void bee_float_store(uint32_t type, void *dst, size_t i, float f) {
+    if (type == BEE_TYPE_F32) ((float *)dst)[i] = f;
+    else ((uint16_t *)dst)[i] = type == BEE_TYPE_F16 ? bee_f32_to_f16(f) : bee_f32_to_bf16(f);
+}
+
 #endif
