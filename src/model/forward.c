@@ -27,6 +27,13 @@ int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *se
         bee_seq_free(s);
         return bee_fail("out of memory");
     }
+    for (size_t i = 0; i < n_seg_rel; i++) {
+        if (seg_rel[i] < 0 || (seg_rel[i] > 0 && (uint32_t)(seg_rel[i] - 1) >= m->hp.n_seg_buckets)) {
+            bee_seq_free(s);
+            return bee_fail("segment_rel[%zu] = %d is outside the model's %u segment buckets", i, seg_rel[i],
+                            m->hp.n_seg_buckets);
+        }
+    }
     if (n_seg_rel) memcpy(s->seg_rel, seg_rel, n_seg_rel * sizeof *seg_rel);
     s->n_seg_rel = n_seg_rel;
     if (bee_seq_reserve(s, m, cap ? cap : 16)) {
@@ -113,49 +120,61 @@ int32_t bee_position_bucket(int32_t rel, uint32_t n_buckets, uint32_t max_distan
     return base + (int32_t)(b < half - 1 ? b : half - 1);
 }
 
-/* Segment bucket b (SPEC §3.8 step 1) of query q against key k. */
-static int segment_bucket(const bee_seq *s, const bee_token *q, const bee_token *k, int32_t *b) {
-    if (q->sid != k->sid) {
-        *b = 1;
-        return 0;
-    }
-    int64_t idx = (int64_t)q->off + (int64_t)q->seg * q->nseg + k->seg;
-    if (q->seg < 0 || k->seg < 0 || idx < 0 || (size_t)idx >= s->n_seg_rel)
-        return bee_fail("segment_rel index %lld out of range (segments %d/%d, nseg %d, %zu entries)", (long long)idx,
-                        q->seg, k->seg, q->nseg, s->n_seg_rel);
-    *b = s->seg_rel[idx];
-    return 0;
-}
-
 static int mask_allowed(const bee_token *q, const bee_token *k) {
     return (k->ctx || (!q->ctx && k->pos <= q->pos)) && (q->sid == 0 || q->sid == k->sid) && k->nseg != 0;
 }
 
-/* Per (query, key) bias-table row (or -1 when masked) for one sequence. */
-static int build_bias_index(const bee_model *m, const bee_seq *s, uint32_t n_old, size_t n_q, int32_t *idx,
-                            bee_trace *tr) {
-    uint32_t nk = s->n;
-    for (size_t i = 0; i < n_q; i++) {
-        const bee_token *q = &s->keys[n_old + i];
-        for (uint32_t j = 0; j < nk; j++) {
+/* Segment bucket b (SPEC §3.8 step 1); indices were validated by check_keys. */
+static int32_t segment_bucket(const bee_seq *s, const bee_token *q, const bee_token *k) {
+    if (q->sid != k->sid) return 1;
+    return s->seg_rel[(int64_t)q->off + (int64_t)q->seg * q->nseg + k->seg];
+}
+
+static int32_t position_row(const bee_model *m, int32_t rel) {
+    int32_t half = (int32_t)m->hp.n_buckets / 2;
+    uint32_t a = rel < 0 ? (uint32_t)-(int64_t)rel : (uint32_t)rel;
+    int32_t base = rel > 0 ? half : 0;
+    if (a < m->n_pos_tab) return base + m->pos_tab[a];
+    return bee_position_bucket(rel, m->hp.n_buckets, m->hp.max_distance);
+}
+
+/* Row of the bias table for (q, k), or -1 when k is masked for q. */
+static int32_t bias_row(const bee_model *m, const bee_seq *s, const bee_token *q, const bee_token *k) {
+    if (!mask_allowed(q, k)) return -1;
+    int32_t b = segment_bucket(s, q, k);
+    return b ? b - 1 + (int32_t)m->hp.n_buckets : position_row(m, k->pos - q->pos);
+}
+
+/* Every segment_rel lookup the new queries will make is in bounds. */
+static int check_keys(const bee_seq *s, uint32_t n_old) {
+    for (uint32_t i = n_old; i < s->n; i++) {
+        const bee_token *q = &s->keys[i];
+        for (uint32_t j = 0; j < s->n; j++) {
             const bee_token *k = &s->keys[j];
-            int32_t b = 0;
-            if (segment_bucket(s, q, k, &b)) return -1;
-            if (b < 0 || (b != 0 && (uint32_t)(b - 1) >= m->hp.n_seg_buckets))
-                return bee_fail("segment bucket %d exceeds num_segment_buckets %u", b, m->hp.n_seg_buckets);
-            int32_t row = b ? b - 1 + (int32_t)m->hp.n_buckets
-                            : bee_position_bucket(k->pos - q->pos, m->hp.n_buckets, m->hp.max_distance);
-            int allowed = mask_allowed(q, k);
-            if (tr) {
-                tr->rel_bucket[i * nk + j] = b;
-                tr->mask[i * nk + j] = (uint8_t)allowed;
-                for (uint32_t h = 0; h < m->hp.n_heads; h++)
-                    tr->pos_bias[((size_t)h * n_q + i) * nk + j] = m->pos_bias[(size_t)row * m->hp.n_heads + h];
-            }
-            idx[i * nk + j] = allowed ? row : -1;
+            if (q->sid != k->sid) continue;
+            int64_t idx = (int64_t)q->off + (int64_t)q->seg * q->nseg + k->seg;
+            if (q->seg < 0 || k->seg < 0 || q->off < 0 || idx < 0 || (size_t)idx >= s->n_seg_rel)
+                return bee_fail("token %u: segment_rel index %lld out of range (segments %d/%d, nseg %d, %zu entries)",
+                                i, (long long)idx, q->seg, k->seg, q->nseg, s->n_seg_rel);
         }
     }
     return 0;
+}
+
+static void trace_bias(const bee_model *m, const bee_seq *s, uint32_t n_old, bee_trace *tr) {
+    size_t n_q = tr->n_q, nk = s->n;
+    for (size_t i = 0; i < n_q; i++) {
+        const bee_token *q = &s->keys[n_old + i];
+        for (size_t j = 0; j < nk; j++) {
+            const bee_token *k = &s->keys[j];
+            int32_t b = segment_bucket(s, q, k);
+            int32_t row = b ? b - 1 + (int32_t)m->hp.n_buckets : position_row(m, k->pos - q->pos);
+            tr->rel_bucket[i * nk + j] = b;
+            tr->mask[i * nk + j] = (uint8_t)mask_allowed(q, k);
+            for (uint32_t h = 0; h < m->hp.n_heads; h++)
+                tr->pos_bias[((size_t)h * n_q + i) * nk + j] = m->pos_bias[(size_t)row * m->hp.n_heads + h];
+        }
+    }
 }
 
 /* ================================================================ attention */
@@ -166,15 +185,20 @@ typedef struct {
     const size_t *n_tok;
     size_t n_seq, total;
     uint32_t *n_old;   // (n_seq) cache length before this call
-    int32_t **bias_ix; // n_seq × (n_tok, n_keys)
     float *scores;     // (max keys)
+    int32_t *rows;     // (max keys) bias-table row per key of the current query
 } fwd_ctx;
 
-static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, const float *q, const int32_t *ix, float *out) {
+/* One query against its sequence's whole cache: the L x L score matrix is
+ * never stored, only one row of scores at a time. */
+static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out) {
     const bee_model *m = c->m;
     uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n;
     size_t w = row_width(m);
     float sd = sqrtf((float)dh), *sc = c->scores;
+    int32_t *ix = c->rows;
+    const bee_token *qt = &s->keys[qi];
+    for (uint32_t j = 0; j < nk; j++) ix[j] = bias_row(m, s, qt, &s->keys[j]);
     for (uint32_t h = 0; h < H; h++) {
         float mx = -INFINITY;
         for (uint32_t j = 0; j < nk; j++) {
@@ -207,8 +231,7 @@ static void attention(const fwd_ctx *c, uint32_t l, const float *q, const float 
         size_t n = c->n_tok[i];
         memcpy(s->k[l] + (size_t)c->n_old[i] * w, k + t0 * w, n * w * sizeof *k);
         memcpy(s->v[l] + (size_t)c->n_old[i] * w, v + t0 * w, n * w * sizeof *v);
-        for (size_t t = 0; t < n; t++)
-            attend_one(c, s, l, q + (t0 + t) * w, c->bias_ix[i] + t * s->n, out + (t0 + t) * w);
+        for (size_t t = 0; t < n; t++) attend_one(c, s, l, c->n_old[i] + (uint32_t)t, q + (t0 + t) * w, out + (t0 + t) * w);
         t0 += n;
     }
 }
@@ -345,14 +368,15 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
         memcpy(s->keys + s->n, toks[i], c->n_tok[i] * sizeof *toks[i]);
         s->n += (uint32_t)c->n_tok[i];
         if (s->n > max_k) max_k = s->n;
-        c->bias_ix[i] = malloc(c->n_tok[i] * s->n * sizeof(int32_t) + 1);
-        if (!c->bias_ix[i]) return bee_fail("out of memory");
-        bee_trace *t = (i == 0 && tr && tr->enabled) ? tr : NULL;
-        if (t && trace_alloc(t, m, c->n_tok[i], s->n)) return -1;
-        if (build_bias_index(m, s, c->n_old[i], c->n_tok[i], c->bias_ix[i], t)) return -1;
+        if (check_keys(s, c->n_old[i])) return -1;
+        if (i == 0 && tr && tr->enabled) {
+            if (trace_alloc(tr, m, c->n_tok[i], s->n)) return -1;
+            trace_bias(m, s, c->n_old[i], tr);
+        }
     }
     c->scores = malloc(max_k * sizeof(float));
-    return c->scores ? 0 : bee_fail("out of memory");
+    c->rows = malloc(max_k * sizeof(int32_t));
+    return c->scores && c->rows ? 0 : bee_fail("out of memory");
 }
 
 static int run_layers(fwd_ctx *c, fwd_bufs *b, bee_trace *tr) {
@@ -398,8 +422,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     }
     fwd_bufs b = {0};
     c.n_old = calloc(n_seq + 1, sizeof *c.n_old);
-    c.bias_ix = calloc(n_seq + 1, sizeof *c.bias_ix);
-    int rc = c.n_old && c.bias_ix ? 0 : bee_fail("out of memory");
+    int rc = c.n_old ? 0 : bee_fail("out of memory");
     for (size_t i = 0; rc == 0 && i < n_seq; i++) c.n_old[i] = seqs[i]->n;
     if (rc == 0) rc = alloc_bufs(&b, m, c.total ? c.total : 1);
     if (rc == 0) rc = prepare(&c, toks, trace);
@@ -415,10 +438,9 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     }
     if (rc == 0 && mode != BEE_LOGITS_NONE) rc = compute_logits(&c, b.a, ext, mode, logits);
     if (rc && c.n_old) rollback(&c);
-    for (size_t i = 0; c.bias_ix && i < n_seq; i++) free(c.bias_ix[i]);
-    free(c.bias_ix);
     free(c.n_old);
     free(c.scores);
+    free(c.rows);
     free_bufs(&b);
     return rc;
 }

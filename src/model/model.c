@@ -133,6 +133,16 @@ static void init_inv_freq(bee_model *m) {
     }
 }
 
+/* Positional buckets for |rel| < 65536, so attention needs no log() per pair. */
+static int init_pos_tab(bee_model *m) {
+    m->n_pos_tab = 65536;
+    m->pos_tab = malloc(m->n_pos_tab * sizeof *m->pos_tab);
+    if (!m->pos_tab) return bee_fail("out of memory");
+    for (uint32_t a = 0; a < m->n_pos_tab; a++)
+        m->pos_tab[a] = bee_position_bucket(-(int32_t)a, m->hp.n_buckets, m->hp.max_distance);
+    return 0;
+}
+
 static int bind_weights(bee_model *m) {
     const bee_hparams *hp = &m->hp;
     size_t nbias = (size_t)(hp->n_buckets + hp->n_seg_buckets) * hp->n_heads;
@@ -145,6 +155,7 @@ static int bind_weights(bee_model *m) {
     m->out_norm = pool, pool += hp->dim;
     m->inv_freq = pool, pool += hp->dim / 2;
     init_inv_freq(m);
+    if (init_pos_tab(m)) return -1;
     if (bind_tensor(m->gguf, BEE_T_TOK_EMBD, hp->n_vocab, hp->dim, &m->tok_embd) ||
         bind_f32(m->gguf, BEE_T_POS_BIAS, hp->n_buckets + hp->n_seg_buckets, hp->n_heads, m->pos_bias) ||
         bind_f32(m->gguf, BEE_T_OUT_NORM, 1, hp->dim, m->out_norm) || read_mask(m->gguf, hp, m->layers))
@@ -202,6 +213,7 @@ void bee_model_free(bee_model *m) {
     bee_gguf_free(m->gguf);
     free(m->layers);
     free(m->f32_pool);
+    free(m->pos_tab);
     free(m->name);
     free(m);
 }

@@ -39,6 +39,8 @@ typedef struct bee_model {
     float *pos_bias;     // (n_buckets + n_seg_buckets, n_heads)
     float *out_norm;     // (dim)
     float *inv_freq;     // (dim / 2)
+    int32_t *pos_tab;    // (n_pos_tab) positional bucket of |rel| (before the +half for rel > 0)
+    uint32_t n_pos_tab;
     bee_layer *layers;   // (n_layers)
     float *f32_pool;     /* one allocation carved into the small fp32 tensors above */
 } bee_model;
