@@ -13,7 +13,7 @@
 #include "util/npy.h"
 #include "util/types.h"
 
-static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat"};
+static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {
@@ -80,6 +80,17 @@ static void test_demo_model(void **s) {
     if (!j) fail_msg("not JSON: %s", out);
     assert_true(json_is_object(json_object_get(j, "<ans>")));
     json_decref(j);
+    free(out);
+    /* perplexity of a file, as JSON */
+    tu_write(tu_tmp("text.txt"), "今天天气真好。hello world", strlen("今天天气真好。hello world"));
+    snprintf(cmd, sizeof cmd, "perplexity -m %s --ctx 8 --json %s", m, tu_tmp("text.txt"));
+    assert_int_equal(bee(&out, "%s", cmd), 0);
+    json_error_t perr;
+    json_t *pj = json_loads(out, 0, &perr);
+    if (!pj) fail_msg("perplexity printed %s", out);
+    assert_true(json_integer_value(json_object_get(pj, "tokens")) > 5);
+    assert_true(json_real_value(json_object_get(pj, "ppl")) > 1.0);
+    json_decref(pj);
     free(out);
     /* chat from a pipe: two turns, then /exit */
     snprintf(cmd, sizeof cmd, "printf '你好\\n再见\\n/exit\\n' | %s chat -m %s --greedy -n 4", tu_bee(), m);

@@ -9,6 +9,7 @@
 
 #include "generate/generate.h"
 #include "golden.h"
+#include "model/perplexity.h"
 #include "testutil.h"
 #include "util/error.h"
 
@@ -325,12 +326,70 @@ static void test_position_buckets(void **state) {
     json_decref(j);
 }
 
+/* ---------------------------------------------------------------- perplexity */
+
+/* Independent NLL: the whole text in one training-layout forward. */
+static double direct_nll(const bee_model *m, const char *text, size_t *n_scored) {
+    json_t *d = json_pack("{s:s}", "<ans>", text);
+    bee_dict_enc e = {0};
+    assert_int_equal(bee_dict_encode(m->tok, d, &e), 0);
+    size_t n = e.ids.n, W = m->hp.n_vocab, first = 0;
+    while (e.ctx.v[first]) first++;
+    bee_token *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(e.subs.v[i], 0); /* text chosen without unknown characters */
+        t[i] = (bee_token){e.ids.v[i], 0, (int32_t)i, e.segs.v[i], 0, e.n_seg, 0, e.ctx.v[i]};
+    }
+    bee_seq s;
+    assert_int_equal(bee_seq_init(&s, m, 0, e.seg_rel, (size_t)e.n_seg * e.n_seg), 0);
+    float *lg = malloc(n * W * sizeof *lg);
+    bee_seq *sp[1] = {&s};
+    const bee_token *tp[1] = {t};
+    assert_int_equal(bee_forward(m, sp, tp, &n, 1, NULL, BEE_LOGITS_ALL, lg, NULL), 0);
+    double nll = 0;
+    for (size_t i = first + 1; i < n; i++) {
+        const float *x = lg + (i - 1) * W;
+        double mx = x[argmax(x, W)], sum = 0;
+        for (size_t v = 0; v < W; v++) sum += exp(x[v] - mx);
+        nll += mx + log(sum) - x[e.ids.v[i]];
+    }
+    *n_scored = n - first - 1;
+    free(lg), free(t);
+    bee_seq_free(&s);
+    bee_dict_enc_free(&e);
+    json_decref(d);
+    return nll;
+}
+
+static void test_perplexity(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    const char *text = "北京是中国的首都。The quick brown fox jumps over the lazy dog.";
+    size_t n_direct;
+    double nll = direct_nll(g_model, text, &n_direct);
+    bee_ppl_result one, rolled;
+    assert_int_equal(bee_perplexity(g_model, text, strlen(text), 4096, &one, NULL, NULL), 0);
+    assert_int_equal(one.n_tokens, n_direct);
+    assert_true(fabs(one.nll - nll) <= 1e-3 * (double)n_direct);
+    assert_true(fabs(one.ppl - exp(nll / (double)n_direct)) <= 1e-3 * one.ppl);
+    /* small windows score every token once, with less context */
+    assert_int_equal(bee_perplexity(g_model, text, strlen(text), 8, &rolled, NULL, NULL), 0);
+    assert_int_equal(rolled.n_tokens, one.n_tokens);
+    assert_true(rolled.ppl > 1.0 && isfinite(rolled.ppl));
+    /* unknown characters are scored through ext ids; bad input is refused */
+    assert_int_equal(bee_perplexity(g_model, "emoji 😀 and Привет", strlen("emoji 😀 and Привет"), 16, &rolled, NULL, NULL), 0);
+    assert_int_equal(bee_perplexity(g_model, "", 0, 16, &rolled, NULL, NULL), -1);
+    assert_non_null(strstr(bee_error_message(), "empty"));
+    assert_int_equal(bee_perplexity(g_model, "a\xff" "b", 3, 16, &rolled, NULL, NULL), -1);
+    assert_non_null(strstr(bee_error_message(), "UTF-8"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_position_buckets), cmocka_unit_test(test_prefill),
         cmocka_unit_test(test_incremental),      cmocka_unit_test(test_full_forward),
         cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
-        cmocka_unit_test(test_pruned),
+        cmocka_unit_test(test_pruned),           cmocka_unit_test(test_perplexity),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

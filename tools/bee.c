@@ -22,6 +22,7 @@ static const command k_commands[] = {
     {"forward", cmd_forward, "run the forward pass and dump logits as .npy"},
     {"generate", cmd_generate, "fill the <ans> slots of a CPM-Bee dict (beam search or sampling)"},
     {"chat", cmd_chat, "multi-turn chat in the CPM-Bee dialogue form"},
+    {"perplexity", cmd_perplexity, "rolling perplexity of a text file"},
 };
 
 static void usage(FILE *f) {

@@ -1022,3 +1022,25 @@ int bee_gguf_writer_write(bee_gguf_writer *w, const char *path) {
     free(offs);
     return rc;
 }
+
+/* ================================================================ copying */
+
+int bee_gguf_writer_copy_kv(bee_gguf_writer *w, const bee_gguf *g, size_t i) {
+    if (i >= g->n_kv) return bee_fail("gguf copy: key index %zu out of range", i);
+    const struct kv *kv = &g->kvs[i];
+    if (kv->type == BEE_GGUF_STRING) {
+        wbuf b = {0};
+        wb_str(&b, (const char *)kv->val, (size_t)kv->len);
+        return w_set(w, kv->key, BEE_GGUF_STRING, &b);
+    }
+    if (kv->type != BEE_GGUF_ARRAY) return set_uint(w, kv->key, kv->type, kv->raw);
+    if (kv->elem_type != BEE_GGUF_STRING) return bee_gguf_set_arr(w, kv->key, kv->elem_type, kv->val, kv->len);
+    const char **strs = malloc((kv->len ? kv->len : 1) * sizeof *strs);
+    uint64_t *lens = malloc((kv->len ? kv->len : 1) * sizeof *lens);
+    int rc = strs && lens ? 0 : bee_fail("out of memory");
+    for (uint64_t k = 0; rc == 0 && k < kv->len; k++) rc = bee_gguf_get_arr_str(g, kv->key, k, &strs[k], &lens[k]);
+    if (rc == 0) rc = bee_gguf_set_arr_str(w, kv->key, strs, lens, kv->len);
+    free(strs);
+    free(lens);
+    return rc;
+}

@@ -107,6 +107,8 @@ int bee_gguf_set_arr_str(bee_gguf_writer *w, const char *key, const char *const 
  * bee_gguf_tensor (ne[0] fastest). */
 int bee_gguf_add_tensor(bee_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const uint64_t *ne,
                         const void *data, size_t nbytes);
+/* Copies key/value i of a reader into the writer (same key, type and value). */
+int bee_gguf_writer_copy_kv(bee_gguf_writer *w, const bee_gguf *g, size_t i);
 /* Writes the file atomically (temp + fsync + rename). */
 int bee_gguf_writer_write(bee_gguf_writer *w, const char *path);
 
