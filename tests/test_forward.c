@@ -326,6 +326,39 @@ static void test_position_buckets(void **state) {
     json_decref(j);
 }
 
+/* ---------------------------------------------------------------- threads */
+
+/* Any thread count gives bit-identical logits (static split, fixed order). */
+static void test_threads_deterministic(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    example e;
+    example_open(&e, g_model, "mixed");
+    bee_token *toks = context_tokens(&e.in);
+    size_t n = e.in.ids.n, W = e.b.width;
+    float *ref = NULL;
+    const int counts[] = {1, 2, 3, 7};
+    for (int c = 0; c < 4; c++) {
+        assert_int_equal(bee_model_set_threads(g_model, counts[c]), 0);
+        bee_seq s;
+        assert_int_equal(bee_seq_init(&s, g_model, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+        float *lg = malloc(n * W * sizeof *lg);
+        bee_seq *sp[1] = {&s};
+        const bee_token *tp[1] = {toks};
+        assert_int_equal(bee_forward(g_model, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, lg, NULL), 0);
+        if (!ref) ref = lg;
+        else {
+            assert_memory_equal(ref, lg, n * W * sizeof *lg);
+            free(lg);
+        }
+        bee_seq_free(&s);
+    }
+    assert_int_equal(bee_model_set_threads(g_model, 1), 0);
+    free(ref);
+    free(toks);
+    example_close(&e);
+}
+
 /* ---------------------------------------------------------------- perplexity */
 
 /* Independent NLL: the whole text in one training-layout forward. */
@@ -390,6 +423,7 @@ int main(void) {
         cmocka_unit_test(test_incremental),      cmocka_unit_test(test_full_forward),
         cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
         cmocka_unit_test(test_pruned),           cmocka_unit_test(test_perplexity),
+        cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

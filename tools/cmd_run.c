@@ -33,8 +33,11 @@ static int load_data(const char *cmd, const char *arg, json_t **out) {
 
 static int load_model(const char *cmd, const cli_args *a, bee_model **m) {
     const char *path = cli_get(a, "model");
+    long threads = 0;
     if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
+    if (cli_int(a, "threads", 0, 1024, &threads)) return 1;
     if (bee_model_load(path, m)) return cli_fail(cmd);
+    if (bee_model_set_threads(*m, (int)threads)) return cli_fail(cmd);
     return 0;
 }
 
@@ -83,6 +86,7 @@ static int print_tokens(const bee_model *m, const char *text, int as_json) {
 int cmd_tokenize(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model whose vocabulary to use", "BEE_MODEL", 0},
+        {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         {"json", 0, NULL, "print {\"ids\": [...], \"ext_table\": {...}}", NULL, 0},
         {0},
     };
@@ -202,6 +206,7 @@ static int run_forward(const bee_model *m, json_t *data, const char *dir, long s
 int cmd_forward(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
+        {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         {"data", 0, "JSON|FILE", "input dict (inline JSON or a file)", NULL, 0},
         {"prompt", 'p', "TEXT", "plain text, wrapped as {\"input\": TEXT, \"<ans>\": \"\"}", NULL, 0},
         {"out", 'o', "DIR", "output folder (created if needed)", NULL, 0},
@@ -236,6 +241,7 @@ int cmd_forward(int argc, char **argv) {
 
 static const cli_opt k_gen_opts[] = {
     {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
+    {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
     {"data", 0, "JSON|FILE", "input dict, or an array of dicts (one batch), inline or in a file", NULL, 0},
     {"prompt", 'p', "TEXT", "plain text, wrapped as {\"input\": TEXT, \"<ans>\": \"\"}", NULL, 0},
     {"beam", 0, "K", "beam search with K beams (default 3; the upstream decoder)", NULL, 0},
@@ -477,6 +483,7 @@ static int chat_turn(const bee_model *m, chat_state *c, const char *line, const 
 int cmd_chat(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
+        {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         {"temp", 0, "T", "temperature (default 0.7; 0 = greedy)", NULL, 0},
         {"top-p", 0, "P", "nucleus sampling mass (default 0.9)", NULL, 0},
         {"top-k", 0, "K", "keep the K most likely tokens", NULL, 0},

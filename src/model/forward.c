@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/linear.h"
 #include "model/model.h"
 #include "util/error.h"
 
@@ -185,18 +186,21 @@ typedef struct {
     const size_t *n_tok;
     size_t n_seq, total;
     uint32_t *n_old;   // (n_seq) cache length before this call
-    float *scores;     // (max keys)
-    int32_t *rows;     // (max keys) bias-table row per key of the current query
+    uint32_t max_k;    /* longest key buffer in the batch */
+    float *scores;     // (n_threads, max_k) one score row per thread
+    int32_t *rows;     // (n_threads, max_k) bias-table row per key of the current query
+    uint32_t *q_seq;   // (total) sequence of each new token
 } fwd_ctx;
 
 /* One query against its sequence's whole cache: the L x L score matrix is
  * never stored, only one row of scores at a time. */
-static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out) {
+static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out,
+                       int ith) {
     const bee_model *m = c->m;
     uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n;
     size_t w = row_width(m);
-    float sd = sqrtf((float)dh), *sc = c->scores;
-    int32_t *ix = c->rows;
+    float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * c->max_k;
+    int32_t *ix = c->rows + (size_t)ith * c->max_k;
     const bee_token *qt = &s->keys[qi];
     for (uint32_t j = 0; j < nk; j++) ix[j] = bias_row(m, s, qt, &s->keys[j]);
     for (uint32_t h = 0; h < H; h++) {
@@ -223,17 +227,42 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t 
     }
 }
 
-/* q, k, v: (total, w). Appends k, v to the caches and writes attention output. */
-static void attention(const fwd_ctx *c, uint32_t l, const float *q, const float *k, const float *v, float *out) {
+typedef struct {
+    const fwd_ctx *c;
+    uint32_t l;
+    const float *q;
+    float *out;
+    const size_t *t0; // (n_seq) first row of each sequence in the batch
+} attn_job;
+
+static void attend_range(void *ctx, size_t begin, size_t end, int ith) {
+    const attn_job *j = ctx;
+    size_t w = row_width(j->c->m);
+    for (size_t t = begin; t < end; t++) {
+        uint32_t i = j->c->q_seq[t];
+        const bee_seq *s = j->c->seqs[i];
+        uint32_t qi = j->c->n_old[i] + (uint32_t)(t - j->t0[i]);
+        attend_one(j->c, s, j->l, qi, j->q + t * w, j->out + t * w, ith);
+    }
+}
+
+/* q, k, v: (total, w). Appends k, v to the caches, then attends (threads split the queries). */
+static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *k, const float *v, float *out) {
     size_t w = row_width(c->m), t0 = 0;
+    size_t *starts = malloc((c->n_seq + 1) * sizeof *starts);
+    if (!starts) return bee_fail("out of memory");
     for (size_t i = 0; i < c->n_seq; i++) {
         bee_seq *s = c->seqs[i];
         size_t n = c->n_tok[i];
         memcpy(s->k[l] + (size_t)c->n_old[i] * w, k + t0 * w, n * w * sizeof *k);
         memcpy(s->v[l] + (size_t)c->n_old[i] * w, v + t0 * w, n * w * sizeof *v);
-        for (size_t t = 0; t < n; t++) attend_one(c, s, l, c->n_old[i] + (uint32_t)t, q + (t0 + t) * w, out + (t0 + t) * w);
+        starts[i] = t0;
         t0 += n;
     }
+    attn_job j = {c, l, q, out, starts};
+    bee_pool_for(c->m->pool, c->total, 1, attend_range, &j);
+    free(starts);
+    return 0;
 }
 
 /* ================================================================ blocks */
@@ -242,16 +271,21 @@ typedef struct {
     float *h, *a, *q, *k, *v, *o, *g, *u; /* scratch, (total, width) */
 } fwd_bufs;
 
+/* All new tokens of the batch through one weight matrix, on the model's threads. */
+static int linear(const fwd_ctx *c, float *y, size_t ldy, const float *x, const bee_weight *w, float div) {
+    return bee_linear(c->m->pool, y, ldy, x, c->total, w, div);
+}
+
 static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_l, fwd_bufs *b) {
     const bee_model *m = c->m;
     size_t d = m->hp.dim, w = row_width(m), T = c->total;
     for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->att_norm, d, m->hp.eps);
     float sd = sqrtf((float)d), sw = sqrtf((float)w);
-    if (bee_matmul_ref(b->q, w, b->a, T, &L->wq, sd) || bee_matmul_ref(b->k, w, b->a, T, &L->wk, sd) ||
-        bee_matmul_ref(b->v, w, b->a, T, &L->wv, sd))
+    if (linear(c, b->q, w, b->a, &L->wq, sd) || linear(c, b->k, w, b->a, &L->wk, sd) ||
+        linear(c, b->v, w, b->a, &L->wv, sd))
         return -1;
-    attention(c, cache_l, b->q, b->k, b->v, b->o);
-    if (bee_matmul_ref(b->a, d, b->o, T, &L->wo, sw)) return -1;
+    if (attention(c, cache_l, b->q, b->k, b->v, b->o)) return -1;
+    if (linear(c, b->a, d, b->o, &L->wo, sw)) return -1;
     for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
     return 0;
 }
@@ -261,42 +295,47 @@ static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
     size_t d = m->hp.dim, F = m->hp.dim_ff, T = c->total;
     for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->ffn_norm, d, m->hp.eps);
     float sd = sqrtf((float)d), sf = sqrtf((float)F);
-    if (bee_matmul_ref(b->g, F, b->a, T, &L->w_gate, sd) || bee_matmul_ref(b->u, F, b->a, T, &L->w_up, sd)) return -1;
+    if (linear(c, b->g, F, b->a, &L->w_gate, sd) || linear(c, b->u, F, b->a, &L->w_up, sd)) return -1;
     for (size_t i = 0; i < T * F; i++) b->g[i] = bee_gelu_ref(b->g[i]) * b->u[i];
-    if (bee_matmul_ref(b->a, d, b->g, T, &L->w_down, sf)) return -1;
+    if (linear(c, b->a, d, b->g, &L->w_down, sf)) return -1;
     for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
     return 0;
 }
 
 /* ================================================================ logits */
 
-static int logits_row(const bee_model *m, const float *h, const bee_ext *ext, const float *ext_emb, float *out) {
-    uint32_t d = m->hp.dim;
-    float hs[d], sd = sqrtf((float)d);
-    for (uint32_t i = 0; i < d; i++) hs[i] = h[i] / sd;
-    bee_weight one = m->tok_embd;
-    if (bee_matmul_ref(out, m->hp.n_vocab, hs, 1, &one, 1.0f)) return -1;
-    for (size_t j = 0; ext && j < ext->n; j++) out[m->hp.n_vocab + j] = bee_dot_ref(h, ext_emb + j * d, d);
-    return 0;
-}
-
-static int compute_logits(const fwd_ctx *c, const float *hid, const bee_ext *ext, bee_logits_mode mode, float *logits) {
-    const bee_model *m = c->m;
-    size_t d = m->hp.dim, n_ext = ext ? ext->n : 0, W = m->hp.n_vocab + n_ext;
-    float *ext_emb = malloc((n_ext ? n_ext : 1) * d * sizeof *ext_emb);
-    if (!ext_emb) return bee_fail("out of memory");
-    for (size_t j = 0; j < n_ext; j++) bee_embed(m, ext->ids[j], ext->subs[j], ext_emb + j * d);
-    size_t t0 = 0, row = 0;
-    int rc = 0;
-    for (size_t i = 0; i < c->n_seq && rc == 0; i++) {
+/* Rows that need logits, scaled by 1/sqrt(dim) as upstream's projection does. */
+static size_t gather_logit_rows(const fwd_ctx *c, const float *hid, bee_logits_mode mode, float *dst, size_t *src_row) {
+    size_t d = c->m->hp.dim, t0 = 0, k = 0;
+    float sd = sqrtf((float)d);
+    for (size_t i = 0; i < c->n_seq; i++) {
         size_t n = c->n_tok[i];
-        for (size_t t = 0; t < n && rc == 0; t++) {
-            if (mode == BEE_LOGITS_ALL || (mode == BEE_LOGITS_LAST && t == n - 1))
-                rc = logits_row(m, hid + (t0 + t) * d, ext, ext_emb, logits + (row++) * W);
+        for (size_t t = 0; t < n; t++) {
+            if (!(mode == BEE_LOGITS_ALL || (mode == BEE_LOGITS_LAST && t == n - 1))) continue;
+            for (size_t e = 0; e < d; e++) dst[k * d + e] = hid[(t0 + t) * d + e] / sd;
+            src_row[k++] = t0 + t;
         }
         t0 += n;
     }
-    free(ext_emb);
+    return k;
+}
+
+static int compute_logits(fwd_ctx *c, const float *hid, const bee_ext *ext, bee_logits_mode mode, float *logits) {
+    const bee_model *m = c->m;
+    size_t d = m->hp.dim, n_ext = ext ? ext->n : 0, W = m->hp.n_vocab + n_ext;
+    float *ext_emb = malloc((n_ext ? n_ext : 1) * d * sizeof *ext_emb);
+    float *hs = malloc((c->total ? c->total : 1) * d * sizeof *hs);
+    size_t *src = malloc((c->total ? c->total : 1) * sizeof *src);
+    int rc = ext_emb && hs && src ? 0 : bee_fail("out of memory");
+    for (size_t j = 0; rc == 0 && j < n_ext; j++) bee_embed(m, ext->ids[j], ext->subs[j], ext_emb + j * d);
+    size_t n = rc == 0 ? gather_logit_rows(c, hid, mode, hs, src) : 0;
+    size_t saved = c->total;
+    c->total = n; /* the projection runs over the selected rows only */
+    if (rc == 0 && n) rc = linear(c, logits, W, hs, &m->tok_embd, 1.0f);
+    c->total = saved;
+    for (size_t k = 0; rc == 0 && k < n; k++)
+        for (size_t j = 0; j < n_ext; j++) logits[k * W + m->hp.n_vocab + j] = bee_dot_ref(hid + src[k] * d, ext_emb + j * d, d);
+    free(ext_emb), free(hs), free(src);
     return rc;
 }
 
@@ -374,9 +413,15 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
             trace_bias(m, s, c->n_old[i], tr);
         }
     }
-    c->scores = malloc(max_k * sizeof(float));
-    c->rows = malloc(max_k * sizeof(int32_t));
-    return c->scores && c->rows ? 0 : bee_fail("out of memory");
+    size_t nth = (size_t)bee_pool_size(m->pool);
+    c->max_k = max_k;
+    c->scores = malloc(nth * max_k * sizeof(float));
+    c->rows = malloc(nth * max_k * sizeof(int32_t));
+    c->q_seq = malloc((c->total ? c->total : 1) * sizeof *c->q_seq);
+    if (!c->scores || !c->rows || !c->q_seq) return bee_fail("out of memory");
+    for (size_t i = 0, t = 0; i < c->n_seq; i++)
+        for (size_t k = 0; k < c->n_tok[i]; k++) c->q_seq[t++] = (uint32_t)i;
+    return 0;
 }
 
 static int run_layers(fwd_ctx *c, fwd_bufs *b, bee_trace *tr) {
@@ -414,7 +459,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, NULL, NULL};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
@@ -441,6 +486,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     free(c.n_old);
     free(c.scores);
     free(c.rows);
+    free(c.q_seq);
     free_bufs(&b);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/arch.h"
+#include "util/threadpool.h"
 #include "util/error.h"
 #include "util/types.h"
 
@@ -207,8 +208,15 @@ int bee_model_load(const char *path, bee_model **out) {
     return 0;
 }
 
+int bee_model_set_threads(bee_model *m, int n) {
+    bee_pool_free(m->pool);
+    m->pool = bee_pool_init(n);
+    return m->pool ? 0 : bee_fail("cannot start %d threads", n);
+}
+
 void bee_model_free(bee_model *m) {
     if (!m) return;
+    bee_pool_free(m->pool);
     bee_tokenizer_free(m->tok);
     bee_gguf_free(m->gguf);
     free(m->layers);

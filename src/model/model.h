@@ -43,7 +43,11 @@ typedef struct bee_model {
     uint32_t n_pos_tab;
     bee_layer *layers;   // (n_layers)
     float *f32_pool;     /* one allocation carved into the small fp32 tensors above */
+    struct bee_pool *pool; /* worker threads of the forward pass (NULL = one thread) */
 } bee_model;
+
+/* Starts n worker threads for this model's forward passes (0 = all cores). */
+int bee_model_set_threads(bee_model *m, int n);
 
 int bee_model_load(const char *path, bee_model **out);
 void bee_model_free(bee_model *m);
