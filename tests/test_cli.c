@@ -13,7 +13,7 @@
 #include "util/npy.h"
 #include "util/types.h"
 
-static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity"};
+static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {
@@ -81,6 +81,16 @@ static void test_demo_model(void **s) {
     assert_true(json_is_object(json_object_get(j, "<ans>")));
     json_decref(j);
     free(out);
+    /* quantize, then run the quantized model; a bad type is refused */
+    snprintf(cmd, sizeof cmd, "quantize %s %s --type q4_0", m, tu_tmp("demo_q4.gguf"));
+    assert_int_equal(bee(&out, "%s", cmd), 0);
+    free(out);
+    expect_run(0, "q4_0 x", "info %s", tu_tmp("demo_q4.gguf"));
+    snprintf(cmd, sizeof cmd, "generate -m %s -p '天气' --greedy -n 3", tu_tmp("demo_q4.gguf"));
+    assert_int_equal(bee(&out, "%s", cmd), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "quantize %s %s --type q3_k", m, tu_tmp("x.gguf"));
+    expect_run(2, "--type", "%s", cmd);
     /* perplexity of a file, as JSON */
     tu_write(tu_tmp("text.txt"), "今天天气真好。hello world", strlen("今天天气真好。hello world"));
     snprintf(cmd, sizeof cmd, "perplexity -m %s --ctx 8 --json %s", m, tu_tmp("text.txt"));

@@ -17,6 +17,7 @@ typedef struct {
 static const command k_commands[] = {
     {"convert", cmd_convert, "convert an upstream checkpoint (torch .pt/.bin, safetensors, HF folder) to GGUF"},
     {"info", cmd_info, "show a model's architecture, sizes, parameter count and bytes"},
+    {"quantize", cmd_quantize, "rewrite a model's weights as q8_0, q4_0, q4_1, f16, bf16 or f32"},
     {"init", cmd_init, "write a model with random weights (for tests and demos)"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary"},
     {"forward", cmd_forward, "run the forward pass and dump logits as .npy"},

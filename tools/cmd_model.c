@@ -8,6 +8,7 @@
 #include "format/gguf.h"
 #include "model/init.h"
 #include "model/model.h"
+#include "model/quantize.h"
 #include "util/types.h"
 
 /* ================================================================ convert */
@@ -17,7 +18,7 @@ int cmd_convert(int argc, char **argv) {
         {"out", 'o', "OUT.gguf", "output file (required)", NULL, 0},
         {"config", 0, "FILE", "upstream or HF config.json (default: beside SRC)", NULL, 0},
         {"vocab", 0, "FILE", "vocab.txt / bee.txt (default: beside SRC)", NULL, 0},
-        {"dtype", 0, "TYPE", "f32, f16 or bf16 (default: keep the checkpoint's types)", NULL, 0},
+        {"dtype", 0, "TYPE", "f32, f16, bf16, q8_0, q4_0 or q4_1 (default: keep the checkpoint's types)", NULL, 0},
         {"name", 0, "NAME", "model name stored in the file", NULL, 0},
         {0},
     };
@@ -39,7 +40,7 @@ int cmd_convert(int argc, char **argv) {
     if (!o.src) rc = cli_error("convert", "expected exactly one SRC argument (see 'bee convert --help')") + 1;
     else if (!o.out) rc = cli_error("convert", "missing -o OUT.gguf") + 1;
     else if (dt && (o.dtype = bee_type_from_name(dt)) < 0)
-        rc = cli_error("convert", "--dtype: unknown type '%s' (f32, f16, bf16)", dt) + 1;
+        rc = cli_error("convert", "--dtype: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1)", dt) + 1;
     if (rc == 0 && bee_convert(&o, stderr)) rc = cli_fail("convert");
     cli_free(&a);
     return rc;
@@ -127,7 +128,7 @@ int cmd_init(int argc, char **argv) {
         {"dim-head", 0, "N", "override the head width", NULL, 0},
         {"ff", 0, "N", "override dim_ff", NULL, 0},
         {"vocab", 0, "FILE", "vocab.txt to embed (default: a builtin ASCII + CJK vocabulary)", NULL, 0},
-        {"type", 0, "TYPE", "weight type: f32 (default), f16, bf16", NULL, 0},
+        {"type", 0, "TYPE", "weight type: f32 (default), f16, bf16, q8_0, q4_0, q4_1", NULL, 0},
         {"seed", 0, "N", "random seed (default 42)", NULL, 0},
         {"name", 0, "NAME", "model name stored in the file", NULL, 0},
         {0},
@@ -159,6 +160,34 @@ int cmd_init(int argc, char **argv) {
         else fprintf(stderr, "wrote %s (random weights)\n", out);
     }
     free(o.mask);
+    cli_free(&a);
+    return rc;
+}
+
+/* ================================================================ quantize */
+
+int cmd_quantize(int argc, char **argv) {
+    static const cli_opt opts[] = {
+        {"type", 0, "TYPE", "weight type: q8_0, q4_0, q4_1, f16, bf16 or f32 (required)", NULL, 0},
+        {"embd-type", 0, "TYPE", "token embedding / output matrix type (default: q8_0 for 4-bit, else TYPE)", NULL, 0},
+        {0},
+    };
+    cli_args a = {"quantize", "IN.gguf OUT.gguf --type q8_0|q4_0|q4_1|f16|bf16|f32 [--embd-type TYPE]",
+                  "Rewrites a model's weight matrices in another type. Norms and the position bias table keep\n"
+                  "their type; the tied embedding / output matrix may keep a higher precision.",
+                  opts};
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
+    const char *ty = cli_get(&a, "type"), *et = cli_get(&a, "embd-type");
+    bee_quantize_opts o = {0, -1};
+    if (a.n_pos != 2) rc = cli_error("quantize", "expected IN.gguf OUT.gguf") + 1;
+    else if (!ty || bee_type_from_name(ty) < 0) rc = cli_error("quantize", "--type: expected q8_0, q4_0, q4_1, f16, bf16 or f32") + 1;
+    else if (et && bee_type_from_name(et) < 0) rc = cli_error("quantize", "--embd-type: unknown type '%s'", et) + 1;
+    if (rc == 0) {
+        o.type = (uint32_t)bee_type_from_name(ty);
+        o.embd_type = et ? bee_type_from_name(et) : -1;
+        if (bee_model_quantize(a.pos[0], a.pos[1], &o, stderr)) rc = cli_fail("quantize");
+    }
     cli_free(&a);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "format/ckpt.h"
 #include "format/gguf.h"
 #include "model/arch.h"
+#include "model/quantize.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/types.h"
@@ -199,13 +200,6 @@ static int check_shape(const bee_ckpt_tensor *t, uint64_t rows, uint64_t cols, c
                     (unsigned long long)cols);
 }
 
-/* Converts n values between float types into a new buffer. */
-static void *convert_values(const void *src, uint32_t from, uint32_t to, size_t n) {
-    void *dst = malloc(bee_type_nbytes(to, n) + 1);
-    if (!dst) return NULL;
-    for (size_t i = 0; i < n; i++) bee_float_store(to, dst, i, bee_float_load(from, src, i));
-    return dst;
-}
 
 typedef struct {
     bee_model_tensor *v;
@@ -234,9 +228,14 @@ static int add_mapped(tensor_list *l, const bee_hparams *hp, const tensor_rule *
         if (!nv || !nn || !no) return bee_fail("out of memory");
     }
     uint32_t type = dtype < 0 ? t->type : (uint32_t)dtype;
+    if (bee_type_is_quant(type) && (rows == 1 || r->rows == D_BUCKETS)) type = t->type; /* norms, bias table */
+    else if (bee_type_is_quant(type) && r->rows == D_VOCAB) type = bee_quantize_default_embd(type);
+    if (cols % bee_type_block(type))
+        return bee_fail("tensor '%s': rows of %llu are not a multiple of the %s block", key, (unsigned long long)cols,
+                        bee_type_name(type));
     const void *data = t->data;
     void *owned = NULL;
-    if (type != t->type && !(data = owned = convert_values(t->data, t->type, type, rows * cols)))
+    if (type != t->type && !(data = owned = bee_tensor_convert(t->data, t->type, type, rows * cols, cols)))
         return bee_fail("out of memory");
     l->names[l->n] = strdup(name);
     l->owned[l->n] = owned;

@@ -8,8 +8,7 @@
 const float *bee_weight_row(const bee_weight *w, uint64_t r, float *tmp) {
     uint64_t n = w->cols;
     if (w->type == BEE_TYPE_F32) return (const float *)w->data + r * n;
-    const uint16_t *src = (const uint16_t *)w->data + r * n;
-    for (uint64_t i = 0; i < n; i++) tmp[i] = bee_float_load(w->type, src, (size_t)i);
+    bee_dequantize_row(w->type, (const uint8_t *)w->data + r * bee_type_nbytes(w->type, n), tmp, (size_t)n);
     return tmp;
 }
 

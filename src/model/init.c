@@ -62,10 +62,14 @@ static float rng_normal(uint64_t *s) {
 /* Weights ~ N(0, 1) (every CPM-Bee linear divides by sqrt(in), so unit
  * variance is the natural scale); norms = 1 + 0.1 N(0, 1). */
 static void *random_tensor(uint64_t n, uint32_t type, int is_norm, uint64_t *rng) {
-    void *p = malloc(bee_type_nbytes(type, n) + 1);
+    uint8_t *p = malloc(bee_type_nbytes(type, n) + 1);
+    float chunk[4096]; /* a multiple of every block size */
     if (!p) return NULL;
-    for (uint64_t i = 0; i < n; i++)
-        bee_float_store(type, p, (size_t)i, is_norm ? 1.0f + 0.1f * rng_normal(rng) : rng_normal(rng));
+    for (uint64_t i = 0; i < n; i += 4096) {
+        size_t k = n - i < 4096 ? (size_t)(n - i) : 4096;
+        for (size_t j = 0; j < k; j++) chunk[j] = is_norm ? 1.0f + 0.1f * rng_normal(rng) : rng_normal(rng);
+        bee_quantize_row(type, chunk, p + bee_type_nbytes(type, i), k);
+    }
     return p;
 }
 

@@ -63,8 +63,6 @@ static int read_hparams(const bee_gguf *g, bee_hparams *hp) {
 static int bind_tensor(const bee_gguf *g, const char *name, uint64_t rows, uint64_t cols, bee_weight *w) {
     const bee_gguf_tensor *t = bee_gguf_find_tensor(g, name);
     if (!t) return bee_fail("tensor '%s' is missing", name);
-    if (t->type != BEE_TYPE_F32 && t->type != BEE_TYPE_F16 && t->type != BEE_TYPE_BF16)
-        return bee_fail("tensor '%s' has type %s, which this build cannot compute with", name, bee_type_name(t->type));
     int ok = rows == 1 ? (t->n_dims == 1 && t->ne[0] == cols) : (t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows);
     if (!ok)
         return bee_fail("tensor '%s' has shape [%llu, %llu], expected [%llu, %llu] (ne0 = in)", name,

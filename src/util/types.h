@@ -9,13 +9,21 @@
 enum bee_type {
     BEE_TYPE_F32 = 0,
     BEE_TYPE_F16 = 1,
+    BEE_TYPE_Q4_0 = 2, /* 32-weight blocks: fp16 d, 16 bytes of nibbles; w = (q - 8) d */
+    BEE_TYPE_Q4_1 = 3, /* 32-weight blocks: fp16 d, fp16 m, 16 bytes of nibbles; w = q d + m */
+    BEE_TYPE_Q8_0 = 8, /* 32-weight blocks: fp16 d, 32 int8; w = q d */
+    BEE_TYPE_Q8_1 = 9, /* 32-weight blocks: fp16 d, fp16 s = d * sum(q), 32 int8; w = q d (activations for Q4_1) */
     BEE_TYPE_BF16 = 30,
 };
+
+#define BEE_QK 32 /* weights per quantization block */
 
 /* 1 when the type is known to this build. */
 int bee_type_valid(uint32_t type);
 const char *bee_type_name(uint32_t type);
-/* Parses "f32", "f16", "bf16" (case-insensitive); -1 if unknown. */
+/* 1 for the block-quantized types. */
+int bee_type_is_quant(uint32_t type);
+/* Parses "f32", "f16", "bf16", "q8_0", "q8_1", "q4_0", "q4_1" (case-insensitive); -1 if unknown. */
 int bee_type_from_name(const char *name);
 /* Bytes for n elements (n must be a multiple of the block size); 0 if invalid. */
 size_t bee_type_nbytes(uint32_t type, uint64_t n);
@@ -80,6 +88,12 @@ static inline uint16_t bee_f32_to_bf16(float f) {
     x += 0x7fff + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
 }
+
+/* Quantizes / dequantizes n values (n a multiple of the block for quantized
+ * types) between fp32 and any bee type. Implemented in kernels/quant.c, which
+ * documents the exact rounding rules and block layouts. */
+void bee_quantize_row(uint32_t type, const float *x, void *dst, size_t n);
+void bee_dequantize_row(uint32_t type, const void *src, float *y, size_t n);
 
 /* Element i of a float-typed buffer (F32, F16 or BF16) as fp32, and back. */
 static inline float bee_float_load(uint32_t type, const void *src, size_t i) {
