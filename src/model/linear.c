@@ -2,33 +2,51 @@
 
 #include <stdlib.h>
 
+#include "kernels/dot.h"
 #include "util/error.h"
 #include "util/types.h"
 
+/* Activations are converted once to the kernel's activation type (q8_0 for
+ * the quantized weights, so the dot products run in int8); each weight row is
+ * then reused four tokens at a time. Output rows are split statically across
+ * threads, so results do not depend on the thread count. */
 typedef struct {
+    const bee_dot_kernel *k;
     const bee_weight *w;
-    const float *x;
-    size_t n_tok, ldy;
+    const uint8_t *act;
+    size_t act_row, n_tok, ldy;
     float *y, div;
-    float *tmp; /* (n_threads, cols) row conversion buffers */
 } linear_job;
 
 static void linear_rows(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
     const linear_job *j = ctx;
-    size_t cols = j->w->cols;
-    float *tmp = j->tmp ? j->tmp + (size_t)ith * cols : NULL;
+    size_t cols = j->w->cols, w_row = bee_type_nbytes(j->w->type, cols);
     for (size_t o = begin; o < end; o++) {
-        const float *row = bee_weight_row(j->w, o, tmp);
-        for (size_t t = 0; t < j->n_tok; t++) j->y[t * j->ldy + o] = bee_dot_ref(j->x + t * cols, row, cols) / j->div;
+        const void *wr = (const uint8_t *)j->w->data + o * w_row;
+        size_t t = 0;
+        for (; t + 4 <= j->n_tok; t += 4) {
+            const void *x[4] = {j->act + t * j->act_row, j->act + (t + 1) * j->act_row, j->act + (t + 2) * j->act_row,
+                                j->act + (t + 3) * j->act_row};
+            float r[4];
+            j->k->dot4(cols, wr, x, r);
+            for (size_t i = 0; i < 4; i++) j->y[(t + i) * j->ldy + o] = r[i] / j->div;
+        }
+        for (; t < j->n_tok; t++) j->y[t * j->ldy + o] = j->k->dot(cols, wr, j->act + t * j->act_row) / j->div;
     }
 }
 
 int bee_linear(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w, float div) {
-    linear_job j = {w, x, n_tok, ldy, y, div, NULL};
-    if (w->type != BEE_TYPE_F32 &&
-        !(j.tmp = malloc((size_t)bee_pool_size(pool) * w->cols * sizeof *j.tmp)))
-        return bee_fail("out of memory");
+    const bee_dot_kernel *k = bee_dot_kernel_get(w->type);
+    if (!k) return bee_fail("no dot kernel for %s weights", bee_type_name(w->type));
+    size_t act_row = bee_type_nbytes(k->act_type, w->cols);
+    if (!act_row && w->cols) return bee_fail("rows of %llu do not fill %s blocks", (unsigned long long)w->cols,
+                                            bee_type_name(k->act_type));
+    uint8_t *act = malloc(n_tok * act_row + 64);
+    if (!act) return bee_fail("out of memory");
+    for (size_t t = 0; t < n_tok; t++) bee_quantize_row(k->act_type, x + t * w->cols, act + t * act_row, w->cols);
+    linear_job j = {k, w, act, act_row, n_tok, ldy, y, div};
     bee_pool_for(pool, w->rows, 16, linear_rows, &j);
-    free(j.tmp);
+    free(act);
     return 0;
 }

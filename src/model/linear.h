@@ -1,7 +1,7 @@
-/* Linear layer of the forward pass: y (n_tok, ldy) = x (n_tok, cols) · Wᵀ / div,
- * output rows split across the pool's threads. Each output is the same
- * reference dot product whatever the thread count, so results are identical
- * for any -t. */
+/* Linear layer of the forward pass: y (n_tok, ldy) = x (n_tok, cols) · Wᵀ / div
+ * with the best dot kernel for W's type, output rows split across the pool's
+ * threads. Each output is computed by one kernel call in a fixed order, so
+ * results are identical for any -t. */
 #ifndef BEE_MODEL_LINEAR_H
 #define BEE_MODEL_LINEAR_H
 
