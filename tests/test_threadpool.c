@@ -72,18 +72,19 @@ static void check_cover(bee_pool *p, size_t n, size_t grain) {
         if (!k) continue;
         called++;
         assert_true(t < nth);
-        assert_int_equal(c.begin[t] % g, 0);           /* chunks start on a grain boundary */
-        assert_true(c.begin[t] >= prev_end);           /* ordered by thread */
+        assert_int_equal(c.begin[t] % g, 0);             /* chunks start on a grain boundary */
+        assert_true(c.begin[t] >= prev_end);             /* ordered by thread */
         assert_true(c.end[t] == n || c.end[t] % g == 0); /* and end on one (or at n) */
         prev_end = c.end[t];
-        if (blocks > 1 && nth > 1) {                   /* the documented balanced split */
+        if (blocks > 1 && nth > 1) { /* the documented balanced split */
             size_t q = blocks / (size_t)nth, r = blocks % (size_t)nth, tt = (size_t)t;
             size_t b0 = tt * q + (tt < r ? tt : r), b1 = b0 + q + (tt < r);
             assert_int_equal(c.begin[t], b0 * g);
             assert_int_equal(c.end[t], b1 * g < n ? b1 * g : n);
         }
     }
-    if (n == 0) assert_int_equal(called, 0);
+    if (n == 0)
+        assert_int_equal(called, 0);
     else if (blocks == 1) {
         assert_int_equal(called, 1); /* a single block runs inline as thread 0 */
         assert_int_equal(atomic_load(&c.calls[0]), 1);
@@ -117,8 +118,10 @@ typedef struct {
 
 static void run_fn(void *arg, int ith, int nth) {
     run_ctx *c = arg;
-    if (nth != c->want_nth || ith < 0 || ith >= nth) atomic_store(&c->nth_bad, 1);
-    else atomic_fetch_add(&c->seen[ith], 1);
+    if (nth != c->want_nth || ith < 0 || ith >= nth)
+        atomic_store(&c->nth_bad, 1);
+    else
+        atomic_fetch_add(&c->seen[ith], 1);
 }
 
 static void test_run_every_thread(void **s) {
@@ -223,8 +226,7 @@ static void test_many_runs(void **s) {
         for (long i = 0; i < iters; i++) bee_pool_run(p, count_fn, &cnt);
         double dt = now_s() - t0;
         assert_int_equal(atomic_load(&cnt), iters * nth);
-        print_message("bee_pool_run, %d threads: %.3f us per call (%ld calls)\n", nth, dt / (double)iters * 1e6,
-                      iters);
+        print_message("bee_pool_run, %d threads: %.3f us per call (%ld calls)\n", nth, dt / (double)iters * 1e6, iters);
         assert_true(dt < 60.0);
         atomic_store(&cnt, 0);
         t0 = now_s();
@@ -364,8 +366,8 @@ static void check_roofline(bee_pool *p, const char *label) {
     double bw = bee_roofline_read_bw(p, (size_t)64 << 20, 3);
     double fma = bee_roofline_fma_peak(p, 3);
     double i8 = bee_roofline_int8_peak(p, 3);
-    print_message("roofline %-6s %d thr: read %.2f GB/s, fma %.1f GFLOP/s, int8 %.1f GOP/s\n", label,
-                  bee_pool_size(p), bw * 1e-9, fma * 1e-9, i8 * 1e-9);
+    print_message("roofline %-6s %d thr: read %.2f GB/s, fma %.1f GFLOP/s, int8 %.1f GOP/s\n", label, bee_pool_size(p),
+                  bw * 1e-9, fma * 1e-9, i8 * 1e-9);
     assert_true(isfinite(bw) && bw > 1e8);
     assert_true(isfinite(fma) && fma > 1e9);
     assert_true(isfinite(i8) && i8 >= 0);
@@ -390,8 +392,10 @@ static void test_roofline(void **s) {
         assert_true(bee_roofline_int8_peak(p, 1) == 0);
         check_roofline(p, bee_roofline_isa());
     }
-    if (saved) setenv("BEE_CPU", saved, 1);
-    else unsetenv("BEE_CPU");
+    if (saved)
+        setenv("BEE_CPU", saved, 1);
+    else
+        unsetenv("BEE_CPU");
     free(saved);
     /* a tiny request is raised to the minimum size */
     assert_true(bee_roofline_read_bw(NULL, 1, 1) > 1e8);
@@ -400,10 +404,14 @@ static void test_roofline(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cover),        cmocka_unit_test(test_run_every_thread),
-        cmocka_unit_test(test_deterministic), cmocka_unit_test(test_many_runs),
-        cmocka_unit_test(test_sleep_wake),   cmocka_unit_test(test_nested),
-        cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_null_pool),
+        cmocka_unit_test(test_cover),
+        cmocka_unit_test(test_run_every_thread),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_many_runs),
+        cmocka_unit_test(test_sleep_wake),
+        cmocka_unit_test(test_nested),
+        cmocka_unit_test(test_concurrent_callers),
+        cmocka_unit_test(test_null_pool),
         cmocka_unit_test(test_roofline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,8 +90,11 @@ static double median(double *v, int n) {
 static volatile uint64_t g_sink;
 
 /* Runs fn once untimed, then reps timed times; returns the median of
- * work / seconds, or -1 when out of memory. */
-static double timed_median(bee_pool *p, void (*fn)(void *, int, int), void *ctx, double work, int reps) {
+ * work / seconds, or -1 when out of memory. With nth_used, work is per thread
+ * and is multiplied by the thread count the run had (fn sets it: a nested
+ * call runs on one thread). */
+static double timed_median(bee_pool *p, void (*fn)(void *, int, int), void *ctx, double work, const int *nth_used,
+                           int reps) {
     if (reps <= 0) reps = DEFAULT_REPS;
     double *rate = malloc((size_t)reps * sizeof *rate);
     if (!rate) {
@@ -103,7 +106,7 @@ static double timed_median(bee_pool *p, void (*fn)(void *, int, int), void *ctx,
         double t0 = now_s();
         bee_pool_run(p, fn, ctx);
         double dt = now_s() - t0;
-        rate[r] = work / (dt > 1e-9 ? dt : 1e-9);
+        rate[r] = work * (nth_used ? *nth_used : 1) / (dt > 1e-9 ? dt : 1e-9);
     }
     double m = median(rate, reps);
     free(rate);
@@ -190,8 +193,10 @@ static void bw_read(void *ctx, int ith, int nth) {
     const uint8_t *q = j->buf + b0 * BLOCK;
     uint64_t s;
 #if ROOF_X86
-    if (j->isa == ISA_AVX512) s = sum_avx512(q, b1 - b0);
-    else if (j->isa == ISA_AVX2) s = sum_avx2(q, b1 - b0);
+    if (j->isa == ISA_AVX512)
+        s = sum_avx512(q, b1 - b0);
+    else if (j->isa == ISA_AVX2)
+        s = sum_avx2(q, b1 - b0);
     else
 #endif
         s = sum_scalar(q, b1 - b0);
@@ -240,7 +245,7 @@ double bee_roofline_read_bw(bee_pool *p, size_t bytes, int reps) {
         return -1.0;
     }
     bee_pool_run(p, bw_fill, &j); /* page faults happen here, untimed */
-    double r = timed_median(p, bw_read, &j, (double)(j.blocks * BLOCK), reps);
+    double r = timed_median(p, bw_read, &j, (double)(j.blocks * BLOCK), NULL, reps);
     uint64_t s = 0;
     for (int i = 0; i < nth; i++) s += j.out[(size_t)i * SLOT];
     g_sink = s;
@@ -305,26 +310,34 @@ __attribute__((target("avx2,fma"))) static uint64_t fma_avx2(long iters) {
     return (uint64_t)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]);
 }
 
+/* vpdpbusd through inline asm: with the intrinsic, gcc 12 copies every
+ * accumulator twice per iteration (24 extra register moves per 12 dot
+ * products) and measures half the machine's rate. */
+#define DPBUSD(acc, a, b) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b))
 __attribute__((target("avx512f,avx512vnni"))) static uint64_t vnni_avx512(long iters) {
     const __m512i a = _mm512_set1_epi32(g_ia), b = _mm512_set1_epi32(g_ib);
-    __m512i c[CHAINS];
-    for (int k = 0; k < CHAINS; k++) c[k] = _mm512_set1_epi32(g_ic + k);
+    const int c = g_ic;
+    __m512i c0 = _mm512_set1_epi32(c), c1 = _mm512_set1_epi32(c + 1), c2 = _mm512_set1_epi32(c + 2);
+    __m512i c3 = _mm512_set1_epi32(c + 3), c4 = _mm512_set1_epi32(c + 4), c5 = _mm512_set1_epi32(c + 5);
+    __m512i c6 = _mm512_set1_epi32(c + 6), c7 = _mm512_set1_epi32(c + 7), c8 = _mm512_set1_epi32(c + 8);
+    __m512i c9 = _mm512_set1_epi32(c + 9), c10 = _mm512_set1_epi32(c + 10), c11 = _mm512_set1_epi32(c + 11);
     for (long i = 0; i < iters; i++) {
-        c[0] = _mm512_dpbusd_epi32(c[0], a, b);
-        c[1] = _mm512_dpbusd_epi32(c[1], a, b);
-        c[2] = _mm512_dpbusd_epi32(c[2], a, b);
-        c[3] = _mm512_dpbusd_epi32(c[3], a, b);
-        c[4] = _mm512_dpbusd_epi32(c[4], a, b);
-        c[5] = _mm512_dpbusd_epi32(c[5], a, b);
-        c[6] = _mm512_dpbusd_epi32(c[6], a, b);
-        c[7] = _mm512_dpbusd_epi32(c[7], a, b);
-        c[8] = _mm512_dpbusd_epi32(c[8], a, b);
-        c[9] = _mm512_dpbusd_epi32(c[9], a, b);
-        c[10] = _mm512_dpbusd_epi32(c[10], a, b);
-        c[11] = _mm512_dpbusd_epi32(c[11], a, b);
+        DPBUSD(c0, a, b);
+        DPBUSD(c1, a, b);
+        DPBUSD(c2, a, b);
+        DPBUSD(c3, a, b);
+        DPBUSD(c4, a, b);
+        DPBUSD(c5, a, b);
+        DPBUSD(c6, a, b);
+        DPBUSD(c7, a, b);
+        DPBUSD(c8, a, b);
+        DPBUSD(c9, a, b);
+        DPBUSD(c10, a, b);
+        DPBUSD(c11, a, b);
     }
-    __m512i s = c[0];
-    for (int k = 1; k < CHAINS; k++) s = _mm512_add_epi32(s, c[k]);
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
     uint32_t v[16], t = 0;
     _mm512_storeu_si512((void *)v, s);
     for (int k = 0; k < 16; k++) t += v[k]; /* wraps: unsigned */
@@ -356,29 +369,34 @@ static uint64_t fma_scalar(long iters) {
 typedef struct {
     int isa, int8;
     uint64_t *out; /* SLOT per thread */
+    int nth_used;  /* set by thread 0 */
 } peak_job;
 
 static void peak_run(void *ctx, int ith, int nth) {
-    const peak_job *j = ctx;
+    peak_job *j = ctx;
     uint64_t s;
 #if ROOF_X86
-    if (j->int8) s = vnni_avx512(PEAK_ITERS);
-    else if (j->isa == ISA_AVX512) s = fma_avx512(PEAK_ITERS);
-    else if (j->isa == ISA_AVX2) s = fma_avx2(PEAK_ITERS);
+    if (j->int8)
+        s = vnni_avx512(PEAK_ITERS);
+    else if (j->isa == ISA_AVX512)
+        s = fma_avx512(PEAK_ITERS);
+    else if (j->isa == ISA_AVX2)
+        s = fma_avx2(PEAK_ITERS);
     else
 #endif
         s = fma_scalar(PEAK_ITERS);
     j->out[(size_t)ith * SLOT] += s;
+    if (ith == 0) j->nth_used = nth;
 }
 
 static double peak(bee_pool *p, int isa, int int8, double ops_per_iter, int reps) {
     int nth = bee_pool_size(p);
-    peak_job j = {isa, int8, calloc((size_t)nth * SLOT, sizeof(uint64_t))};
+    peak_job j = {isa, int8, calloc((size_t)nth * SLOT, sizeof(uint64_t)), 1};
     if (!j.out) {
         bee_fail("out of memory");
         return -1.0;
     }
-    double r = timed_median(p, peak_run, &j, ops_per_iter * PEAK_ITERS * nth, reps);
+    double r = timed_median(p, peak_run, &j, ops_per_iter * PEAK_ITERS, &j.nth_used, reps);
     uint64_t s = 0;
     for (int i = 0; i < nth; i++) s += j.out[(size_t)i * SLOT];
     g_sink = s;
