@@ -44,6 +44,7 @@ static void detect(bee_cpu_info *c) {
     c->avx512dq = ((b >> 17) & 1) && os_zmm;
     c->avx512bw = ((b >> 30) & 1) && os_zmm;
     c->avx512vl = ((b >> 31) & 1) && os_zmm;
+    c->avx512vbmi = ((cx >> 1) & 1) && os_zmm;
     c->avx512vnni = ((cx >> 11) & 1) && os_zmm;
     c->avx512fp16 = ((d >> 23) & 1) && os_zmm;
     c->amx_bf16 = ((d >> 22) & 1) && os_amx;
@@ -77,7 +78,7 @@ static void init(void) {
         g_max_level = BEE_CPU_AVX512;
     g_max_ext = 0;
     if (g_max_level == BEE_CPU_AVX512) {
-        if (c->avx512vnni) g_max_ext |= BEE_CPU_EXT_VNNI;
+        if (c->avx512vnni && c->avx512vbmi) g_max_ext |= BEE_CPU_EXT_VNNI;
         if (c->avx512bf16) g_max_ext |= BEE_CPU_EXT_BF16;
     }
     g_level = g_max_level;

@@ -5,8 +5,10 @@
  *   BEE_CPU_AVX2    AVX2 + FMA + F16C (OS saves YMM)
  *   BEE_CPU_AVX512  AVX-512 F/BW/VL/DQ on top of AVX2 (OS saves ZMM)
  * Extensions used at the AVX512 level when present:
- *   BEE_CPU_EXT_VNNI  AVX512_VNNI (vpdpbusd) for the int8 kernels; without it
- *                     the int8 kernels use the AVX2 ones
+ *   BEE_CPU_EXT_VNNI  AVX512_VNNI (vpdpbusd) + AVX512_VBMI (vpermt2b) for the
+ *                     int8 kernels (Ice Lake and later, Zen 4); without them
+ *                     (e.g. Skylake-SP, Cascade Lake) the int8 kernels are the
+ *                     AVX2 ones
  *   BEE_CPU_EXT_BF16  AVX512_BF16 (vdpbf16ps) for BF16 weights; changes the
  *                     BF16 kernel's activation type to BF16
  *
@@ -23,7 +25,7 @@ enum { BEE_CPU_EXT_VNNI = 1u, BEE_CPU_EXT_BF16 = 2u };
 /* Raw CPUID bits (already masked by what the OS saves via XGETBV). */
 typedef struct {
     int sse42, avx, avx2, fma, f16c;
-    int avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16;
+    int avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512vbmi, avx512bf16, avx512fp16;
     int avxvnni, amx_tile, amx_int8, amx_bf16;
 } bee_cpu_info;
 

@@ -20,7 +20,14 @@
  * bee_quantize_row (quants in [-127, 127]; the AVX2 int8 kernels rely on it).
  *
  * Alignment: none needed for the SIMD paths (unaligned loads throughout); the
- * scalar path needs F32/F16/BF16 rows aligned to their element size.
+ * scalar path needs F32/F16/BF16 rows aligned to their element size. No
+ * kernel reads past the n elements of w or x (the SIMD kernels prefetch 4 KiB
+ * ahead of the weights, which never faults).
+ *
+ * Paths: scalar (portable C); avx2 (AVX2 + FMA + F16C); avx512 (F/BW/VL/DQ)
+ * for the float types, with vdpbf16ps when AVX512_BF16 is present and
+ * vpdpbusd kernels for the int8 types when AVX512_VNNI + AVX512_VBMI are
+ * (otherwise the int8 types use the avx2 kernels). See kernels/cpu.h.
  *
  * Determinism: every kernel reduces in a fixed order that depends only on n,
  * so results are bit-identical across calls, alignments and threads, and

@@ -5,10 +5,14 @@
  *     step (element i -> accumulator (i / 8) % 4, lane i % 8); a partial last
  *     step is zero-padded; reduce (a0 + a1) + (a2 + a3), then 8 lanes
  *     pairwise.
- *   int8 types: per block an exact int32 dot in 8 lanes (maddubs + madd),
- *     converted to fp32 and fma'd with the block scale dw*dx into accumulator
- *     (block % 2); blocks are taken 4 at a time (scales converted together),
- *     a partial last group zero-padded.
+ *   int8 types: per block an exact int32 dot in 8 lanes (maddubs + madd:
+ *     Q8_0 as |w| x sign(x, w), which needs |x| <= 127 as bee_quantize_row
+ *     produces; Q4_0 as q x - 8 x and Q4_1 as q x with the unsigned nibbles
+ *     q, no int16 overflow possible), converted to fp32 and fma'd with the
+ *     block scale dw*dx into accumulator (block % 2); blocks are taken 4 at
+ *     a time (scales converted together), a partial last group zero-padded
+ *     (zero blocks add exactly 0). Q4_1 adds m*s per block in a separate
+ *     4-lane accumulator, added after the main reduction.
  * dot4 runs exactly the per-row arithmetic of dot for each row. */
 #include "kernels/dot.h"
 
@@ -18,6 +22,15 @@
 #include <string.h>
 
 #include "util/types.h"
+
+/* Weights stream from memory once per matmul: prefetch this far ahead (the
+ * hardware prefetcher alone left ~20% of the bandwidth unused for the int8
+ * types; 4 KiB was the knee of a sweep from 256 B to 16 KiB). */
+#define PF_DIST 4096
+#define PF(p, bytes)                                                                                   \
+    do {                                                                                               \
+        for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64) _mm_prefetch((const char *)(p) + PF_DIST + pf_, _MM_HINT_T0); \
+    } while (0)
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
@@ -38,8 +51,18 @@ INL float hsum4(__m128 s) {
     return _mm_cvtss_f32(s);
 }
 
-/* Four fp16 values at p, p + stride, ... as fp32. */
-INL __m128 ld_f16x4(const uint8_t *p, size_t stride) {
+/* Four fp16 values at p, p + stride, ... as fp32. Two ways with the same
+ * result: scalar loads + shifts (best for one row), or word inserts, which
+ * use the shuffle port instead of ports 0/1 that the int8 math of dot4
+ * saturates. */
+INL __m128 ld_f16x4(int inserts, const uint8_t *p, size_t stride) {
+    if (inserts) {
+        __m128i v = _mm_cvtsi32_si128(bee_ld_u16(p));
+        v = _mm_insert_epi16(v, bee_ld_u16(p + stride), 1);
+        v = _mm_insert_epi16(v, bee_ld_u16(p + 2 * stride), 2);
+        v = _mm_insert_epi16(v, bee_ld_u16(p + 3 * stride), 3);
+        return _mm_cvtph_ps(v);
+    }
     uint64_t v = (uint64_t)bee_ld_u16(p) | (uint64_t)bee_ld_u16(p + stride) << 16 |
                  (uint64_t)bee_ld_u16(p + 2 * stride) << 32 | (uint64_t)bee_ld_u16(p + 3 * stride) << 48;
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
@@ -77,7 +100,10 @@ INL void fdot_rows(int kind, int R, size_t n, const void *w, const float *const 
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[r][j] = _mm256_setzero_ps();
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) fstep(kind, R, acc, w, i, x, i);
+    for (; i + 32 <= n; i += 32) {
+        PF((const uint8_t *)w + i * (kind == K_F32 ? 4 : 2), kind == K_F32 ? 128 : 64);
+        fstep(kind, R, acc, w, i, x, i);
+    }
     if (i < n) { /* zero-padded last step */
         size_t rem = n - i, es = kind == K_F32 ? 4 : 2;
         float wt[32], xt[2][32];
@@ -125,10 +151,9 @@ INL size_t xbytes(int kind) { return kind == K_Q4_1 ? BEE_Q8_1_BYTES : BEE_Q8_0_
  * nibbles 0..15 for Q4_0/Q4_1 (low nibbles = elements 0..15). */
 INL __m256i ld_wq(int kind, const uint8_t *b) {
     if (kind == K_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 2));
-    __m128i v = _mm_loadu_si128((const __m128i *)(b + (kind == K_Q4_0 ? 2 : 4)));
-    __m128i m = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-    return _mm256_set_m128i(hi, lo);
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + (kind == K_Q4_0 ? 2 : 4))));
+    v = _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)); /* upper half: high nibbles */
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
 /* One group of 4 blocks for R activation rows. wg/xg[r] point at the first
@@ -136,27 +161,36 @@ INL __m256i ld_wq(int kind, const uint8_t *b) {
 INL void qgroup(int kind, int R, __m256 acc[][2], __m128 *macc, const uint8_t *wg, const uint8_t *const *xg) {
     const size_t wb = wbytes(kind), xb = xbytes(kind), xo = xb - 32;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m128 wd = ld_f16x4(wg, wb);
+    const int ins = R > 1;
+    __m128 wd = ld_f16x4(ins, wg, wb);
+    /* block scales dw*dx; one row broadcasts them from memory (loads), dot4
+     * with shuffles (port 5 is idle there); the values are the same */
     __m128 sc[4];
+    float scm[4] __attribute__((aligned(16)));
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) sc[r] = _mm_mul_ps(wd, ld_f16x4(xg[r], xb));
+    for (int r = 0; r < R; r++) sc[r] = _mm_mul_ps(wd, ld_f16x4(ins, xg[r], xb));
+    if (R == 1) _mm_store_ps(scm, sc[0]);
     if (kind == K_Q4_1) {
-        __m128 wm = ld_f16x4(wg + 2, wb);
+        __m128 wm = ld_f16x4(ins, wg + 2, wb);
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) macc[r] = _mm_fmadd_ps(wm, ld_f16x4(xg[r] + 2, xb), macc[r]);
+        for (int r = 0; r < R; r++) macc[r] = _mm_fmadd_ps(wm, ld_f16x4(ins, xg[r] + 2, xb), macc[r]);
     }
 #pragma GCC unroll 4
     for (int b = 0; b < 4; b++) {
         __m256i wq = ld_wq(kind, wg + b * wb), aw = wq;
-        if (kind == K_Q4_0) wq = _mm256_sub_epi8(wq, _mm256_set1_epi8(8));
-        if (kind != K_Q4_1) aw = _mm256_abs_epi8(wq);
+        if (kind == K_Q8_0) aw = _mm256_abs_epi8(wq);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i xq = _mm256_loadu_si256((const __m256i *)(xg[r] + b * xb + xo));
-            /* Q4_1: unsigned nibbles x signed quants directly; else |w| x sign(x, w) */
-            if (kind != K_Q4_1) xq = _mm256_sign_epi8(xq, wq);
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xq), ones);
-            acc[r][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), bcast_lane(sc[r], b), acc[r][b & 1]);
+            __m256i xq = _mm256_loadu_si256((const __m256i *)(xg[r] + b * xb + xo)), p;
+            if (kind == K_Q8_0) { /* |w| x sign(x, w) */
+                p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq, wq));
+            } else { /* unsigned nibbles x signed quants; Q4_0: (q - 8) x = q x - 8 x (int16, no overflow) */
+                p = _mm256_maddubs_epi16(wq, xq);
+                if (kind == K_Q4_0) p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(_mm256_set1_epi8(8), xq));
+            }
+            p = _mm256_madd_epi16(p, ones);
+            __m256 bs = R == 1 ? _mm256_broadcast_ss(&scm[b]) : bcast_lane(sc[r], b);
+            acc[r][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), bs, acc[r][b & 1]);
         }
     }
 }
@@ -167,20 +201,24 @@ INL void qdot_rows(int kind, int R, size_t n, const void *w, const void *const *
     __m128 macc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps(), macc[r] = _mm_setzero_ps();
-    const uint8_t *xg[4];
+    const uint8_t *wg = w, *xg[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) xg[r] = x[r];
     size_t g = 0;
     for (; g + 4 <= nb; g += 4) {
+        PF(wg, 4 * wb);
+        qgroup(kind, R, acc, macc, wg, xg);
+        wg += 4 * wb;
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) xg[r] = (const uint8_t *)x[r] + g * xb;
-        qgroup(kind, R, acc, macc, (const uint8_t *)w + g * wb, xg);
+        for (int r = 0; r < R; r++) xg[r] += 4 * xb;
     }
     if (g < nb) { /* zero-padded last group: zero blocks add exactly 0 */
         uint8_t wt[4 * BEE_Q8_1_BYTES], xt[4][4 * BEE_Q8_1_BYTES];
         memset(wt, 0, sizeof wt);
-        memcpy(wt, (const uint8_t *)w + g * wb, (nb - g) * wb);
+        memcpy(wt, wg, (nb - g) * wb);
         for (int r = 0; r < R; r++) {
             memset(xt[r], 0, sizeof xt[r]);
-            memcpy(xt[r], (const uint8_t *)x[r] + g * xb, (nb - g) * xb);
+            memcpy(xt[r], xg[r], (nb - g) * xb);
             xg[r] = xt[r];
         }
         qgroup(kind, R, acc, macc, wt, xg);
