@@ -91,6 +91,8 @@ static void test_demo_model(void **s) {
     free(out);
     snprintf(cmd, sizeof cmd, "quantize %s %s --type q3_k", m, tu_tmp("x.gguf"));
     expect_run(2, "--type", "%s", cmd);
+    snprintf(cmd, sizeof cmd, "quantize %s %s --type q8_1", m, tu_tmp("x.gguf")); /* activation-only type */
+    expect_run(2, "--type", "%s", cmd);
     /* perplexity of a file, as JSON */
     tu_write(tu_tmp("text.txt"), "今天天气真好。hello world", strlen("今天天气真好。hello world"));
     snprintf(cmd, sizeof cmd, "perplexity -m %s --ctx 8 --json %s", m, tu_tmp("text.txt"));

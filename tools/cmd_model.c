@@ -5,11 +5,19 @@
 
 #include "cli.h"
 #include "format/convert.h"
+#include "kernels/dot.h"
 #include "format/gguf.h"
 #include "model/init.h"
 #include "model/model.h"
 #include "model/quantize.h"
 #include "util/types.h"
+
+/* A weight type name the forward pass can compute with (q8_1 is an
+ * activation-only type and has no dot kernel); -1 otherwise. */
+static int weight_type(const char *name) {
+    int t = bee_type_from_name(name);
+    return t >= 0 && bee_dot_kernel_get((uint32_t)t) ? t : -1;
+}
 
 /* ================================================================ convert */
 
@@ -39,7 +47,7 @@ int cmd_convert(int argc, char **argv) {
     const char *dt = cli_get(&a, "dtype");
     if (!o.src) rc = cli_error("convert", "expected exactly one SRC argument (see 'bee convert --help')") + 1;
     else if (!o.out) rc = cli_error("convert", "missing -o OUT.gguf") + 1;
-    else if (dt && (o.dtype = bee_type_from_name(dt)) < 0)
+    else if (dt && (o.dtype = weight_type(dt)) < 0)
         rc = cli_error("convert", "--dtype: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1)", dt) + 1;
     if (rc == 0 && bee_convert(&o, stderr)) rc = cli_fail("convert");
     cli_free(&a);
@@ -148,12 +156,12 @@ int cmd_init(int argc, char **argv) {
     unsigned long long seed = 42;
     if (!out) rc = cli_error("init", "missing -o OUT.gguf") + 1;
     else if (a.n_pos) rc = cli_error("init", "unexpected argument '%s'", a.pos[0]) + 1;
-    else if (ty && bee_type_from_name(ty) < 0) rc = cli_error("init", "--type: unknown type '%s'", ty) + 1;
+    else if (ty && weight_type(ty) < 0) rc = cli_error("init", "--type: unknown type '%s'", ty) + 1;
     else if (cli_u64(&a, "seed", &seed)) rc = 2;
     else if (bee_init_preset(shape ? shape : "tiny", &o.hp, &o.mask)) rc = cli_fail("init") + 1;
     else if (apply_dims(&a, &o.hp)) rc = 2;
     if (rc == 0) {
-        if (ty) o.type = (uint32_t)bee_type_from_name(ty);
+        if (ty) o.type = (uint32_t)weight_type(ty);
         o.seed = seed;
         if (cli_get(&a, "layers") && o.mask) free(o.mask), o.mask = NULL;
         if (bee_model_init_random(out, &o)) rc = cli_fail("init");
@@ -181,11 +189,11 @@ int cmd_quantize(int argc, char **argv) {
     const char *ty = cli_get(&a, "type"), *et = cli_get(&a, "embd-type");
     bee_quantize_opts o = {0, -1};
     if (a.n_pos != 2) rc = cli_error("quantize", "expected IN.gguf OUT.gguf") + 1;
-    else if (!ty || bee_type_from_name(ty) < 0) rc = cli_error("quantize", "--type: expected q8_0, q4_0, q4_1, f16, bf16 or f32") + 1;
-    else if (et && bee_type_from_name(et) < 0) rc = cli_error("quantize", "--embd-type: unknown type '%s'", et) + 1;
+    else if (!ty || weight_type(ty) < 0) rc = cli_error("quantize", "--type: expected q8_0, q4_0, q4_1, f16, bf16 or f32") + 1;
+    else if (et && weight_type(et) < 0) rc = cli_error("quantize", "--embd-type: unknown type '%s'", et) + 1;
     if (rc == 0) {
-        o.type = (uint32_t)bee_type_from_name(ty);
-        o.embd_type = et ? bee_type_from_name(et) : -1;
+        o.type = (uint32_t)weight_type(ty);
+        o.embd_type = et ? weight_type(et) : -1;
         if (bee_model_quantize(a.pos[0], a.pos[1], &o, stderr)) rc = cli_fail("quantize");
     }
     cli_free(&a);
