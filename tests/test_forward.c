@@ -12,6 +12,7 @@
 #include "model/perplexity.h"
 #include "testutil.h"
 #include "util/error.h"
+#include "util/types.h"
 
 #define TOL_INTER 1e-4
 #define TOL_LOGIT 1e-3
@@ -164,7 +165,7 @@ static void test_prefill(void **state) {
 
 /* ---------------------------------------------------------------- decode */
 
-static void run_incremental(const char *ex) {
+static void run_incremental(const char *ex, double tol) {
     const bee_model *m = g_model;
     example e;
     example_open(&e, m, ex);
@@ -185,7 +186,7 @@ static void run_incremental(const char *ex) {
         assert_int_equal(bee_forward(m, sp, tp, &one, 1, &e.b.ext, BEE_LOGITS_LAST, all + i * W, NULL), 0);
         assert_int_equal(argmax(all + i * W, W), json_integer_value(json_object_get(st, "argmax_next")));
     }
-    expect_close(ex, "incremental_logits", all, ns * W, TOL_LOGIT);
+    expect_close(ex, "incremental_logits", all, ns * W, tol);
     free(all);
     bee_seq_free(&s);
     example_close(&e);
@@ -194,7 +195,29 @@ static void run_incremental(const char *ex) {
 static void test_incremental(void **state) {
     (void)state;
     if (!g_model) skip();
-    for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i]);
+    for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], TOL_LOGIT);
+}
+
+/* Half-precision KV caches: same greedy tokens, logits within the rounding of
+ * the cached keys and values (f16: 11-bit, bf16: 8-bit mantissas). */
+static void test_kv_half(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    assert_int_not_equal(bee_model_set_kv_type(g_model, BEE_TYPE_Q4_0), 0);
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
+    for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], 5e-3);
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_BF16), 0);
+    for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], 5e-2);
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
+    bee_seq a, b;
+    assert_int_equal(bee_seq_init(&a, g_model, 4, NULL, 0), 0);
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
+    assert_int_equal(bee_seq_init(&b, g_model, 4, NULL, 0), 0);
+    assert_int_equal(bee_seq_bytes(g_model, 8) < 8 * (size_t)(2 * 2 * 64 * 4), 1);
+    assert_int_not_equal(bee_seq_copy(&b, &a, g_model), 0); /* types differ */
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
+    bee_seq_free(&a);
+    bee_seq_free(&b);
 }
 
 /* Training layout: context + answer tokens (context 0) in one call, global positions. */
@@ -423,7 +446,7 @@ int main(void) {
         cmocka_unit_test(test_incremental),      cmocka_unit_test(test_full_forward),
         cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
         cmocka_unit_test(test_pruned),           cmocka_unit_test(test_perplexity),
-        cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_kv_half),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

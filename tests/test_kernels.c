@@ -26,6 +26,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/dot.h"
+#include "kernels/vec.h"
 #include "kernels/quant.h"
 #include "testutil.h"
 #include "util/types.h"
@@ -525,6 +526,31 @@ static void test_dot_zero(void **state) {
 
 static char g_self[4096];
 
+/* The attention's value accumulation: every path equals the reference bit
+ * for bit (unfused multiply, then add, element by element). */
+static void test_axpy(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    static const size_t sizes[] = {0, 1, 7, 16, 64, 100, 128};
+    assert_null(bee_axpy_get(BEE_TYPE_Q4_0));
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+            size_t n = sizes[si];
+            float x[128], y0[128], y1[128];
+            uint8_t xs[128 * 4];
+            fill(x, n, 0.1f);
+            fill(y0, n, -0.2f);
+            memcpy(y1, y0, n * sizeof *y0);
+            bee_quantize_row(types[ti], x, xs, n);
+            bee_axpy_ref(types[ti])(n, 0.37f, xs, y0);
+            bee_axpy_get(types[ti])(n, 0.37f, xs, y1);
+            for (size_t i = 0; i < n; i++)
+                if (memcmp(&y0[i], &y1[i], sizeof y0[i]) != 0)
+                    fail_msg("axpy %s n=%zu [%zu]: %.9g vs ref %.9g", bee_type_name(types[ti]), n, i, (double)y1[i],
+                             (double)y0[i]);
+        }
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     for (size_t t = 0; t < N_WTYPES; t++) {
@@ -610,6 +636,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_float_odd_sizes),
         cmocka_unit_test(test_dot_extreme_quants),
         cmocka_unit_test(test_dot_zero),
+        cmocka_unit_test(test_axpy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

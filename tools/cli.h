@@ -48,6 +48,12 @@ int cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* Loads -m MODEL with the options -t/--threads and --kv-type (when the
+ * command has them); prints the error and returns 1 on failure. */
+struct bee_model;
+int cli_model_load(const char *cmd, const cli_args *a, struct bee_model **m);
+#define CLI_OPT_KV_TYPE {"kv-type", 0, "TYPE", "KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)", "BEE_KV_TYPE", 0}
+
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init(int argc, char **argv);

@@ -18,6 +18,7 @@ int cmd_perplexity(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        CLI_OPT_KV_TYPE,
         {"ctx", 'c', "N", "window of answer tokens (default 512); windows advance by N/2", NULL, 0},
         {"json", 0, NULL, "print {\"tokens\": N, \"ppl\": X}", NULL, 0},
         {0},
@@ -26,16 +27,16 @@ int cmd_perplexity(int argc, char **argv) {
                   "Rolling perplexity of a UTF-8 text file, scored as CPM-Bee answer tokens.", opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
-    long ctx = 512, threads = 0;
+    long ctx = 512;
     char *text = NULL;
     size_t len = 0;
     bee_model *m = NULL;
     const char *path = cli_get(&a, "model");
     if (a.n_pos != 1) rc = cli_error("perplexity", "expected one FILE argument") + 1;
     else if (!path) rc = cli_error("perplexity", "missing -m MODEL.gguf") + 1;
-    else if (cli_int(&a, "ctx", 8, 1 << 20, &ctx) || cli_int(&a, "threads", 0, 1024, &threads)) rc = 2;
-    else if (bee_read_file(a.pos[0], &text, &len) || bee_model_load(path, &m) || bee_model_set_threads(m, (int)threads))
-        rc = cli_fail("perplexity");
+    else if (cli_int(&a, "ctx", 8, 1 << 20, &ctx)) rc = 2;
+    else if (bee_read_file(a.pos[0], &text, &len)) rc = cli_fail("perplexity");
+    else if (cli_model_load("perplexity", &a, &m)) rc = 1;
     if (rc == 0) {
         bee_ppl_result r;
         if (bee_perplexity(m, text, len, (size_t)ctx, &r, show_progress, NULL)) {

@@ -31,15 +31,7 @@ static int load_data(const char *cmd, const char *arg, json_t **out) {
     return 0;
 }
 
-static int load_model(const char *cmd, const cli_args *a, bee_model **m) {
-    const char *path = cli_get(a, "model");
-    long threads = 0;
-    if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
-    if (cli_int(a, "threads", 0, 1024, &threads)) return 1;
-    if (bee_model_load(path, m)) return cli_fail(cmd);
-    if (bee_model_set_threads(*m, (int)threads)) return cli_fail(cmd);
-    return 0;
-}
+static int load_model(const char *cmd, const cli_args *a, bee_model **m) { return cli_model_load(cmd, a, m); }
 
 /* "<<" → "<" for display (decoded text is in the tokenizer's escaped form). */
 static void print_unescaped(FILE *f, const char *s, size_t n) {
@@ -207,6 +199,7 @@ int cmd_forward(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        CLI_OPT_KV_TYPE,
         {"data", 0, "JSON|FILE", "input dict (inline JSON or a file)", NULL, 0},
         {"prompt", 'p', "TEXT", "plain text, wrapped as {\"input\": TEXT, \"<ans>\": \"\"}", NULL, 0},
         {"out", 'o', "DIR", "output folder (created if needed)", NULL, 0},
@@ -242,6 +235,7 @@ int cmd_forward(int argc, char **argv) {
 static const cli_opt k_gen_opts[] = {
     {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
     {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+    CLI_OPT_KV_TYPE,
     {"data", 0, "JSON|FILE", "input dict, or an array of dicts (one batch), inline or in a file", NULL, 0},
     {"prompt", 'p', "TEXT", "plain text, wrapped as {\"input\": TEXT, \"<ans>\": \"\"}", NULL, 0},
     {"beam", 0, "K", "beam search with K beams (default 3; the upstream decoder)", NULL, 0},
@@ -484,6 +478,7 @@ int cmd_chat(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        CLI_OPT_KV_TYPE,
         {"temp", 0, "T", "temperature (default 0.7; 0 = greedy)", NULL, 0},
         {"top-p", 0, "P", "nucleus sampling mass (default 0.9)", NULL, 0},
         {"top-k", 0, "K", "keep the K most likely tokens", NULL, 0},

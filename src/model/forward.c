@@ -4,23 +4,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/dot.h"
+#include "kernels/vec.h"
 #include "model/linear.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "util/types.h"
 
 /* ================================================================ sequences */
 
 static size_t row_width(const bee_model *m) { return (size_t)m->hp.n_heads * m->hp.dim_head; }
 
+/* Bytes of one cached row of k or v. */
+static size_t kv_row_bytes(const bee_model *m, uint32_t type) { return bee_type_nbytes(type, row_width(m)); }
+
 size_t bee_seq_bytes(const bee_model *m, uint32_t cap) {
     uint32_t n_att = 0;
     for (uint32_t i = 0; i < m->hp.n_layers; i++) n_att += m->layers[i].has_att;
-    return (size_t)cap * (2 * n_att * row_width(m) * sizeof(float) + sizeof(bee_token));
+    return (size_t)cap * (2 * n_att * kv_row_bytes(m, m->kv_type) + sizeof(bee_token));
+}
+
+int bee_model_set_kv_type(bee_model *m, uint32_t type) {
+    if (type != BEE_TYPE_F32 && type != BEE_TYPE_F16 && type != BEE_TYPE_BF16)
+        return bee_fail("KV cache type %s is not supported (use f32, f16 or bf16)", bee_type_name(type));
+    m->kv_type = type;
+    return 0;
 }
 
 int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *seg_rel, size_t n_seg_rel) {
     memset(s, 0, sizeof *s);
     for (uint32_t i = 0; i < m->hp.n_layers; i++) s->n_att += m->layers[i].has_att;
+    s->kv_type = m->kv_type;
     s->k = calloc(s->n_att ? s->n_att : 1, sizeof *s->k);
     s->v = calloc(s->n_att ? s->n_att : 1, sizeof *s->v);
     s->seg_rel = malloc((n_seg_rel ? n_seg_rel : 1) * sizeof *s->seg_rel);
@@ -47,11 +61,11 @@ int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *se
 int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap) {
     if (cap <= s->cap) return 0;
     if (cap < s->cap * 2) cap = s->cap * 2;
-    size_t w = row_width(m);
+    size_t rb = kv_row_bytes(m, s->kv_type);
     for (uint32_t l = 0; l < s->n_att; l++) {
-        float *k = realloc(s->k[l], (size_t)cap * w * sizeof *k);
+        void *k = realloc(s->k[l], (size_t)cap * rb);
         if (k) s->k[l] = k;
-        float *v = realloc(s->v[l], (size_t)cap * w * sizeof *v);
+        void *v = realloc(s->v[l], (size_t)cap * rb);
         if (v) s->v[l] = v;
         if (!k || !v) return bee_fail("out of memory growing the KV cache to %u tokens", cap);
     }
@@ -74,8 +88,10 @@ void bee_seq_free(bee_seq *s) {
 
 int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m) {
     if (dst == src) return 0;
+    if (dst->kv_type != src->kv_type) return bee_fail("cannot copy a %s KV cache into a %s one",
+                                                      bee_type_name(src->kv_type), bee_type_name(dst->kv_type));
     if (bee_seq_reserve(dst, m, src->n)) return -1;
-    size_t bytes = (size_t)src->n * row_width(m) * sizeof(float);
+    size_t bytes = (size_t)src->n * kv_row_bytes(m, src->kv_type);
     for (uint32_t l = 0; l < src->n_att; l++) {
         memcpy(dst->k[l], src->k[l], bytes);
         memcpy(dst->v[l], src->v[l], bytes);
@@ -190,24 +206,28 @@ typedef struct {
     float *scores;     // (n_threads, max_k) one score row per thread
     int32_t *rows;     // (n_threads, max_k) bias-table row per key of the current query
     uint32_t *q_seq;   // (total) sequence of each new token
+    float (*kdot)(size_t n, const void *k, const void *q); /* q . cached key row */
+    bee_axpy_fn vaxpy;                                     /* out += p * cached value row */
 } fwd_ctx;
 
 /* One query against its sequence's whole cache: the L x L score matrix is
- * never stored, only one row of scores at a time. */
+ * never stored, only one row of scores at a time. Scores and the weighted sum
+ * of values use the SIMD kernels for the cache's element type. */
 static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out,
                        int ith) {
     const bee_model *m = c->m;
     uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n;
-    size_t w = row_width(m);
+    size_t rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh);
     float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * c->max_k;
     int32_t *ix = c->rows + (size_t)ith * c->max_k;
     const bee_token *qt = &s->keys[qi];
+    const uint8_t *K = s->k[l], *V = s->v[l];
     for (uint32_t j = 0; j < nk; j++) ix[j] = bias_row(m, s, qt, &s->keys[j]);
     for (uint32_t h = 0; h < H; h++) {
         float mx = -INFINITY;
         for (uint32_t j = 0; j < nk; j++) {
             if (ix[j] < 0) continue;
-            sc[j] = bee_dot_ref(q + h * dh, s->k[l] + (size_t)j * w + h * dh, dh) / sd + m->pos_bias[(size_t)ix[j] * H + h];
+            sc[j] = c->kdot(dh, K + (size_t)j * rb + h * hb, q + h * dh) / sd + m->pos_bias[(size_t)ix[j] * H + h];
             if (sc[j] > mx) mx = sc[j];
         }
         float sum = 0;
@@ -218,12 +238,8 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t 
         }
         float *o = out + h * dh;
         memset(o, 0, dh * sizeof *o);
-        for (uint32_t j = 0; j < nk; j++) {
-            if (ix[j] < 0) continue;
-            float p = sc[j] / sum;
-            const float *v = s->v[l] + (size_t)j * w + h * dh;
-            for (uint32_t e = 0; e < dh; e++) o[e] += p * v[e];
-        }
+        for (uint32_t j = 0; j < nk; j++)
+            if (ix[j] >= 0) c->vaxpy(dh, sc[j] / sum, V + (size_t)j * rb + h * hb, o);
     }
 }
 
@@ -253,9 +269,12 @@ static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *
     if (!starts) return bee_fail("out of memory");
     for (size_t i = 0; i < c->n_seq; i++) {
         bee_seq *s = c->seqs[i];
-        size_t n = c->n_tok[i];
-        memcpy(s->k[l] + (size_t)c->n_old[i] * w, k + t0 * w, n * w * sizeof *k);
-        memcpy(s->v[l] + (size_t)c->n_old[i] * w, v + t0 * w, n * w * sizeof *v);
+        size_t n = c->n_tok[i], rb = kv_row_bytes(c->m, s->kv_type);
+        for (size_t t = 0; t < n; t++) {
+            size_t row = (size_t)c->n_old[i] + t;
+            bee_quantize_row(s->kv_type, k + (t0 + t) * w, (uint8_t *)s->k[l] + row * rb, w);
+            bee_quantize_row(s->kv_type, v + (t0 + t) * w, (uint8_t *)s->v[l] + row * rb, w);
+        }
         starts[i] = t0;
         t0 += n;
     }
@@ -387,14 +406,24 @@ void bee_trace_free(bee_trace *t, uint32_t n_layers) {
     t->enabled = en;
 }
 
-static void trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
-    size_t H = m->hp.n_heads, dh = m->hp.dim_head, w = row_width(m);
-    for (size_t h = 0; h < H; h++)
-        for (size_t j = 0; j < s->n; j++)
+static int trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
+    size_t H = m->hp.n_heads, dh = m->hp.dim_head, w = row_width(m), rb = kv_row_bytes(m, s->kv_type);
+    float *kr = malloc(w * sizeof *kr), *vr = malloc(w * sizeof *vr);
+    if (!kr || !vr) {
+        free(kr), free(vr);
+        return bee_fail("out of memory");
+    }
+    for (size_t j = 0; j < s->n; j++) {
+        bee_dequantize_row(s->kv_type, (const uint8_t *)s->k[0] + j * rb, kr, w);
+        bee_dequantize_row(s->kv_type, (const uint8_t *)s->v[0] + j * rb, vr, w);
+        for (size_t h = 0; h < H; h++)
             for (size_t e = 0; e < dh; e++) {
-                tr->k0[(h * s->n + j) * dh + e] = s->k[0][j * w + h * dh + e];
-                tr->v0[(h * s->n + j) * dh + e] = s->v[0][j * w + h * dh + e];
+                tr->k0[(h * s->n + j) * dh + e] = kr[h * dh + e];
+                tr->v0[(h * s->n + j) * dh + e] = vr[h * dh + e];
             }
+    }
+    free(kr), free(vr);
+    return 0;
 }
 
 static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
@@ -413,6 +442,14 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
             trace_bias(m, s, c->n_old[i], tr);
         }
     }
+    for (size_t i = 1; i < c->n_seq; i++)
+        if (c->seqs[i]->kv_type != c->seqs[0]->kv_type) return bee_fail("sequences of one batch must share a KV cache type");
+    uint32_t kvt = c->n_seq ? c->seqs[0]->kv_type : BEE_TYPE_F32;
+    /* bf16 keys are dotted with f32 queries: the bf16 x bf16 kernel would round q */
+    const bee_dot_kernel *kk = bee_dot_kernel_at(kvt, bee_cpu_level(), bee_cpu_ext() & ~BEE_CPU_EXT_BF16);
+    c->vaxpy = bee_axpy_get(kvt);
+    if (!kk || kk->act_type != BEE_TYPE_F32 || !c->vaxpy) return bee_fail("no attention kernel for a %s KV cache", bee_type_name(kvt));
+    c->kdot = kk->dot;
     size_t nth = (size_t)bee_pool_size(m->pool);
     c->max_k = max_k;
     c->scores = malloc(nth * max_k * sizeof(float));
@@ -459,7 +496,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
@@ -479,7 +516,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     for (size_t t = 0; rc == 0 && t < c.total; t++) bee_rmsnorm_ref(b.a + t * d, b.h + t * d, m->out_norm, d, m->hp.eps);
     if (rc == 0 && trace && trace->enabled) {
         memcpy(trace->hidden, b.a, n_tok[0] * d * sizeof(float));
-        if (m->layers[0].has_att) trace_kv(trace, m, seqs[0]);
+        if (m->layers[0].has_att) rc = trace_kv(trace, m, seqs[0]);
     }
     if (rc == 0 && mode != BEE_LOGITS_NONE) rc = compute_logits(&c, b.a, ext, mode, logits);
     if (rc && c.n_old) rollback(&c);

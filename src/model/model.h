@@ -44,10 +44,14 @@ typedef struct bee_model {
     bee_layer *layers;   // (n_layers)
     float *f32_pool;     /* one allocation carved into the small fp32 tensors above */
     struct bee_pool *pool; /* worker threads of the forward pass (NULL = one thread) */
+    uint32_t kv_type;      /* element type of new sequences' KV caches (F32 default, F16, BF16) */
 } bee_model;
 
 /* Starts n worker threads for this model's forward passes (0 = all cores). */
 int bee_model_set_threads(bee_model *m, int n);
+/* Element type of the KV caches of sequences initialised from now on: f32
+ * (default: exact parity), f16 or bf16 (half the memory). */
+int bee_model_set_kv_type(bee_model *m, uint32_t type);
 
 int bee_model_load(const char *path, bee_model **out);
 void bee_model_free(bee_model *m);
@@ -72,7 +76,8 @@ typedef struct {
 typedef struct {
     uint32_t n, cap;   /* cached tokens and capacity (grows on demand) */
     uint32_t n_att;    /* layers with attention (pruned ones keep no cache) */
-    float **k, **v;    // n_att × (cap, n_heads * dim_head)
+    uint32_t kv_type;  /* element type of k and v (the model's kv_type at init) */
+    void **k, **v;     // n_att × (cap, n_heads * dim_head) elements of kv_type
     bee_token *keys;   // (cap)
     int32_t *seg_rel;  // (n_seg_rel)
     size_t n_seg_rel;
@@ -84,7 +89,7 @@ int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap);
 void bee_seq_free(bee_seq *s);
 /* Copies src's cache and keys into dst (same model; dst grows if needed). */
 int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m);
-/* Bytes held by one sequence's cache. */
+/* Bytes held by one sequence's cache of cap tokens (the model's kv_type). */
 size_t bee_seq_bytes(const bee_model *m, uint32_t cap);
 
 /* ---------------------------------------------------------------- forward */
