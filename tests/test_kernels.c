@@ -26,6 +26,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/dot.h"
+#include "kernels/panel.h"
 #include "kernels/vec.h"
 #include "kernels/quant.h"
 #include "testutil.h"
@@ -526,29 +527,139 @@ static void test_dot_zero(void **state) {
 
 static char g_self[4096];
 
-/* The attention's value accumulation: every path equals the reference bit
- * for bit (unfused multiply, then add, element by element). */
-static void test_axpy(void **state) {
+/* Attention kernels over gathered cache rows: every path equals the
+ * reference bit for bit, for every head width and key count. */
+static void test_attn(void **state) {
     (void)state;
     static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
-    static const size_t sizes[] = {0, 1, 7, 16, 64, 100, 128};
-    assert_null(bee_axpy_get(BEE_TYPE_Q4_0));
+    static const size_t dhs[] = {16, 64, 128, 256};
+    assert_null(bee_attn_get(BEE_TYPE_Q4_0, 64));
+    enum { NK = 9, MAXD = 256 };
+    float q[MAXD], kv[NK * MAXD], p[NK], o0[MAXD], o1[MAXD], s0[NK], s1[NK];
+    uint8_t rows[NK * MAXD * 4];
+    int32_t idx[NK] = {8, 3, 0, 7, 1, 5, 2, 6, 4};
     for (size_t ti = 0; ti < 3; ti++)
-        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
-            size_t n = sizes[si];
-            float x[128], y0[128], y1[128];
-            uint8_t xs[128 * 4];
-            fill(x, n, 0.1f);
-            fill(y0, n, -0.2f);
-            memcpy(y1, y0, n * sizeof *y0);
-            bee_quantize_row(types[ti], x, xs, n);
-            bee_axpy_ref(types[ti])(n, 0.37f, xs, y0);
-            bee_axpy_get(types[ti])(n, 0.37f, xs, y1);
-            for (size_t i = 0; i < n; i++)
-                if (memcmp(&y0[i], &y1[i], sizeof y0[i]) != 0)
-                    fail_msg("axpy %s n=%zu [%zu]: %.9g vs ref %.9g", bee_type_name(types[ti]), n, i, (double)y1[i],
-                             (double)y0[i]);
+        for (size_t di = 0; di < 4; di++) {
+            size_t dh = dhs[di], rb = bee_type_nbytes(types[ti], dh);
+            const bee_attn_kernels *f = bee_attn_get(types[ti], dh), *r = bee_attn_ref(types[ti]);
+            fill(q, dh, 0.1f);
+            fill(kv, NK * dh, 0.3f);
+            fill(p, NK, 0.0f);
+            for (size_t k = 0; k < NK; k++) bee_quantize_row(types[ti], kv + k * dh, rows + k * rb, dh);
+            for (size_t n = 0; n <= NK; n++) {
+                r->dots(n, dh, q, rows, rb, idx, s0);
+                f->dots(n, dh, q, rows, rb, idx, s1);
+                r->wsum(n, dh, p, rows, rb, idx, o0);
+                f->wsum(n, dh, p, rows, rb, idx, o1);
+                if (memcmp(s0, s1, n * sizeof *s0) || memcmp(o0, o1, dh * sizeof *o0))
+                    fail_msg("attention %s dh=%zu n=%zu: fast != ref", bee_type_name(types[ti]), dh, n);
+                for (size_t i = 0; i < n; i++) { /* and the scores are the dot products */
+                    double e = 0, mag = 0;
+                    float row[MAXD];
+                    bee_dequantize_row(types[ti], rows + (size_t)idx[i] * rb, row, dh);
+                    for (size_t k = 0; k < dh; k++) e += (double)q[k] * row[k], mag += fabs((double)q[k] * row[k]);
+                    if (fabs(s0[i] - e) > 1e-5 * mag) fail_msg("attention dot %zu: %g vs %g", i, (double)s0[i], e);
+                }
+            }
         }
+}
+
+/* ---------------------------------------------------------------- panel layout */
+
+/* One matrix of each panel type with a ragged last panel: rows read back
+ * exactly; the SIMD tile kernel equals the reference bit for bit for every
+ * tile size; a token's result does not depend on the other tokens of the
+ * call; and the result is the dot product of the dequantized weights with
+ * the (q8_0-rounded, for int8 types) activations. */
+static void check_panel_type(uint32_t type) {
+    const size_t rows = 37, cols = 96, n_tok = 14;
+    float *wf = malloc(rows * cols * sizeof *wf), *x = malloc(n_tok * cols * sizeof *x);
+    uint8_t *wr = malloc(bee_type_nbytes(type, rows * cols));
+    size_t pn = bee_panel_nbytes(type, rows, cols);
+    assert_int_equal(pn, bee_type_nbytes(type, 48 * cols)); /* 3 panels, same bytes as 48 rows */
+    uint8_t *pw = malloc(pn);
+    float *y_ref = calloc(n_tok * rows, sizeof *y_ref), *y_fast = calloc(n_tok * rows, sizeof *y_fast);
+    float *y_one = calloc(rows, sizeof *y_one), *row = malloc(cols * sizeof *row), *row2 = malloc(cols * sizeof *row2);
+    fill(wf, rows * cols, 0.2f);
+    fill(x, n_tok * cols, 0.5f);
+    bee_quantize_row(type, wf, wr, rows * cols);
+    bee_panel_pack(type, wr, rows, cols, pw);
+    for (size_t r = 0; r < rows; r++) {
+        bee_dequantize_row(type, wr + r * bee_type_nbytes(type, cols), row, cols);
+        bee_panel_row(type, pw, cols, r, row2);
+        if (memcmp(row, row2, cols * sizeof *row) != 0) fail_msg("%s: panel row %zu differs", bee_type_name(type), r);
+    }
+    bee_panel_act a, a1;
+    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols), 0);
+    bee_panel_act_fill(&a, x, 0, 5);
+    bee_panel_act_fill(&a, x, 5, n_tok);
+    bee_panel_matmul_ref(type, pw, rows, 0, 3, &a, y_ref, rows, 2.0f);
+    for (size_t T = 1; T <= n_tok; T++) { /* every tile size, through the first T tokens */
+        a.n_tok = T;
+        memset(y_fast, 0, n_tok * rows * sizeof *y_fast);
+        bee_panel_matmul(type, pw, rows, 0, 3, &a, y_fast, rows, 2.0f);
+        if (memcmp(y_ref, y_fast, T * rows * sizeof *y_ref) != 0) fail_msg("%s: fast != ref with %zu tokens", bee_type_name(type), T);
+    }
+    for (size_t t = 0; t < n_tok; t += 5) { /* alone, split over panel ranges */
+        assert_int_equal(bee_panel_act_init(&a1, type, 1, cols), 0);
+        bee_panel_act_fill(&a1, x + t * cols, 0, 1);
+        bee_panel_matmul(type, pw, rows, 0, 1, &a1, y_one, rows, 2.0f);
+        bee_panel_matmul(type, pw, rows, 1, 3, &a1, y_one, rows, 2.0f);
+        if (memcmp(y_one, y_ref + t * rows, rows * sizeof *y_one) != 0) fail_msg("%s: token %zu alone differs", bee_type_name(type), t);
+        bee_panel_act_free(&a1);
+    }
+    for (size_t t = 0; t < n_tok; t++) {
+        float xr[96];
+        if (type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0) {
+            uint8_t xq[4 * 34];
+            bee_quantize_row(BEE_TYPE_Q8_0, x + t * cols, xq, cols);
+            bee_dequantize_row(BEE_TYPE_Q8_0, xq, xr, cols);
+        } else {
+            memcpy(xr, x + t * cols, sizeof xr);
+        }
+        for (size_t r = 0; r < rows; r++) {
+            bee_dequantize_row(type, wr + r * bee_type_nbytes(type, cols), row, cols);
+            double e = 0, mag = 0;
+            for (size_t k = 0; k < cols; k++) e += (double)row[k] * xr[k], mag += fabs((double)row[k] * xr[k]);
+            double got = 2.0 * y_ref[t * rows + r];
+            if (fabs(got - e) > 1e-5 * mag + 1e-6) fail_msg("%s: [%zu,%zu] %.7g vs exact %.7g", bee_type_name(type), t, r, got, e);
+        }
+    }
+    bee_panel_act_free(&a);
+    free(wf), free(x), free(wr), free(pw), free(y_ref), free(y_fast), free(y_one), free(row), free(row2);
+}
+
+static void test_panel_quant(void **state) {
+    (void)state;
+    bee_panel_quant_fn fast = bee_panel_quant_avx512();
+    if (!fast) skip();
+    enum { NB = 64 };
+    float x[NB * 32];
+    fill(x, NB * 32, 0.3f);
+    for (int i = 0; i < 32; i++) x[32 + i] = 0.0f;           /* zero block */
+    for (int i = 0; i < 32; i++) x[64 + i] = 1e-9f * (float)i; /* scale below fp16 */
+    x[100] = NAN, x[101] = INFINITY, x[102] = -INFINITY;     /* NaN ignored in amax; inf saturates */
+    for (int i = 0; i < 32; i++) x[128 + i] = (float)(i - 16) * 127.0f / 16.0f + 0.5f; /* exact halves */
+    x[200] = 1e30f;
+    int8_t q0[NB * 32], q1[NB * 32];
+    float d0[NB], d1[NB];
+    int32_t c0[NB], c1[NB];
+    bee_panel_quant_ref(x, NB, q0, d0, c0, 128);
+    fast(x, NB, q1, d1, c1, 128);
+    assert_memory_equal(q0, q1, sizeof q0);
+    assert_memory_equal(d0, d1, sizeof d0);
+    assert_memory_equal(c0, c1, sizeof c0);
+}
+
+static void test_panel(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16, BEE_TYPE_Q8_0, BEE_TYPE_Q4_0};
+    assert_int_equal(bee_panel_nbytes(BEE_TYPE_Q4_1, 16, 32), 0);
+    assert_int_equal(bee_panel_nbytes(BEE_TYPE_Q8_0, 16, 48), 0);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        fprintf(stderr, "  panel %s: %s kernel\n", bee_type_name(types[i]), bee_panel_fast(types[i]) ? "avx512" : "reference");
+        check_panel_type(types[i]);
+    }
 }
 
 static void test_dispatch(void **state) {
@@ -636,7 +747,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_float_odd_sizes),
         cmocka_unit_test(test_dot_extreme_quants),
         cmocka_unit_test(test_dot_zero),
-        cmocka_unit_test(test_axpy),
+        cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_panel),
+        cmocka_unit_test(test_panel_quant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

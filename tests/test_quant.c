@@ -95,7 +95,8 @@ static void test_model_quantized(void **s) {
     const uint32_t types[] = {BEE_TYPE_Q8_0, BEE_TYPE_Q4_0, BEE_TYPE_Q4_1};
     /* random N(0,1) weights are a hard case for 4 bits (the embedding is quantized too here);
        golden logits span about ±5 */
-    const double tol[] = {0.1, 2.0, 2.0}, kl_tol[] = {1e-3, 0.1, 0.1};
+    /* q8_0 activations add to the weight rounding: 0.063 with f32 activations, 0.09-0.10 with int8 dots */
+    const double tol[] = {0.15, 2.0, 2.0}, kl_tol[] = {1e-3, 0.1, 0.1};
     bee_model *ref;
     assert_int_equal(bee_model_load(tu_tmp("f32.gguf"), &ref), 0);
     for (int t = 0; t < 3; t++) {

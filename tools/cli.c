@@ -177,16 +177,23 @@ int cli_error(const char *cmd, const char *fmt, ...) {
 
 /* ================================================================ model loading */
 
-int cli_model_load(const char *cmd, const cli_args *a, bee_model **m) {
-    const char *path = cli_get(a, "model"), *kv = cli_get(a, "kv-type");
-    long threads = 0;
-    *m = NULL;
-    if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
-    if (cli_int(a, "threads", 0, 1024, &threads)) return 1;
+int cli_kv_type(const char *cmd, const cli_args *a, uint32_t *out) {
+    const char *kv = cli_get(a, "kv-type");
     int kvt = kv ? bee_type_from_name(kv) : BEE_TYPE_F32;
     if (kvt != BEE_TYPE_F32 && kvt != BEE_TYPE_F16 && kvt != BEE_TYPE_BF16)
         return cli_error(cmd, "--kv-type: '%s' is not f32, f16 or bf16", kv);
-    if (bee_model_load(path, m) || bee_model_set_threads(*m, (int)threads) || bee_model_set_kv_type(*m, (uint32_t)kvt)) {
+    *out = (uint32_t)kvt;
+    return 0;
+}
+
+int cli_model_load(const char *cmd, const cli_args *a, bee_model **m) {
+    const char *path = cli_get(a, "model");
+    long threads = 0;
+    uint32_t kvt;
+    *m = NULL;
+    if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
+    if (cli_int(a, "threads", 0, 1024, &threads) || cli_kv_type(cmd, a, &kvt)) return 1;
+    if (bee_model_load(path, m) || bee_model_set_threads(*m, (int)threads) || bee_model_set_kv_type(*m, kvt)) {
         bee_model_free(*m);
         *m = NULL;
         return cli_fail(cmd);

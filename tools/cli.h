@@ -3,6 +3,7 @@
 #define BEE_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     const char *name;  /* long name without dashes, e.g. "max-length" */
@@ -52,6 +53,8 @@ int cli_error(const char *cmd, const char *fmt, ...)
  * command has them); prints the error and returns 1 on failure. */
 struct bee_model;
 int cli_model_load(const char *cmd, const cli_args *a, struct bee_model **m);
+/* The --kv-type option as a bee type (F32 when absent); 1 after printing an error. */
+int cli_kv_type(const char *cmd, const cli_args *a, uint32_t *out);
 #define CLI_OPT_KV_TYPE {"kv-type", 0, "TYPE", "KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)", "BEE_KV_TYPE", 0}
 
 int cmd_convert(int argc, char **argv);
@@ -63,5 +66,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -7,14 +7,17 @@
 #include <stdint.h>
 
 /* A weight matrix (rows, cols) stored row-major in one of the bee types. */
+enum { BEE_LAYOUT_ROWS = 0, BEE_LAYOUT_PANEL = 1 };
+
 typedef struct {
     uint32_t type;
     const void *data;
     uint64_t rows, cols;
+    uint32_t layout; /* BEE_LAYOUT_ROWS (row-major, as in GGUF) or BEE_LAYOUT_PANEL (kernels/panel.h) */
 } bee_weight;
 
-/* Row r as fp32: returns a pointer to the data itself for F32, else converts
- * into tmp (cols floats) and returns tmp. */
+/* Row r as fp32: returns a pointer to the data itself for row-major F32,
+ * else converts into tmp (cols floats, always required) and returns tmp. */
 const float *bee_weight_row(const bee_weight *w, uint64_t r, float *tmp);
 /* Converts a whole 1-D weight to fp32 (n = rows * cols). */
 void bee_weight_to_f32(const bee_weight *w, float *dst);

@@ -2,11 +2,16 @@
 #include <stdlib.h>
 
 #include "kernels/kernels.h"
+#include "kernels/panel.h"
 #include "util/error.h"
 #include "util/types.h"
 
 const float *bee_weight_row(const bee_weight *w, uint64_t r, float *tmp) {
     uint64_t n = w->cols;
+    if (w->layout == BEE_LAYOUT_PANEL) {
+        bee_panel_row(w->type, w->data, n, r, tmp);
+        return tmp;
+    }
     if (w->type == BEE_TYPE_F32) return (const float *)w->data + r * n;
     bee_dequantize_row(w->type, (const uint8_t *)w->data + r * bee_type_nbytes(w->type, n), tmp, (size_t)n);
     return tmp;
@@ -31,7 +36,7 @@ float bee_dot_ref(const float *a, const float *b, size_t n) {
 
 int bee_matmul_ref(float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w, float div) {
     float *tmp = NULL;
-    if (w->type != BEE_TYPE_F32 && !(tmp = malloc(w->cols * sizeof *tmp))) return bee_fail("out of memory");
+    if (!(tmp = malloc((w->cols ? w->cols : 1) * sizeof *tmp))) return bee_fail("out of memory");
     for (uint64_t o = 0; o < w->rows; o++) {
         const float *row = bee_weight_row(w, o, tmp);
         for (size_t t = 0; t < n_tok; t++) y[t * ldy + o] = bee_dot_ref(x + t * w->cols, row, w->cols) / div;

@@ -1,109 +1,146 @@
 #include "kernels/vec.h"
 
+#include <math.h>
+#include <string.h>
+
 #include "kernels/cpu.h"
 #include "util/types.h"
 
-/* ================================================================ reference */
+/* ---------------------------------------------------------------- attention, reference */
 
-static void axpy_f32_ref(size_t n, float a, const void *x, float *y) {
-    const float *xs = x;
-    for (size_t i = 0; i < n; i++) y[i] += a * xs[i];
+static float elem(uint32_t type, const uint8_t *row, size_t e) {
+    if (type == BEE_TYPE_F32) {
+        float f;
+        memcpy(&f, row + 4 * e, 4);
+        return f;
+    }
+    uint16_t h = (uint16_t)(row[2 * e] | row[2 * e + 1] << 8);
+    return type == BEE_TYPE_F16 ? bee_f16_to_f32(h) : bee_bf16_to_f32(h);
 }
 
-static void axpy_f16_ref(size_t n, float a, const void *x, float *y) {
-    const uint16_t *xs = x;
-    for (size_t i = 0; i < n; i++) y[i] += a * bee_f16_to_f32(xs[i]);
+static float dot_tree_ref(uint32_t type, size_t dh, const float *q, const uint8_t *row) {
+    float l[16] = {0};
+    for (size_t e = 0; e < dh; e++) l[e % 16] = fmaf(q[e], elem(type, row, e), l[e % 16]);
+    float s[4];
+    for (int L = 0; L < 4; L++) s[L] = (l[4 * L] + l[4 * L + 2]) + (l[4 * L + 1] + l[4 * L + 3]);
+    return (s[0] + s[2]) + (s[1] + s[3]);
 }
 
-static void axpy_bf16_ref(size_t n, float a, const void *x, float *y) {
-    const uint16_t *xs = x;
-    for (size_t i = 0; i < n; i++) y[i] += a * bee_bf16_to_f32(xs[i]);
-}
+#define ATTN_REF(name, type)                                                                           \
+    static void name##_dots(size_t n, size_t dh, const float *q, const void *rows, size_t stride,      \
+                            const int32_t *idx, float *out) {                                          \
+        for (size_t i = 0; i < n; i++)                                                                 \
+            out[i] = dot_tree_ref(type, dh, q, (const uint8_t *)rows + (size_t)idx[i] * stride);       \
+    }                                                                                                  \
+    static void name##_wsum(size_t n, size_t dh, const float *p, const void *rows, size_t stride,      \
+                            const int32_t *idx, float *out) {                                          \
+        for (size_t e = 0; e < dh; e++) out[e] = 0;                                                    \
+        for (size_t i = 0; i < n; i++) {                                                               \
+            const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride;                        \
+            for (size_t e = 0; e < dh; e++) out[e] = fmaf(p[i], elem(type, r, e), out[e]);             \
+        }                                                                                              \
+    }                                                                                                  \
+    static const bee_attn_kernels name = {name##_dots, name##_wsum};
 
-bee_axpy_fn bee_axpy_ref(uint32_t type) {
+ATTN_REF(attn_ref_f32, BEE_TYPE_F32)
+ATTN_REF(attn_ref_f16, BEE_TYPE_F16)
+ATTN_REF(attn_ref_bf16, BEE_TYPE_BF16)
+
+const bee_attn_kernels *bee_attn_ref(uint32_t type) {
     switch (type) {
-    case BEE_TYPE_F32: return axpy_f32_ref;
-    case BEE_TYPE_F16: return axpy_f16_ref;
-    case BEE_TYPE_BF16: return axpy_bf16_ref;
+    case BEE_TYPE_F32: return &attn_ref_f32;
+    case BEE_TYPE_F16: return &attn_ref_f16;
+    case BEE_TYPE_BF16: return &attn_ref_bf16;
     default: return NULL;
     }
 }
 
-/* ================================================================ AVX2 / AVX-512
- * Unfused multiply then add, like the reference, so every path agrees with
- * the reference to the last bit (the compiler must not contract a*x+y into
- * an FMA in the reference either: the project builds with the default
- * -ffp-contract=off of ISO C mode). */
+/* ================================================================ AVX-512 */
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define T2 __attribute__((target("avx2,fma,f16c")))
-#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
-T2 static void axpy_f32_avx2(size_t n, float a, const void *x, float *y) {
-    const float *xs = x;
-    __m256 va = _mm256_set1_ps(a);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(xs + i))));
-    for (; i < n; i++) y[i] += a * xs[i];
+/* ---------------------------------------------------------------- attention, AVX-512 */
+
+enum { A_F32, A_F16, A_BF16 };
+
+static inline __attribute__((always_inline)) T5 __m512 ld_kv(int kind, const uint8_t *p) {
+    if (kind == A_F32) return _mm512_loadu_ps(p);
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (kind == A_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-T2 static void axpy_f16_avx2(size_t n, float a, const void *x, float *y) {
-    const uint16_t *xs = x;
-    __m256 va = _mm256_set1_ps(a);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xs + i)));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, xv)));
+/* The reduction tree of vec.h for 4 lane-sum vectors at once. */
+static inline __attribute__((always_inline)) T5 __m128 reduce4x(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+static inline __attribute__((always_inline)) T5 void dots_k(int kind, size_t n, size_t dh, const float *q,
+                                                            const void *rows, size_t stride, const int32_t *idx,
+                                                            float *out) {
+    size_t es = kind == A_F32 ? 4 : 2;
+    for (size_t i = 0; i < n; i += 4) {
+        __m512 acc[4];
+        for (int k = 0; k < 4; k++) {
+            acc[k] = _mm512_setzero_ps();
+            if (i + (size_t)k >= n) continue;
+            const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i + (size_t)k] * stride;
+            for (size_t e = 0; e < dh; e += 16) acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), ld_kv(kind, r + e * es), acc[k]);
+        }
+        float s[4];
+        _mm_storeu_ps(s, reduce4x(acc[0], acc[1], acc[2], acc[3]));
+        for (int k = 0; k < 4 && i + (size_t)k < n; k++) out[i + (size_t)k] = s[k];
     }
-    for (; i < n; i++) y[i] += a * bee_f16_to_f32(xs[i]);
 }
 
-T5 static void axpy_f32_avx512(size_t n, float a, const void *x, float *y) {
-    const float *xs = x;
-    __m512 va = _mm512_set1_ps(a);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, _mm512_loadu_ps(xs + i))));
-    for (; i < n; i++) y[i] += a * xs[i];
-}
-
-T5 static void axpy_f16_avx512(size_t n, float a, const void *x, float *y) {
-    const uint16_t *xs = x;
-    __m512 va = _mm512_set1_ps(a);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xs + i)));
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, xv)));
+static inline __attribute__((always_inline)) T5 void wsum_k(int kind, size_t n, size_t dh, const float *p,
+                                                            const void *rows, size_t stride, const int32_t *idx,
+                                                            float *out) {
+    size_t es = kind == A_F32 ? 4 : 2;
+    for (size_t e0 = 0; e0 < dh; e0 += 128) { /* up to 8 accumulators live */
+        size_t m = dh - e0 < 128 ? (dh - e0) / 16 : 8;
+        __m512 acc[8];
+        for (size_t c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride + e0 * es;
+            __m512 pv = _mm512_set1_ps(p[i]);
+            for (size_t c = 0; c < m; c++) acc[c] = _mm512_fmadd_ps(pv, ld_kv(kind, r + 16 * c * es), acc[c]);
+        }
+        for (size_t c = 0; c < m; c++) _mm512_storeu_ps(out + e0 + 16 * c, acc[c]);
     }
-    for (; i < n; i++) y[i] += a * bee_f16_to_f32(xs[i]);
 }
 
-T5 static void axpy_bf16_avx512(size_t n, float a, const void *x, float *y) {
-    const uint16_t *xs = x;
-    __m512 va = _mm512_set1_ps(a);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(xs + i));
-        __m512 xv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, xv)));
-    }
-    for (; i < n; i++) y[i] += a * bee_bf16_to_f32(xs[i]);
-}
+#define ATTN_AVX512(name, kind)                                                                        \
+    T5 static void name##_dots(size_t n, size_t dh, const float *q, const void *rows, size_t stride,   \
+                               const int32_t *idx, float *out) {                                       \
+        dots_k(kind, n, dh, q, rows, stride, idx, out);                                                \
+    }                                                                                                  \
+    T5 static void name##_wsum(size_t n, size_t dh, const float *p, const void *rows, size_t stride,   \
+                               const int32_t *idx, float *out) {                                       \
+        wsum_k(kind, n, dh, p, rows, stride, idx, out);                                                \
+    }                                                                                                  \
+    static const bee_attn_kernels name = {name##_dots, name##_wsum};
+
+ATTN_AVX512(attn_avx512_f32, A_F32)
+ATTN_AVX512(attn_avx512_f16, A_F16)
+ATTN_AVX512(attn_avx512_bf16, A_BF16)
 #endif
 
-bee_axpy_fn bee_axpy_get(uint32_t type) {
+const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh) {
 #if defined(__x86_64__)
-    int lvl = bee_cpu_level();
-    if (lvl >= BEE_CPU_AVX512) {
-        if (type == BEE_TYPE_F32) return axpy_f32_avx512;
-        if (type == BEE_TYPE_F16) return axpy_f16_avx512;
-        if (type == BEE_TYPE_BF16) return axpy_bf16_avx512;
-    } else if (lvl >= BEE_CPU_AVX2) {
-        if (type == BEE_TYPE_F32) return axpy_f32_avx2;
-        if (type == BEE_TYPE_F16) return axpy_f16_avx2;
+    if (bee_cpu_level() >= BEE_CPU_AVX512 && dh % 16 == 0) {
+        if (type == BEE_TYPE_F32) return &attn_avx512_f32;
+        if (type == BEE_TYPE_F16) return &attn_avx512_f16;
+        if (type == BEE_TYPE_BF16) return &attn_avx512_bf16;
     }
 #endif
-    return bee_axpy_ref(type);
+    return bee_attn_ref(type);
 }
+

@@ -1,20 +1,28 @@
-/* Small vector kernels of the attention inner loop over the KV cache, whose
- * rows may be stored as f32 or f16 (or bf16). Chosen at run time like the dot
- * kernels (BEE_CPU caps the level); every path computes each element with one
- * fused or unfused multiply-add in the same order, so results depend only on
- * the path, never on the thread count. */
+/* Vector kernels of the attention inner loop over the KV cache, whose rows
+ * may be stored as f32, f16 or bf16. Chosen at run time like the dot kernels
+ * (BEE_CPU caps the level); results never depend on the thread count. */
 #ifndef BEE_KERNELS_VEC_H
 #define BEE_KERNELS_VEC_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* y[i] += a * x[i] for i < n; x is a row of type F32, F16 or BF16. */
-typedef void (*bee_axpy_fn)(size_t n, float a, const void *x, float *y);
+/* Attention over selected cached rows (row i at rows + idx[i] * stride bytes,
+ * dh elements of type F32, F16 or BF16; dh a multiple of 16 for the SIMD
+ * paths):
+ *   dots: out[i] = q . row_i, each as 16 lane sums (lane l takes elements
+ *         l, l + 16, ... by fma) reduced by the fixed tree
+ *         ((s0 + s2) + (s1 + s3)), s_L = (l0 + l2) + (l1 + l3) over the lanes
+ *         4L .. 4L + 3;
+ *   wsum: out[e] = sum_i p[i] * row_i[e], by fma in the order of i.
+ * The reference computes exactly that, so every path agrees bit for bit. */
+typedef struct {
+    void (*dots)(size_t n, size_t dh, const float *q, const void *rows, size_t stride, const int32_t *idx, float *out);
+    void (*wsum)(size_t n, size_t dh, const float *p, const void *rows, size_t stride, const int32_t *idx, float *out);
+} bee_attn_kernels;
 
-/* Kernel for rows of `type` at the current CPU level; NULL for other types. */
-bee_axpy_fn bee_axpy_get(uint32_t type);
-/* Portable reference (the oracle of test_kernels). */
-bee_axpy_fn bee_axpy_ref(uint32_t type);
+/* Kernels for a cache of `type` with heads of dh elements; NULL when unsupported. */
+const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh);
+const bee_attn_kernels *bee_attn_ref(uint32_t type);
 
 #endif

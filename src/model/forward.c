@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/dot.h"
 #include "kernels/vec.h"
 #include "model/linear.h"
 #include "model/model.h"
@@ -204,42 +203,46 @@ typedef struct {
     uint32_t *n_old;   // (n_seq) cache length before this call
     uint32_t max_k;    /* longest key buffer in the batch */
     float *scores;     // (n_threads, max_k) one score row per thread
-    int32_t *rows;     // (n_threads, max_k) bias-table row per key of the current query
+    int32_t *rows;     // (n_threads, 2, max_k) bias-table row and index of each visible key of the current query
     uint32_t *q_seq;   // (total) sequence of each new token
-    float (*kdot)(size_t n, const void *k, const void *q); /* q . cached key row */
-    bee_axpy_fn vaxpy;                                     /* out += p * cached value row */
+    const bee_attn_kernels *attn; /* scores and weighted values over the cache's type */
 } fwd_ctx;
 
 /* One query against its sequence's whole cache: the L x L score matrix is
- * never stored, only one row of scores at a time. Scores and the weighted sum
- * of values use the SIMD kernels for the cache's element type. */
+ * never stored, only one row of scores at a time, over the keys the mask
+ * lets this query see (listed once, shared by the heads). */
 static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out,
                        int ith) {
     const bee_model *m = c->m;
-    uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n;
+    uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n, n = 0;
     size_t rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh);
     float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * c->max_k;
-    int32_t *ix = c->rows + (size_t)ith * c->max_k;
+    int32_t *row = c->rows + (size_t)ith * 2 * c->max_k, *key = row + c->max_k;
     const bee_token *qt = &s->keys[qi];
     const uint8_t *K = s->k[l], *V = s->v[l];
-    for (uint32_t j = 0; j < nk; j++) ix[j] = bias_row(m, s, qt, &s->keys[j]);
+    for (uint32_t j = 0; j < nk; j++) {
+        int32_t b = bias_row(m, s, qt, &s->keys[j]);
+        if (b >= 0) row[n] = b, key[n++] = (int32_t)j;
+    }
     for (uint32_t h = 0; h < H; h++) {
+        float *o = out + h * dh;
+        if (n == 0) { /* fully masked query (padding): zero output, as upstream */
+            memset(o, 0, dh * sizeof *o);
+            continue;
+        }
+        c->attn->dots(n, dh, q + h * dh, K + h * hb, rb, key, sc);
         float mx = -INFINITY;
-        for (uint32_t j = 0; j < nk; j++) {
-            if (ix[j] < 0) continue;
-            sc[j] = c->kdot(dh, K + (size_t)j * rb + h * hb, q + h * dh) / sd + m->pos_bias[(size_t)ix[j] * H + h];
-            if (sc[j] > mx) mx = sc[j];
+        for (uint32_t i = 0; i < n; i++) {
+            sc[i] = sc[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
+            if (sc[i] > mx) mx = sc[i];
         }
         float sum = 0;
-        for (uint32_t j = 0; j < nk; j++) {
-            if (ix[j] < 0) continue;
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
+        for (uint32_t i = 0; i < n; i++) {
+            sc[i] = expf(sc[i] - mx);
+            sum += sc[i];
         }
-        float *o = out + h * dh;
-        memset(o, 0, dh * sizeof *o);
-        for (uint32_t j = 0; j < nk; j++)
-            if (ix[j] >= 0) c->vaxpy(dh, sc[j] / sum, V + (size_t)j * rb + h * hb, o);
+        for (uint32_t i = 0; i < n; i++) sc[i] /= sum;
+        c->attn->wsum(n, dh, sc, V + h * hb, rb, key, o);
     }
 }
 
@@ -445,15 +448,11 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     for (size_t i = 1; i < c->n_seq; i++)
         if (c->seqs[i]->kv_type != c->seqs[0]->kv_type) return bee_fail("sequences of one batch must share a KV cache type");
     uint32_t kvt = c->n_seq ? c->seqs[0]->kv_type : BEE_TYPE_F32;
-    /* bf16 keys are dotted with f32 queries: the bf16 x bf16 kernel would round q */
-    const bee_dot_kernel *kk = bee_dot_kernel_at(kvt, bee_cpu_level(), bee_cpu_ext() & ~BEE_CPU_EXT_BF16);
-    c->vaxpy = bee_axpy_get(kvt);
-    if (!kk || kk->act_type != BEE_TYPE_F32 || !c->vaxpy) return bee_fail("no attention kernel for a %s KV cache", bee_type_name(kvt));
-    c->kdot = kk->dot;
+    if (!(c->attn = bee_attn_get(kvt, m->hp.dim_head))) return bee_fail("no attention kernel for a %s KV cache", bee_type_name(kvt));
     size_t nth = (size_t)bee_pool_size(m->pool);
     c->max_k = max_k;
     c->scores = malloc(nth * max_k * sizeof(float));
-    c->rows = malloc(nth * max_k * sizeof(int32_t));
+    c->rows = malloc(nth * 2 * max_k * sizeof(int32_t));
     c->q_seq = malloc((c->total ? c->total : 1) * sizeof *c->q_seq);
     if (!c->scores || !c->rows || !c->q_seq) return bee_fail("out of memory");
     for (size_t i = 0, t = 0; i < c->n_seq; i++)
@@ -496,7 +495,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernels/panel.h"
 #include "model/arch.h"
 #include "util/threadpool.h"
 #include "util/error.h"
@@ -164,6 +168,60 @@ static int bind_weights(bee_model *m) {
     return 0;
 }
 
+/* ================================================================ panel repack */
+
+static size_t collect_matrices(bee_model *m, bee_weight **ws) {
+    size_t n = 0;
+    ws[n++] = &m->tok_embd;
+    for (uint32_t i = 0; i < m->hp.n_layers; i++) {
+        bee_layer *L = &m->layers[i];
+        bee_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 4 && L->has_att; k++) ws[n++] = lw[k];
+        for (int k = 4; k < 7 && L->has_ffn; k++) ws[n++] = lw[k];
+    }
+    return n;
+}
+
+static int repack_enabled(void) {
+    const char *e = getenv("BEE_REPACK");
+    return !(e && strcmp(e, "0") == 0);
+}
+
+/* Drops the file pages under [p, p + n) from this process's resident set
+ * (they are clean and come back from the file if ever touched again). */
+static void release_pages(const void *p, size_t n) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static int repack_weights(bee_model *m) {
+    if (!repack_enabled()) return 0;
+    bee_weight **ws = malloc((1 + 7 * (size_t)m->hp.n_layers) * sizeof *ws);
+    if (!ws) return bee_fail("out of memory");
+    size_t n = collect_matrices(m, ws), total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bee_panel_fast(ws[i]->type)) total += (bee_panel_nbytes(ws[i]->type, ws[i]->rows, ws[i]->cols) + 63) & ~(size_t)63;
+    if (total == 0) return free(ws), 0;
+    void *buf = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) return free(ws), bee_fail("cannot allocate %zu bytes for the repacked weights", total);
+    madvise(buf, total, MADV_HUGEPAGE);
+    uint8_t *dst = buf;
+    for (size_t i = 0; i < n; i++) {
+        bee_weight *w = ws[i];
+        size_t nb = bee_panel_nbytes(w->type, w->rows, w->cols);
+        if (!bee_panel_fast(w->type) || nb == 0) continue;
+        bee_panel_pack(w->type, w->data, w->rows, w->cols, dst);
+        release_pages(w->data, bee_type_nbytes(w->type, w->rows * w->cols));
+        w->data = dst, w->layout = BEE_LAYOUT_PANEL;
+        dst += (nb + 63) & ~(size_t)63;
+    }
+    mprotect(buf, total, PROT_READ); /* like the mapped file: nobody writes weights */
+    m->panel_buf = buf, m->panel_bytes = total;
+    free(ws);
+    return 0;
+}
+
 static int load_tokenizer(bee_model *m) {
     uint32_t et;
     uint64_t n;
@@ -190,6 +248,7 @@ int bee_model_load(const char *path, bee_model **out) {
         rc = read_hparams(m->gguf, &m->hp);
         if (rc == 0) rc = load_tokenizer(m);
         if (rc == 0) rc = bind_weights(m);
+        if (rc == 0) rc = repack_weights(m);
         if (rc) bee_fail_prefix("%s: ", path);
     }
     if (rc == 0) {
@@ -217,6 +276,7 @@ void bee_model_free(bee_model *m) {
     bee_pool_free(m->pool);
     bee_tokenizer_free(m->tok);
     bee_gguf_free(m->gguf);
+    if (m->panel_buf) munmap(m->panel_buf, m->panel_bytes);
     free(m->layers);
     free(m->f32_pool);
     free(m->pos_tab);

@@ -45,6 +45,8 @@ typedef struct bee_model {
     float *f32_pool;     /* one allocation carved into the small fp32 tensors above */
     struct bee_pool *pool; /* worker threads of the forward pass (NULL = one thread) */
     uint32_t kv_type;      /* element type of new sequences' KV caches (F32 default, F16, BF16) */
+    void *panel_buf;       /* the matrices repacked into the panel layout (kernels/panel.h), or NULL */
+    size_t panel_bytes;
 } bee_model;
 
 /* Starts n worker threads for this model's forward passes (0 = all cores). */
@@ -53,6 +55,11 @@ int bee_model_set_threads(bee_model *m, int n);
  * (default: exact parity), f16 or bf16 (half the memory). */
 int bee_model_set_kv_type(bee_model *m, uint32_t type);
 
+/* Loads a GGUF model. The matrices are memory-mapped; when this CPU has
+ * panel kernels for their type they are then repacked into anonymous memory
+ * in the panel layout (the file pages are released as each one is done, so
+ * the resident size stays about the file size). BEE_REPACK=0 keeps every
+ * matrix mapped in place. */
 int bee_model_load(const char *path, bee_model **out);
 void bee_model_free(bee_model *m);
 uint64_t bee_model_n_params(const bee_model *m);

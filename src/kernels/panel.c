@@ -1,0 +1,246 @@
+#include "kernels/panel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/quant.h"
+#include "util/error.h"
+#include "util/types.h"
+
+#define P BEE_PANEL_ROWS
+
+/* ================================================================ layout */
+
+int bee_panel_has_type(uint32_t type) {
+    return type == BEE_TYPE_F32 || type == BEE_TYPE_F16 || type == BEE_TYPE_BF16 || type == BEE_TYPE_Q8_0 ||
+           type == BEE_TYPE_Q4_0;
+}
+
+int bee_panel_fast(uint32_t type) { return bee_panel_has_type(type) && bee_panel_tile_avx512(type) != NULL; }
+
+static int is_int8(uint32_t type) { return type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0; }
+
+/* Bytes of one 32-column block of a panel (int8 types). */
+static size_t block_bytes(uint32_t type) { return type == BEE_TYPE_Q8_0 ? 544 : 288; }
+
+static size_t elem_bytes(uint32_t type) { return type == BEE_TYPE_F32 ? 4 : 2; }
+
+static size_t panel_bytes(uint32_t type, uint64_t cols) {
+    return is_int8(type) ? (size_t)(cols / 32) * block_bytes(type) : (size_t)cols * P * elem_bytes(type);
+}
+
+size_t bee_panel_nbytes(uint32_t type, uint64_t rows, uint64_t cols) {
+    if (!bee_panel_has_type(type) || (is_int8(type) && cols % 32)) return 0;
+    return (size_t)((rows + P - 1) / P) * panel_bytes(type, cols);
+}
+
+static void pack_float(uint32_t type, const uint8_t *src, uint64_t rows, uint64_t cols, uint8_t *dst) {
+    size_t es = elem_bytes(type), rb = (size_t)cols * es;
+    for (uint64_t p = 0; p * P < rows; p++) {
+        uint8_t *pd = dst + p * panel_bytes(type, cols);
+        for (uint64_t k = 0; k < cols; k++)
+            for (int r = 0; r < P; r++) {
+                uint64_t row = p * P + (uint64_t)r;
+                uint8_t *e = pd + ((size_t)k * P + (size_t)r) * es;
+                if (row < rows) memcpy(e, src + row * rb + k * es, es);
+                else memset(e, 0, es);
+            }
+    }
+}
+
+/* Quants of row `row`, block b, as integers (0 for padding rows); returns the fp16 scale. */
+static uint16_t block_quants(uint32_t type, const uint8_t *src, uint64_t rows, uint64_t cols, uint64_t row,
+                             uint64_t b, int q[32]) {
+    if (row >= rows) {
+        memset(q, 0, 32 * sizeof *q);
+        return 0;
+    }
+    size_t bb = type == BEE_TYPE_Q8_0 ? BEE_Q8_0_BYTES : BEE_Q4_0_BYTES;
+    const uint8_t *blk = src + row * (cols / 32) * bb + b * bb;
+    uint16_t d = (uint16_t)(blk[0] | blk[1] << 8);
+    for (int i = 0; i < 32; i++)
+        q[i] = type == BEE_TYPE_Q8_0 ? (int8_t)blk[2 + i] : (i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4);
+    return d;
+}
+
+static void pack_int8(uint32_t type, const uint8_t *src, uint64_t rows, uint64_t cols, uint8_t *dst) {
+    size_t bb = block_bytes(type), nb = (size_t)cols / 32, sc = bb - 2 * P;
+    for (uint64_t p = 0; p * P < rows; p++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = dst + (p * nb + b) * bb;
+            memset(o, 0, bb);
+            for (int r = 0; r < P; r++) {
+                int q[32];
+                uint16_t d = block_quants(type, src, rows, cols, p * P + (uint64_t)r, b, q);
+                o[sc + 2 * r] = (uint8_t)d, o[sc + 2 * r + 1] = (uint8_t)(d >> 8);
+                for (int i = 0; i < 32; i++) {
+                    if (type == BEE_TYPE_Q8_0) {
+                        o[(i / 4) * 64 + 4 * r + i % 4] = (uint8_t)(q[i] + 128);
+                    } else { /* weight i: chunk (i % 16) / 4, high nibble when i >= 16 */
+                        uint8_t *byte = &o[((i % 16) / 4) * 64 + 4 * r + i % 4];
+                        *byte |= (uint8_t)(i < 16 ? q[i] : q[i] << 4);
+                    }
+                }
+            }
+        }
+}
+
+void bee_panel_pack(uint32_t type, const void *src, uint64_t rows, uint64_t cols, void *dst) {
+    if (is_int8(type)) pack_int8(type, src, rows, cols, dst);
+    else pack_float(type, src, rows, cols, dst);
+}
+
+void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, float *out) {
+    const uint8_t *pd = (const uint8_t *)panel + (r / P) * panel_bytes(type, cols);
+    int lane = (int)(r % P);
+    if (!is_int8(type)) {
+        size_t es = elem_bytes(type);
+        for (uint64_t k = 0; k < cols; k++) {
+            const uint8_t *e = pd + ((size_t)k * P + (size_t)lane) * es;
+            if (type == BEE_TYPE_F32) memcpy(&out[k], e, 4);
+            else {
+                uint16_t h = (uint16_t)(e[0] | e[1] << 8);
+                out[k] = type == BEE_TYPE_F16 ? bee_f16_to_f32(h) : bee_bf16_to_f32(h);
+            }
+        }
+        return;
+    }
+    size_t bb = block_bytes(type), sc = bb - 2 * P;
+    for (uint64_t b = 0; b < cols / 32; b++) {
+        const uint8_t *blk = pd + b * bb;
+        float d = bee_f16_to_f32((uint16_t)(blk[sc + 2 * lane] | blk[sc + 2 * lane + 1] << 8));
+        for (int i = 0; i < 32; i++) {
+            int q;
+            if (type == BEE_TYPE_Q8_0) q = (int)blk[(i / 4) * 64 + 4 * lane + i % 4] - 128;
+            else {
+                uint8_t byte = blk[((i % 16) / 4) * 64 + 4 * lane + i % 4];
+                q = (i < 16 ? byte & 15 : byte >> 4) - 8;
+            }
+            out[b * 32 + (uint64_t)i] = (float)q * d;
+        }
+    }
+}
+
+/* ================================================================ activations */
+
+int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols) {
+    memset(a, 0, sizeof *a);
+    a->wtype = wtype, a->n_tok = n_tok, a->cols = cols;
+    size_t n = n_tok ? n_tok : 1;
+    if (!is_int8(wtype)) {
+        if (!(a->f = malloc(n * cols * sizeof *a->f + 64))) return bee_fail("out of memory");
+        return 0;
+    }
+    size_t nb = cols / 32;
+    a->q = malloc(n * cols + 64);
+    a->d = malloc(n * nb * sizeof *a->d + 64);
+    a->c = malloc(n * nb * sizeof *a->c + 64);
+    if (!a->q || !a->d || !a->c) {
+        bee_panel_act_free(a);
+        return bee_fail("out of memory");
+    }
+    return 0;
+}
+
+void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1) {
+    size_t cols = a->cols, nb = cols / 32;
+    if (!is_int8(a->wtype)) {
+        memcpy(a->f + t0 * cols, x + t0 * cols, (t1 - t0) * cols * sizeof *x);
+        return;
+    }
+    int off = a->wtype == BEE_TYPE_Q8_0 ? 128 : 8;
+    bee_panel_quant_fn fast = bee_panel_quant_avx512();
+    for (size_t t = t0; t < t1; t++)
+        (fast ? fast : bee_panel_quant_ref)(x + t * cols, nb, a->q + t * cols, a->d + t * nb, a->c + t * nb, off);
+}
+
+void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off) {
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t blk[BEE_Q8_0_BYTES];
+        bee_quantize_block_q8_0(x + 32 * b, blk);
+        memcpy(q + 32 * b, blk + 2, 32);
+        int s = 0;
+        for (int i = 0; i < 32; i++) s += q[32 * b + (size_t)i];
+        d[b] = bee_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        c[b] = -off * s;
+    }
+}
+
+void bee_panel_act_free(bee_panel_act *a) {
+    free(a->f), free(a->q), free(a->d), free(a->c);
+    memset(a, 0, sizeof *a);
+}
+
+/* ================================================================ reference kernel */
+
+static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, size_t t0, int T, float *out) {
+    size_t cols = a->cols;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < P; r++) {
+            float y = 0;
+            if (!is_int8(type)) {
+                size_t es = elem_bytes(type);
+                const float *x = a->f + (t0 + (size_t)t) * cols;
+                for (size_t k = 0; k < cols; k++) {
+                    const uint8_t *e = pw + (k * P + (size_t)r) * es;
+                    float w;
+                    if (type == BEE_TYPE_F32) memcpy(&w, e, 4);
+                    else {
+                        uint16_t h = (uint16_t)(e[0] | e[1] << 8);
+                        w = type == BEE_TYPE_F16 ? bee_f16_to_f32(h) : bee_bf16_to_f32(h);
+                    }
+                    y = fmaf(w, x[k], y);
+                }
+            } else {
+                size_t nb = cols / 32, bb = block_bytes(type), sc = bb - 2 * P, tt = t0 + (size_t)t;
+                const int8_t *x = a->q + tt * cols;
+                for (size_t b = 0; b < nb; b++) {
+                    const uint8_t *blk = pw + b * bb;
+                    int32_t I = a->c[tt * nb + b];
+                    for (int i = 0; i < 32; i++) {
+                        int u;
+                        if (type == BEE_TYPE_Q8_0) u = blk[(i / 4) * 64 + 4 * r + i % 4];
+                        else {
+                            uint8_t byte = blk[((i % 16) / 4) * 64 + 4 * r + i % 4];
+                            u = i < 16 ? byte & 15 : byte >> 4;
+                        }
+                        I += u * x[32 * b + (size_t)i];
+                    }
+                    float dw = bee_f16_to_f32((uint16_t)(blk[sc + 2 * r] | blk[sc + 2 * r + 1] << 8));
+                    y = fmaf((float)I, dw * a->d[tt * nb + b], y);
+                }
+            }
+            out[t * P + r] = y;
+        }
+}
+
+/* ================================================================ driver */
+
+static void matmul(uint32_t type, bee_panel_tile_fn fast, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                   const bee_panel_act *a, float *y, size_t ldy, float div) {
+    size_t pb = panel_bytes(type, a->cols);
+    float out[BEE_PANEL_TILE * P];
+    for (size_t p = p0; p < p1; p++) {
+        const uint8_t *pw = (const uint8_t *)panel + p * pb;
+        size_t nr = n_rows - p * P < P ? (size_t)(n_rows - p * P) : P;
+        for (size_t t0 = 0; t0 < a->n_tok; t0 += BEE_PANEL_TILE) {
+            int T = a->n_tok - t0 < BEE_PANEL_TILE ? (int)(a->n_tok - t0) : BEE_PANEL_TILE;
+            if (fast) fast(pw, a, t0, T, out);
+            else tile_ref(type, pw, a, t0, T, out);
+            for (int t = 0; t < T; t++)
+                for (size_t r = 0; r < nr; r++) y[(t0 + (size_t)t) * ldy + p * P + r] = out[t * P + (int)r] / div;
+        }
+    }
+}
+
+void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                      const bee_panel_act *a, float *y, size_t ldy, float div) {
+    matmul(type, bee_panel_tile_avx512(type), panel, n_rows, p0, p1, a, y, ldy, div);
+}
+
+void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                          const bee_panel_act *a, float *y, size_t ldy, float div) {
+    matmul(type, NULL, panel, n_rows, p0, p1, a, y, ldy, div);
+}

@@ -1,0 +1,81 @@
+/* Panel layout: weight matrices repacked at load time so that 16 consecutive
+ * output rows sit in the 16 lanes of a vector register. One kernel then
+ * serves decode (1 token) and prefill (tiles of up to 12 tokens): each weight
+ * vector loaded is used for every token of the tile, the int8 dot products
+ * need no horizontal sums, and a token's result does not depend on how many
+ * tokens share the call (or on the thread count).
+ *
+ * Layouts (a panel = 16 rows; the last panel of a matrix is zero-padded):
+ *   F32/F16/BF16: for each column k, the 16 rows' elements (64 or 32 bytes).
+ *   Q8_0: for each 32-column block: 8 groups of 64 bytes, group g holding
+ *         for row r (bytes 4r..4r+3) its weights 4g..4g+3 as unsigned
+ *         (w + 128); then the 16 rows' fp16 scales (32 bytes). 544 bytes.
+ *   Q4_0: for each block: 4 chunks of 64 bytes, chunk c holding for row r
+ *         the nibbles of weights 4c..4c+3 (low) and 4c+16..4c+19 (high),
+ *         unsigned (q, where w = (q - 8) d); then 16 fp16 scales. 288 bytes.
+ * A panel matrix takes exactly the bytes of the row-major one when the row
+ * count is a multiple of 16.
+ *
+ * Arithmetic (the scalar reference and the SIMD kernel agree bit for bit):
+ *   float types: y = fma(w_k, x_k, y) over k = 0 .. cols-1 in order.
+ *   int8 types: per block b, I = sum_k w_k q_k in exact int32 (activations
+ *   are q8_0: q in [-127, 127], scale dx); y = fma((float)I, dw_b * dx_b, y)
+ *   over the blocks in order. */
+#ifndef BEE_KERNELS_PANEL_H
+#define BEE_KERNELS_PANEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BEE_PANEL_ROWS 16
+#define BEE_PANEL_TILE 12 /* tokens per kernel call */
+
+/* Whether type has a panel layout and kernel (fast only when
+ * bee_panel_fast() says so). */
+int bee_panel_has_type(uint32_t type);
+/* Whether this CPU (and BEE_CPU) gives a SIMD panel kernel for type. */
+int bee_panel_fast(uint32_t type);
+/* Bytes of the panel copy of a (rows, cols) matrix; 0 when unsupported or
+ * cols does not fill whole blocks. */
+size_t bee_panel_nbytes(uint32_t type, uint64_t rows, uint64_t cols);
+/* Repacks rows [0, rows) of a row-major matrix; dst has bee_panel_nbytes. */
+void bee_panel_pack(uint32_t type, const void *src, uint64_t rows, uint64_t cols, void *dst);
+/* Row r of a panel matrix, as fp32. */
+void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, float *out);
+
+/* Activations prepared for a panel matrix of the given weight type. */
+typedef struct {
+    uint32_t wtype;
+    size_t n_tok, cols;
+    float *f;     // (n_tok, cols) float types
+    int8_t *q;    // (n_tok, cols) int8 types: q8_0 quants
+    float *d;     // (n_tok, cols / 32) their scales
+    int32_t *c;   // (n_tok, cols / 32) -off * sum(q): the unsigned-weight offset, removed
+} bee_panel_act;
+
+/* Allocates room for n_tok tokens; bee_panel_act_fill converts tokens
+ * [t0, t1) of x (n_tok, cols) (separate calls may run on separate threads). */
+int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols);
+void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1);
+void bee_panel_act_free(bee_panel_act *a);
+
+/* y[t * ldy + r] = (W row r . x_t) / div for the rows of panels [p0, p1)
+ * (rows beyond n_rows skipped) and every token of a. */
+void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                      const bee_panel_act *a, float *y, size_t ldy, float div);
+/* The same with the portable reference kernel. */
+void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                          const bee_panel_act *a, float *y, size_t ldy, float div);
+
+/* Internal: AVX-512 tile kernel (NULL when unavailable): out (T, 16) for T
+ * tokens starting at token t0 of a, panel p. */
+typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
+bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
+/* Internal: q8_0 quantization of nb activation blocks into quants q, scales
+ * d and corrections c = -off * sum(q); the reference and the AVX-512 path
+ * (NULL when unavailable) agree bit for bit. */
+typedef void (*bee_panel_quant_fn)(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off);
+bee_panel_quant_fn bee_panel_quant_avx512(void);
+void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off);
+
+#endif
