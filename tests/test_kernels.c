@@ -532,14 +532,14 @@ static char g_self[4096];
 static void test_attn(void **state) {
     (void)state;
     static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
-    static const size_t dhs[] = {16, 64, 128, 256};
+    static const size_t dhs[] = {8, 16, 40, 64, 128, 200, 256};
     assert_null(bee_attn_get(BEE_TYPE_Q4_0, 64));
     enum { NK = 9, MAXD = 256 };
     float q[MAXD], kv[NK * MAXD], p[NK], o0[MAXD], o1[MAXD], s0[NK], s1[NK];
     uint8_t rows[NK * MAXD * 4];
     int32_t idx[NK] = {8, 3, 0, 7, 1, 5, 2, 6, 4};
     for (size_t ti = 0; ti < 3; ti++)
-        for (size_t di = 0; di < 4; di++) {
+        for (size_t di = 0; di < sizeof dhs / sizeof *dhs; di++) {
             size_t dh = dhs[di], rb = bee_type_nbytes(types[ti], dh);
             const bee_attn_kernels *f = bee_attn_get(types[ti], dh), *r = bee_attn_ref(types[ti]);
             fill(q, dh, 0.1f);

@@ -79,6 +79,9 @@ INL TGTV void block_groups(int q4, const uint8_t *blk, __m512i wv[8], int xoff[8
 
 INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, size_t t0, float *out) {
     size_t cols = a->cols, nb = cols / 32, bb = q4 ? 288 : 544, sc = bb - 2 * P;
+    /* Few tokens leave too few independent vpdpbusd chains to hide their
+     * latency: split each token's block sum over C chains (exact in int32). */
+    const int C = T == 1 ? 4 : T <= 3 ? 2 : 1;
     const int8_t *x = a->q + t0 * cols;
     const float *dx = a->d + t0 * nb;
     const int32_t *cx = a->c + t0 * nb;
@@ -88,21 +91,30 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *blk = pw + b * bb;
         for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PF_AHEAD + o, _MM_HINT_T0);
-        __m512i wv[8], ia[TMAX];
+        __m512i wv[8], ia[TMAX][4];
         int xoff[8];
         block_groups(q4, blk, wv, xoff);
 #pragma GCC unroll 12
-        for (int t = 0; t < T; t++) ia[t] = _mm512_set1_epi32(cx[(size_t)t * nb + b]);
+        for (int t = 0; t < T; t++) {
+            ia[t][0] = _mm512_set1_epi32(cx[(size_t)t * nb + b]);
+#pragma GCC unroll 4
+            for (int k = 1; k < C; k++) ia[t][k] = _mm512_setzero_si512();
+        }
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++)
 #pragma GCC unroll 12
             for (int t = 0; t < T; t++)
-                ia[t] = _mm512_dpbusd_epi32(ia[t], wv[g], _mm512_set1_epi32(ld32(x + (size_t)t * cols + 32 * b + xoff[g])));
+                ia[t][g % C] = _mm512_dpbusd_epi32(ia[t][g % C], wv[g],
+                                                   _mm512_set1_epi32(ld32(x + (size_t)t * cols + 32 * b + xoff[g])));
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + sc)));
 #pragma GCC unroll 12
-        for (int t = 0; t < T; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * nb + b])),
+        for (int t = 0; t < T; t++) {
+            __m512i sum = ia[t][0];
+#pragma GCC unroll 4
+            for (int k = 1; k < C; k++) sum = _mm512_add_epi32(sum, ia[t][k]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * nb + b])),
                                      acc[t]);
+        }
     }
 #pragma GCC unroll 12
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * P, acc[t]);

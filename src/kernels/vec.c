@@ -65,9 +65,10 @@ const bee_attn_kernels *bee_attn_ref(uint32_t type) {
 
 enum { A_F32, A_F16, A_BF16 };
 
-static inline __attribute__((always_inline)) T5 __m512 ld_kv(int kind, const uint8_t *p) {
-    if (kind == A_F32) return _mm512_loadu_ps(p);
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+/* 16 elements from p (masked-off lanes read nothing and give 0). */
+static inline __attribute__((always_inline)) T5 __m512 ld_kv(int kind, const uint8_t *p, __mmask16 k) {
+    if (kind == A_F32) return _mm512_maskz_loadu_ps(k, p);
+    __m256i h = _mm256_maskz_loadu_epi16(k, p);
     if (kind == A_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -92,7 +93,10 @@ static inline __attribute__((always_inline)) T5 void dots_k(int kind, size_t n, 
             acc[k] = _mm512_setzero_ps();
             if (i + (size_t)k >= n) continue;
             const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i + (size_t)k] * stride;
-            for (size_t e = 0; e < dh; e += 16) acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), ld_kv(kind, r + e * es), acc[k]);
+            for (size_t e = 0; e < dh; e += 16) { /* a partial last chunk leaves the other lanes untouched */
+                __mmask16 mk = dh - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - e)) - 1);
+                acc[k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + e), ld_kv(kind, r + e * es, mk), acc[k], mk);
+            }
         }
         float s[4];
         _mm_storeu_ps(s, reduce4x(acc[0], acc[1], acc[2], acc[3]));
@@ -105,15 +109,20 @@ static inline __attribute__((always_inline)) T5 void wsum_k(int kind, size_t n, 
                                                             float *out) {
     size_t es = kind == A_F32 ? 4 : 2;
     for (size_t e0 = 0; e0 < dh; e0 += 128) { /* up to 8 accumulators live */
-        size_t m = dh - e0 < 128 ? (dh - e0) / 16 : 8;
+        size_t m = dh - e0 < 128 ? (dh - e0 + 15) / 16 : 8;
         __m512 acc[8];
-        for (size_t c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
+        __mmask16 mk[8];
+        for (size_t c = 0; c < 8; c++) {
+            size_t e = e0 + 16 * c;
+            acc[c] = _mm512_setzero_ps();
+            mk[c] = e >= dh ? 0 : dh - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - e)) - 1);
+        }
         for (size_t i = 0; i < n; i++) {
             const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride + e0 * es;
             __m512 pv = _mm512_set1_ps(p[i]);
-            for (size_t c = 0; c < m; c++) acc[c] = _mm512_fmadd_ps(pv, ld_kv(kind, r + 16 * c * es), acc[c]);
+            for (size_t c = 0; c < m; c++) acc[c] = _mm512_fmadd_ps(pv, ld_kv(kind, r + 16 * c * es, mk[c]), acc[c]);
         }
-        for (size_t c = 0; c < m; c++) _mm512_storeu_ps(out + e0 + 16 * c, acc[c]);
+        for (size_t c = 0; c < m; c++) _mm512_mask_storeu_ps(out + e0 + 16 * c, mk[c], acc[c]);
     }
 }
 
@@ -135,7 +144,7 @@ ATTN_AVX512(attn_avx512_bf16, A_BF16)
 
 const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh) {
 #if defined(__x86_64__)
-    if (bee_cpu_level() >= BEE_CPU_AVX512 && dh % 16 == 0) {
+    if (bee_cpu_level() >= BEE_CPU_AVX512) {
         if (type == BEE_TYPE_F32) return &attn_avx512_f32;
         if (type == BEE_TYPE_F16) return &attn_avx512_f16;
         if (type == BEE_TYPE_BF16) return &attn_avx512_bf16;

@@ -8,8 +8,7 @@
 #include <stdint.h>
 
 /* Attention over selected cached rows (row i at rows + idx[i] * stride bytes,
- * dh elements of type F32, F16 or BF16; dh a multiple of 16 for the SIMD
- * paths):
+ * dh elements of type F32, F16 or BF16):
  *   dots: out[i] = q . row_i, each as 16 lane sums (lane l takes elements
  *         l, l + 16, ... by fma) reduced by the fixed tree
  *         ((s0 + s2) + (s1 + s3)), s_L = (l0 + l2) + (l1 + l3) over the lanes
@@ -21,7 +20,7 @@ typedef struct {
     void (*wsum)(size_t n, size_t dh, const float *p, const void *rows, size_t stride, const int32_t *idx, float *out);
 } bee_attn_kernels;
 
-/* Kernels for a cache of `type` with heads of dh elements; NULL when unsupported. */
+/* Kernels for a cache of `type` (any dh); NULL when unsupported. */
 const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh);
 const bee_attn_kernels *bee_attn_ref(uint32_t type);
 
