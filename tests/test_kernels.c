@@ -564,6 +564,38 @@ static void test_attn(void **state) {
         }
 }
 
+/* Element-wise kernels: the SIMD GELU (A&S erf + polynomial exp) and RMSNorm
+ * stay within float rounding of the libm-based reference. */
+static void test_eltwise(void **state) {
+    (void)state;
+    const bee_eltwise_kernels *f = bee_eltwise_get(), *r = bee_eltwise_ref();
+    enum { N = 4001 };
+    static float g0[N], g1[N], u[N], x[N], w[N], y0[N], y1[N];
+    for (int i = 0; i < N; i++) {
+        g0[i] = g1[i] = -12.0f + 24.0f * (float)i / (N - 1); /* dense over the range that matters */
+        u[i] = 1.0f + 0.001f * (float)i;
+    }
+    g0[7] = g1[7] = -100.0f, g0[8] = g1[8] = 100.0f, g0[9] = g1[9] = 1e-30f, g0[10] = g1[10] = 0.0f;
+    r->gelu_mul(g0, u, N);
+    f->gelu_mul(g1, u, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double err = fabs((double)g1[i] - g0[i]) / (fabs((double)u[i]) * fmax(1.0, fabs(-12.0 + 24.0 * i / (N - 1))));
+        worst = fmax(worst, err);
+        if (!(err <= 1e-6)) fail_msg("gelu[%d]: %.9g vs ref %.9g", i, (double)g1[i], (double)g0[i]);
+    }
+    fprintf(stderr, "  gelu: worst scaled error %.3g\n", worst);
+    for (size_t n = 1; n <= N; n = n * 3 + 1) {
+        fill(x, n, 0.5f);
+        fill(w, n, 1.0f);
+        r->rmsnorm(y0, x, w, n, 1e-6f);
+        f->rmsnorm(y1, x, w, n, 1e-6f);
+        for (size_t i = 0; i < n; i++)
+            if (!(fabs((double)y1[i] - y0[i]) <= 1e-5 * fabs((double)w[i]) + 1e-30))
+                fail_msg("rmsnorm n=%zu [%zu]: %.9g vs ref %.9g", n, i, (double)y1[i], (double)y0[i]);
+    }
+}
+
 /* ---------------------------------------------------------------- panel layout */
 
 /* One matrix of each panel type with a ragged last panel: rows read back
@@ -748,6 +780,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_extreme_quants),
         cmocka_unit_test(test_dot_zero),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_panel),
         cmocka_unit_test(test_panel_quant),
     };

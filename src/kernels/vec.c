@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/kernels.h"
 #include "util/types.h"
 
 /* ---------------------------------------------------------------- attention, reference */
@@ -54,6 +55,18 @@ const bee_attn_kernels *bee_attn_ref(uint32_t type) {
     default: return NULL;
     }
 }
+
+/* ---------------------------------------------------------------- element-wise, reference */
+
+static void rmsnorm_ref(float *y, const float *x, const float *w, size_t n, float eps) { bee_rmsnorm_ref(y, x, w, n, eps); }
+
+static void gelu_mul_ref(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = bee_gelu_ref(g[i]) * u[i];
+}
+
+static const bee_eltwise_kernels eltwise_ref = {rmsnorm_ref, gelu_mul_ref};
+
+const bee_eltwise_kernels *bee_eltwise_ref(void) { return &eltwise_ref; }
 
 /* ================================================================ AVX-512 */
 #if defined(__x86_64__)
@@ -137,10 +150,93 @@ static inline __attribute__((always_inline)) T5 void wsum_k(int kind, size_t n, 
     }                                                                                                  \
     static const bee_attn_kernels name = {name##_dots, name##_wsum};
 
+/* ---------------------------------------------------------------- element-wise, AVX-512 */
+
+static inline __attribute__((always_inline)) T5 float hsum_tree(__m512 v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+T5 static void rmsnorm_avx512(float *y, const float *x, const float *w, size_t n, float eps) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int k = 0; k < 4; k++) {
+            __m512 v = _mm512_loadu_ps(x + i + 16 * k);
+            acc[k] = _mm512_fmadd_ps(v, v, acc[k]);
+        }
+    for (; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
+    }
+    float ss = hsum_tree(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    __m512 r = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), r), _mm512_maskz_loadu_ps(mk, w + i));
+        _mm512_mask_storeu_ps(y + i, mk, v);
+    }
+}
+
+/* e^x for x <= 0 (e^-88 and below flush to 0): 2^(x log2 e) split into an
+ * integer power (vscalefps) and a degree-6 polynomial of the fraction. */
+static inline __attribute__((always_inline)) T5 __m512 exp_neg(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
+    __m512 y = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    __m512 k = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* f = x - k ln2 in two steps (Cody-Waite) so f keeps its low bits */
+    __m512 f = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+    f = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.4286068203094173e-06f), f);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static inline __attribute__((always_inline)) T5 __m512 gelu16(__m512 x) {
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+    __m512 a = _mm512_and_ps(z, absmask);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 erf_a = _mm512_fnmadd_ps(p, exp_neg(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
+    __m512 erf_z = _mm512_or_ps(erf_a, _mm512_andnot_ps(absmask, z)); /* odd function */
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), erf_z));
+}
+
+T5 static void gelu_mul_avx512(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(gelu16(_mm512_maskz_loadu_ps(mk, g + i)), _mm512_maskz_loadu_ps(mk, u + i));
+        _mm512_mask_storeu_ps(g + i, mk, v);
+    }
+}
+
+static const bee_eltwise_kernels eltwise_avx512 = {rmsnorm_avx512, gelu_mul_avx512};
+
 ATTN_AVX512(attn_avx512_f32, A_F32)
 ATTN_AVX512(attn_avx512_f16, A_F16)
 ATTN_AVX512(attn_avx512_bf16, A_BF16)
 #endif
+
+const bee_eltwise_kernels *bee_eltwise_get(void) {
+#if defined(__x86_64__)
+    if (bee_cpu_level() >= BEE_CPU_AVX512) return &eltwise_avx512;
+#endif
+    return &eltwise_ref;
+}
 
 const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh) {
 #if defined(__x86_64__)

@@ -24,4 +24,19 @@ typedef struct {
 const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh);
 const bee_attn_kernels *bee_attn_ref(uint32_t type);
 
+/* Element-wise parts of a transformer block, per token row:
+ *   rmsnorm: y = x / sqrt(mean(x^2) + eps) * w (sum of squares in 16 lanes,
+ *            then a fixed tree; the reference sums in order: they agree to
+ *            rounding, ~1e-7 relative);
+ *   gelu_mul: g[i] = gelu(g[i]) * u[i], gelu(x) = x/2 (1 + erf(x / sqrt 2)),
+ *            erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) with a
+ *            polynomial exp (the reference uses libm erff). */
+typedef struct {
+    void (*rmsnorm)(float *y, const float *x, const float *w, size_t n, float eps);
+    void (*gelu_mul)(float *g, const float *u, size_t n);
+} bee_eltwise_kernels;
+
+const bee_eltwise_kernels *bee_eltwise_get(void);
+const bee_eltwise_kernels *bee_eltwise_ref(void);
+
 #endif

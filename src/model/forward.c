@@ -206,6 +206,7 @@ typedef struct {
     int32_t *rows;     // (n_threads, 2, max_k) bias-table row and index of each visible key of the current query
     uint32_t *q_seq;   // (total) sequence of each new token
     const bee_attn_kernels *attn; /* scores and weighted values over the cache's type */
+    const bee_eltwise_kernels *elt;
 } fwd_ctx;
 
 /* One query against its sequence's whole cache: the L x L score matrix is
@@ -298,29 +299,64 @@ static int linear(const fwd_ctx *c, float *y, size_t ldy, const float *x, const 
     return bee_linear(c->m->pool, y, ldy, x, c->total, w, div);
 }
 
+/* ---------------------------------------------------------------- element-wise, split by token */
+
+enum { ROW_NORM, ROW_RESIDUAL, ROW_GELU_MUL };
+
+typedef struct {
+    const fwd_ctx *c;
+    int op;
+    float *y;         /* norm: output; residual: h; gelu: g */
+    const float *x;   /* norm: input; residual: block output; gelu: u */
+    const float *w;   /* norm weights */
+    size_t width;
+} row_job;
+
+static void rows_range(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    const row_job *j = ctx;
+    const bee_model *m = j->c->m;
+    size_t n = j->width;
+    for (size_t t = begin; t < end; t++) {
+        float *y = j->y + t * n;
+        const float *x = j->x + t * n;
+        if (j->op == ROW_NORM) j->c->elt->rmsnorm(y, x, j->w, n, m->hp.eps);
+        else if (j->op == ROW_GELU_MUL) j->c->elt->gelu_mul(y, x, n);
+        else
+            for (size_t i = 0; i < n; i++) y[i] = (y[i] + x[i]) / m->hp.residual_scale;
+    }
+}
+
+static void rows_apply(const fwd_ctx *c, int op, float *y, const float *x, const float *w, size_t width) {
+    row_job j = {c, op, y, x, w, width};
+    bee_pool_for(c->m->pool, c->total, 4, rows_range, &j);
+}
+
+/* ---------------------------------------------------------------- blocks */
+
 static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_l, fwd_bufs *b) {
     const bee_model *m = c->m;
-    size_t d = m->hp.dim, w = row_width(m), T = c->total;
-    for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->att_norm, d, m->hp.eps);
+    size_t d = m->hp.dim, w = row_width(m);
+    rows_apply(c, ROW_NORM, b->a, b->h, L->att_norm, d);
     float sd = sqrtf((float)d), sw = sqrtf((float)w);
     if (linear(c, b->q, w, b->a, &L->wq, sd) || linear(c, b->k, w, b->a, &L->wk, sd) ||
         linear(c, b->v, w, b->a, &L->wv, sd))
         return -1;
     if (attention(c, cache_l, b->q, b->k, b->v, b->o)) return -1;
     if (linear(c, b->a, d, b->o, &L->wo, sw)) return -1;
-    for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
+    rows_apply(c, ROW_RESIDUAL, b->h, b->a, NULL, d);
     return 0;
 }
 
 static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
     const bee_model *m = c->m;
-    size_t d = m->hp.dim, F = m->hp.dim_ff, T = c->total;
-    for (size_t t = 0; t < T; t++) bee_rmsnorm_ref(b->a + t * d, b->h + t * d, L->ffn_norm, d, m->hp.eps);
+    size_t d = m->hp.dim, F = m->hp.dim_ff;
+    rows_apply(c, ROW_NORM, b->a, b->h, L->ffn_norm, d);
     float sd = sqrtf((float)d), sf = sqrtf((float)F);
     if (linear(c, b->g, F, b->a, &L->w_gate, sd) || linear(c, b->u, F, b->a, &L->w_up, sd)) return -1;
-    for (size_t i = 0; i < T * F; i++) b->g[i] = bee_gelu_ref(b->g[i]) * b->u[i];
+    rows_apply(c, ROW_GELU_MUL, b->g, b->u, NULL, F);
     if (linear(c, b->a, d, b->g, &L->w_down, sf)) return -1;
-    for (size_t i = 0; i < T * d; i++) b->h[i] = (b->h[i] + b->a[i]) / m->hp.residual_scale;
+    rows_apply(c, ROW_RESIDUAL, b->h, b->a, NULL, d);
     return 0;
 }
 
@@ -495,7 +531,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, bee_eltwise_get()};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
@@ -512,7 +548,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
         for (size_t t = 0; t < n_tok[i]; t++, t0++) bee_embed(m, toks[i][t].id, toks[i][t].sub, b.h + t0 * d);
     if (rc == 0 && trace && trace->enabled) memcpy(trace->embedding, b.h, n_tok[0] * d * sizeof(float));
     if (rc == 0) rc = run_layers(&c, &b, trace);
-    for (size_t t = 0; rc == 0 && t < c.total; t++) bee_rmsnorm_ref(b.a + t * d, b.h + t * d, m->out_norm, d, m->hp.eps);
+    if (rc == 0) rows_apply(&c, ROW_NORM, b.a, b.h, m->out_norm, d);
     if (rc == 0 && trace && trace->enabled) {
         memcpy(trace->hidden, b.a, n_tok[0] * d * sizeof(float));
         if (m->layers[0].has_att) rc = trace_kv(trace, m, seqs[0]);
