@@ -198,6 +198,38 @@ static void test_incremental(void **state) {
     for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], TOL_LOGIT);
 }
 
+/* The tiled prefill attention (long runs of new queries) and the per-query
+ * path agree to float rounding on every golden example (first half context,
+ * second half causal like answer tokens). */
+static void test_attention_paths(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    for (size_t i = 0; i < 3; i++) {
+        example e;
+        example_open(&e, g_model, k_examples[i]);
+        size_t n = e.in.ids.n, W = e.b.width;
+        bee_token *tk = context_tokens(&e.in);
+        for (size_t k = n / 2; k < n; k++) tk[k].ctx = 0; /* a causal tail, like answer tokens */
+        float *a = malloc(n * W * sizeof *a), *b = malloc(n * W * sizeof *b);
+        for (int pass = 0; pass < 2; pass++) {
+            setenv("BEE_ATTN", pass ? "simple" : "auto", 1);
+            bee_seq s;
+            assert_int_equal(bee_seq_init(&s, g_model, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+            bee_seq *sp[1] = {&s};
+            const bee_token *tp[1] = {tk};
+            assert_int_equal(bee_forward(g_model, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, pass ? b : a, NULL), 0);
+            bee_seq_free(&s);
+        }
+        unsetenv("BEE_ATTN");
+        double d = 0;
+        for (size_t k = 0; k < n * W; k++) d = fmax(d, fabs((double)a[k] - b[k]));
+        fprintf(stderr, "  %s: %zu tokens, tiled vs per-query attention max diff %.3g\n", k_examples[i], n, d);
+        assert_true(d < 1e-4);
+        free(a), free(b), free(tk);
+        example_close(&e);
+    }
+}
+
 /* Half-precision KV caches: same greedy tokens, logits within the rounding of
  * the cached keys and values (f16: 11-bit, bf16: 8-bit mantissas). */
 static void test_kv_half(void **state) {
@@ -446,7 +478,7 @@ int main(void) {
         cmocka_unit_test(test_incremental),      cmocka_unit_test(test_full_forward),
         cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
         cmocka_unit_test(test_pruned),           cmocka_unit_test(test_perplexity),
-        cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_kv_half),
+        cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_kv_half), cmocka_unit_test(test_attention_paths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

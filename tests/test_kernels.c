@@ -564,6 +564,43 @@ static void test_attn(void **state) {
         }
 }
 
+/* Tiled prefill attention: packed keys, 12-query score tiles and 4-query
+ * value tiles equal the reference bit for bit. */
+static void test_attn_tiles(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    static const size_t dhs[] = {16, 40, 64, 128};
+    enum { NK = 37, NQ = 13, MAXD = 128 };
+    static float q[NQ * MAXD], kv[NK * MAXD], kp[48 * MAXD], S0[NQ * NK], S1[NQ * NK], P[NQ * NK], o0[NQ * MAXD],
+        o1[NQ * MAXD];
+    static uint8_t rows[NK * MAXD * 4];
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t di = 0; di < 4; di++) {
+            size_t dh = dhs[di], rb = bee_type_nbytes(types[ti], dh);
+            const bee_attn_tile_kernels *f = bee_attn_tile_get(types[ti]), *r = bee_attn_tile_ref(types[ti]);
+            fill(q, NQ * dh, 0.1f);
+            fill(kv, NK * dh, 0.3f);
+            fill(P, NQ * NK, 0.0f);
+            for (size_t k = 0; k < NK; k++) bee_quantize_row(types[ti], kv + k * dh, rows + k * rb, dh);
+            bee_attn_pack_keys(types[ti], NK, dh, rows, rb, kp);
+            for (size_t T = 1; T <= 12; T++) {
+                r->qk(T, NK, dh, q, dh, kp, S0, NK);
+                f->qk(T, NK, dh, q, dh, kp, S1, NK);
+                if (memcmp(S0, S1, T * NK * sizeof *S0)) fail_msg("qk %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
+            }
+            for (size_t T = 1; T <= 4; T++) {
+                r->pv(T, NK, dh, P, NK, rows, rb, o0, dh);
+                f->pv(T, NK, dh, P, NK, rows, rb, o1, dh);
+                if (memcmp(o0, o1, T * dh * sizeof *o0)) fail_msg("pv %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
+            }
+            float row[MAXD]; /* scores are dot products of the cached keys */
+            bee_dequantize_row(types[ti], rows + 5 * rb, row, dh);
+            double e = 0;
+            for (size_t k = 0; k < dh; k++) e += (double)q[dh + k] * row[k];
+            assert_true(fabs(S0[NK + 5] - e) < 1e-4);
+        }
+}
+
 /* Element-wise kernels: the SIMD GELU (A&S erf + polynomial exp) and RMSNorm
  * stay within float rounding of the libm-based reference. */
 static void test_eltwise(void **state) {
@@ -781,6 +818,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_zero),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_eltwise),
+        cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
         cmocka_unit_test(test_panel_quant),
     };

@@ -64,9 +64,62 @@ static void gelu_mul_ref(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = bee_gelu_ref(g[i]) * u[i];
 }
 
-static const bee_eltwise_kernels eltwise_ref = {rmsnorm_ref, gelu_mul_ref};
+static float exp_sum_ref(float *x, size_t n, float mx) {
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) sum += (x[i] = expf(x[i] - mx));
+    return sum;
+}
+
+static const bee_eltwise_kernels eltwise_ref = {rmsnorm_ref, gelu_mul_ref, exp_sum_ref};
 
 const bee_eltwise_kernels *bee_eltwise_ref(void) { return &eltwise_ref; }
+
+/* ---------------------------------------------------------------- attention tiles, reference */
+
+void bee_attn_pack_keys(uint32_t type, size_t n, size_t dh, const void *rows, size_t stride, float *kp) {
+    size_t np = (n + 15) / 16;
+    for (size_t p = 0; p < np; p++)
+        for (size_t e = 0; e < dh; e++)
+            for (size_t l = 0; l < 16; l++) {
+                size_t j = 16 * p + l;
+                kp[(p * dh + e) * 16 + l] = j < n ? elem(type, (const uint8_t *)rows + j * stride, e) : 0.0f;
+            }
+}
+
+static void qk_ref(size_t T, size_t n, size_t dh, const float *q, size_t ldq, const float *kp, float *S, size_t lds) {
+    for (size_t t = 0; t < T; t++)
+        for (size_t j = 0; j < n; j++) {
+            float acc = 0;
+            for (size_t e = 0; e < dh; e++) acc = fmaf(q[t * ldq + e], kp[((j / 16) * dh + e) * 16 + j % 16], acc);
+            S[t * lds + j] = acc;
+        }
+}
+
+#define PV_REF(name, type)                                                                             \
+    static void name(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, \
+                     float *out, size_t ldo) {                                                         \
+        for (size_t t = 0; t < T; t++)                                                                 \
+            for (size_t e = 0; e < dh; e++) {                                                          \
+                float acc = 0;                                                                         \
+                for (size_t j = 0; j < n; j++)                                                         \
+                    acc = fmaf(P[t * ldp + j], elem(type, (const uint8_t *)rows + j * stride, e), acc); \
+                out[t * ldo + e] = acc;                                                                \
+            }                                                                                          \
+    }
+PV_REF(pv_ref_f32, BEE_TYPE_F32)
+PV_REF(pv_ref_f16, BEE_TYPE_F16)
+PV_REF(pv_ref_bf16, BEE_TYPE_BF16)
+static const bee_attn_tile_kernels tile_ref_f32 = {qk_ref, pv_ref_f32}, tile_ref_f16 = {qk_ref, pv_ref_f16},
+                                   tile_ref_bf16 = {qk_ref, pv_ref_bf16};
+
+const bee_attn_tile_kernels *bee_attn_tile_ref(uint32_t type) {
+    switch (type) {
+    case BEE_TYPE_F32: return &tile_ref_f32;
+    case BEE_TYPE_F16: return &tile_ref_f16;
+    case BEE_TYPE_BF16: return &tile_ref_bf16;
+    default: return NULL;
+    }
+}
 
 /* ================================================================ AVX-512 */
 #if defined(__x86_64__)
@@ -224,12 +277,103 @@ T5 static void gelu_mul_avx512(float *g, const float *u, size_t n) {
     }
 }
 
-static const bee_eltwise_kernels eltwise_avx512 = {rmsnorm_avx512, gelu_mul_avx512};
+T5 static float exp_sum_avx512(float *x, size_t n, float mx) {
+    __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vm));
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, v));
+        _mm512_mask_storeu_ps(x + i, mk, v);
+    }
+    return hsum_tree(acc);
+}
+
+static const bee_eltwise_kernels eltwise_avx512 = {rmsnorm_avx512, gelu_mul_avx512, exp_sum_avx512};
+
+/* ---------------------------------------------------------------- attention tiles, AVX-512 */
+
+static inline __attribute__((always_inline)) T5 void qk_k(int T, size_t n, size_t dh, const float *q, size_t ldq,
+                                                          const float *kp, float *S, size_t lds) {
+    for (size_t p = 0; p * 16 < n; p++) {
+        __m512 acc[12];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        const float *k = kp + p * dh * 16;
+        for (size_t e = 0; e < dh; e++) {
+            __m512 kv = _mm512_loadu_ps(k + e * 16);
+            for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)t * ldq + e]), kv, acc[t]);
+        }
+        size_t m = n - p * 16 >= 16 ? 16 : n - p * 16;
+        __mmask16 mk = (__mmask16)((1u << m) - 1);
+        for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(S + (size_t)t * lds + p * 16, mk, acc[t]);
+    }
+}
+
+#define QK_CASE(k) case k: qk_k(k, n, dh, q, ldq, kp, S, lds); break;
+T5 static void qk_avx512(size_t T, size_t n, size_t dh, const float *q, size_t ldq, const float *kp, float *S, size_t lds) {
+    switch (T) {
+        QK_CASE(1) QK_CASE(2) QK_CASE(3) QK_CASE(4) QK_CASE(5) QK_CASE(6)
+        QK_CASE(7) QK_CASE(8) QK_CASE(9) QK_CASE(10) QK_CASE(11)
+    default: qk_k(12, n, dh, q, ldq, kp, S, lds); break;
+    }
+}
+
+static inline __attribute__((always_inline)) T5 void pv_k(int kind, int T, size_t n, size_t dh, const float *P, size_t ldp,
+                                                          const void *rows, size_t stride, float *out, size_t ldo) {
+    size_t es = kind == A_F32 ? 4 : 2;
+    for (size_t e0 = 0; e0 < dh; e0 += 64) {
+        __m512 acc[4][4];
+        __mmask16 mk[4];
+        for (int c = 0; c < 4; c++) {
+            size_t e = e0 + 16 * (size_t)c;
+            mk[c] = e >= dh ? 0 : dh - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - e)) - 1);
+            for (int t = 0; t < T; t++) acc[t][c] = _mm512_setzero_ps();
+        }
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *r = (const uint8_t *)rows + j * stride + e0 * es;
+            __m512 v[4];
+            for (int c = 0; c < 4; c++) v[c] = ld_kv(kind, r + 16 * (size_t)c * es, mk[c]);
+            for (int t = 0; t < T; t++) {
+                __m512 p = _mm512_set1_ps(P[(size_t)t * ldp + j]);
+                for (int c = 0; c < 4; c++) acc[t][c] = _mm512_fmadd_ps(p, v[c], acc[t][c]);
+            }
+        }
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(out + (size_t)t * ldo + e0 + 16 * (size_t)c, mk[c], acc[t][c]);
+    }
+}
+
+#define PV_AVX512(name, kind)                                                                          \
+    T5 static void name(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, \
+                        float *out, size_t ldo) {                                                      \
+        switch (T) {                                                                                   \
+        case 1: pv_k(kind, 1, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
+        case 2: pv_k(kind, 2, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
+        case 3: pv_k(kind, 3, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
+        default: pv_k(kind, 4, n, dh, P, ldp, rows, stride, out, ldo); break;                          \
+        }                                                                                              \
+    }
+PV_AVX512(pv_avx512_f32, A_F32)
+PV_AVX512(pv_avx512_f16, A_F16)
+PV_AVX512(pv_avx512_bf16, A_BF16)
+static const bee_attn_tile_kernels tile_avx512_f32 = {qk_avx512, pv_avx512_f32},
+                                   tile_avx512_f16 = {qk_avx512, pv_avx512_f16},
+                                   tile_avx512_bf16 = {qk_avx512, pv_avx512_bf16};
 
 ATTN_AVX512(attn_avx512_f32, A_F32)
 ATTN_AVX512(attn_avx512_f16, A_F16)
 ATTN_AVX512(attn_avx512_bf16, A_BF16)
 #endif
+
+const bee_attn_tile_kernels *bee_attn_tile_get(uint32_t type) {
+#if defined(__x86_64__)
+    if (bee_cpu_level() >= BEE_CPU_AVX512) {
+        if (type == BEE_TYPE_F32) return &tile_avx512_f32;
+        if (type == BEE_TYPE_F16) return &tile_avx512_f16;
+        if (type == BEE_TYPE_BF16) return &tile_avx512_bf16;
+    }
+#endif
+    return bee_attn_tile_ref(type);
+}
 
 const bee_eltwise_kernels *bee_eltwise_get(void) {
 #if defined(__x86_64__)

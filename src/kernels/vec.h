@@ -20,6 +20,23 @@ typedef struct {
     void (*wsum)(size_t n, size_t dh, const float *p, const void *rows, size_t stride, const int32_t *idx, float *out);
 } bee_attn_kernels;
 
+/* Prefill of many queries against one head of the cache:
+ *   pack_keys: keys [0, n) as fp32 panels of 16 keys, kp[j / 16][e][j % 16]
+ *              (the last panel zero-padded);
+ *   qk: S[t][j] = q_t . k_j for T <= 12 queries and every key, one fma
+ *       chain per score over e in order;
+ *   pv: out[t][e] = sum_j P[t][j] v_j[e] for T <= 4 queries, one fma chain
+ *       over j in order. */
+typedef struct {
+    void (*qk)(size_t T, size_t n, size_t dh, const float *q, size_t ldq, const float *kp, float *S, size_t lds);
+    void (*pv)(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, float *out,
+               size_t ldo);
+} bee_attn_tile_kernels;
+
+void bee_attn_pack_keys(uint32_t type, size_t n, size_t dh, const void *rows, size_t stride, float *kp);
+const bee_attn_tile_kernels *bee_attn_tile_get(uint32_t type);
+const bee_attn_tile_kernels *bee_attn_tile_ref(uint32_t type);
+
 /* Kernels for a cache of `type` (any dh); NULL when unsupported. */
 const bee_attn_kernels *bee_attn_get(uint32_t type, size_t dh);
 const bee_attn_kernels *bee_attn_ref(uint32_t type);
@@ -34,6 +51,8 @@ const bee_attn_kernels *bee_attn_ref(uint32_t type);
 typedef struct {
     void (*rmsnorm)(float *y, const float *x, const float *w, size_t n, float eps);
     void (*gelu_mul)(float *g, const float *u, size_t n);
+    /* x[i] = exp(x[i] - mx) for x[i] <= mx; returns the sum */
+    float (*exp_sum)(float *x, size_t n, float mx);
 } bee_eltwise_kernels;
 
 const bee_eltwise_kernels *bee_eltwise_get(void);

@@ -237,11 +237,7 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t 
             sc[i] = sc[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
             if (sc[i] > mx) mx = sc[i];
         }
-        float sum = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            sc[i] = expf(sc[i] - mx);
-            sum += sc[i];
-        }
+        float sum = c->elt->exp_sum(sc, n, mx);
         for (uint32_t i = 0; i < n; i++) sc[i] /= sum;
         c->attn->wsum(n, dh, sc, V + h * hb, rb, key, o);
     }
@@ -253,6 +249,7 @@ typedef struct {
     const float *q;
     float *out;
     const size_t *t0; // (n_seq) first row of each sequence in the batch
+    const uint8_t *tiled; // (n_seq) sequences already done by the tiled path
 } attn_job;
 
 static void attend_range(void *ctx, size_t begin, size_t end, int ith) {
@@ -260,17 +257,119 @@ static void attend_range(void *ctx, size_t begin, size_t end, int ith) {
     size_t w = row_width(j->c->m);
     for (size_t t = begin; t < end; t++) {
         uint32_t i = j->c->q_seq[t];
+        if (j->tiled[i]) continue;
         const bee_seq *s = j->c->seqs[i];
         uint32_t qi = j->c->n_old[i] + (uint32_t)(t - j->t0[i]);
         attend_one(j->c, s, j->l, qi, j->q + t * w, j->out + t * w, ith);
     }
 }
 
-/* q, k, v: (total, w). Appends k, v to the caches, then attends (threads split the queries). */
+/* ---------------------------------------------------------------- tiled prefill
+ * Many new queries of one sequence: each head's keys are packed once into
+ * panels of 16, and tiles of 12 queries get their scores 16 keys per
+ * instruction, then their outputs 4 queries per value row loaded. Masked
+ * keys get probability 0. The score rows of a tile (12 x keys) are the
+ * largest thing stored. */
+
+enum { QT = 12 };
+
+typedef struct {
+    const fwd_ctx *c;
+    const bee_seq *s;
+    uint32_t l, n_old;
+    const float *q;  // (n_new, w) this sequence's queries
+    float *out;      // (n_new, w)
+    float *kp;       // (H, n_pan * 16, dh) packed keys
+    size_t n_pan;
+    float *scratch;  // (n_threads, QT, 2 * n_k) scores and probabilities
+    int32_t *rows;   // (n_threads, QT, n_k) bias row per (query, key)
+} tiled_job;
+
+static void pack_heads(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    const tiled_job *j = ctx;
+    const bee_model *m = j->c->m;
+    size_t dh = m->hp.dim_head, rb = kv_row_bytes(m, j->s->kv_type), hb = bee_type_nbytes(j->s->kv_type, dh);
+    for (size_t h = begin; h < end; h++)
+        bee_attn_pack_keys(j->s->kv_type, j->s->n, dh, (const uint8_t *)j->s->k[j->l] + h * hb, rb,
+                           j->kp + h * j->n_pan * 16 * dh);
+}
+
+/* Scores of one head for the tile -> probabilities P (T, n_k). */
+static void tile_softmax(const tiled_job *j, size_t h, size_t T, const int32_t *rows, float *S, float *P) {
+    const bee_model *m = j->c->m;
+    size_t nk = j->s->n, H = m->hp.n_heads;
+    float sd = sqrtf((float)m->hp.dim_head);
+    for (size_t t = 0; t < T; t++) {
+        float *s = S + t * nk, *p = P + t * nk, mx = -INFINITY;
+        const int32_t *r = rows + t * nk;
+        for (size_t k = 0; k < nk; k++) {
+            s[k] = r[k] < 0 ? -INFINITY : s[k] / sd + m->pos_bias[(size_t)r[k] * H + h];
+            if (s[k] > mx) mx = s[k];
+        }
+        if (mx == -INFINITY) { /* fully masked query (padding): zero output, as upstream */
+            memset(p, 0, nk * sizeof *p);
+            continue;
+        }
+        float sum = j->c->elt->exp_sum(s, nk, mx);
+        for (size_t k = 0; k < nk; k++) p[k] = r[k] < 0 ? 0.0f : s[k] / sum;
+    }
+}
+
+static void tiled_range(void *ctx, size_t begin, size_t end, int ith) {
+    const tiled_job *j = ctx;
+    const bee_model *m = j->c->m;
+    const bee_attn_tile_kernels *tk = bee_attn_tile_get(j->s->kv_type);
+    size_t nk = j->s->n, w = row_width(m), dh = m->hp.dim_head, H = m->hp.n_heads, n_new = j->s->n - j->n_old;
+    size_t rb = kv_row_bytes(m, j->s->kv_type), hb = bee_type_nbytes(j->s->kv_type, dh);
+    float *S = j->scratch + (size_t)ith * QT * 2 * nk, *P = S + QT * nk;
+    int32_t *rows = j->rows + (size_t)ith * QT * nk;
+    for (size_t tile = begin; tile < end; tile++) {
+        size_t t0 = tile * QT, T = n_new - t0 < QT ? n_new - t0 : QT;
+        for (size_t t = 0; t < T; t++)
+            for (size_t k = 0; k < nk; k++) rows[t * nk + k] = bias_row(m, j->s, &j->s->keys[j->n_old + t0 + t], &j->s->keys[k]);
+        for (size_t h = 0; h < H; h++) {
+            tk->qk(T, nk, dh, j->q + t0 * w + h * dh, w, j->kp + h * j->n_pan * 16 * dh, S, nk);
+            tile_softmax(j, h, T, rows, S, P);
+            for (size_t t = 0; t < T; t += 4)
+                tk->pv(T - t < 4 ? T - t : 4, nk, dh, P + t * nk, nk, (const uint8_t *)j->s->v[j->l] + h * hb, rb,
+                       j->out + (t0 + t) * w + h * dh, w);
+        }
+    }
+}
+
+static int attention_tiled(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t n_old, const float *q, float *out) {
+    const bee_model *m = c->m;
+    size_t nk = s->n, n_pan = (nk + 15) / 16, nth = (size_t)bee_pool_size(m->pool), n_new = nk - n_old;
+    tiled_job j = {c, s, l, n_old, q, out, NULL, n_pan, NULL, NULL};
+    j.kp = malloc(m->hp.n_heads * n_pan * 16 * m->hp.dim_head * sizeof *j.kp);
+    j.scratch = malloc(nth * QT * 2 * nk * sizeof *j.scratch);
+    j.rows = malloc(nth * QT * nk * sizeof *j.rows);
+    int rc = j.kp && j.scratch && j.rows ? 0 : bee_fail("out of memory");
+    if (rc == 0) {
+        bee_pool_for(m->pool, m->hp.n_heads, 1, pack_heads, &j);
+        bee_pool_for(m->pool, (n_new + QT - 1) / QT, 1, tiled_range, &j);
+    }
+    free(j.kp), free(j.scratch), free(j.rows);
+    return rc;
+}
+
+/* Tiled prefill pays for packing the keys once per head: worth it from a
+ * few dozen new queries. BEE_ATTN=simple keeps the per-query path (tests). */
+static int use_tiled(size_t n_new) {
+    const char *e = getenv("BEE_ATTN");
+    return n_new >= 32 && !(e && strcmp(e, "simple") == 0);
+}
+
+/* ---------------------------------------------------------------- driver */
+
+/* q, k, v: (total, w). Appends k, v to the caches, then attends: long runs of
+ * new queries tile by tile, the rest one query per thread task. */
 static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *k, const float *v, float *out) {
     size_t w = row_width(c->m), t0 = 0;
     size_t *starts = malloc((c->n_seq + 1) * sizeof *starts);
-    if (!starts) return bee_fail("out of memory");
+    uint8_t *tiled = calloc(c->n_seq + 1, 1);
+    if (!starts || !tiled) return free(starts), free(tiled), bee_fail("out of memory");
     for (size_t i = 0; i < c->n_seq; i++) {
         bee_seq *s = c->seqs[i];
         size_t n = c->n_tok[i], rb = kv_row_bytes(c->m, s->kv_type);
@@ -280,12 +379,17 @@ static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *
             bee_quantize_row(s->kv_type, v + (t0 + t) * w, (uint8_t *)s->v[l] + row * rb, w);
         }
         starts[i] = t0;
+        tiled[i] = (uint8_t)use_tiled(n);
         t0 += n;
     }
-    attn_job j = {c, l, q, out, starts};
-    bee_pool_for(c->m->pool, c->total, 1, attend_range, &j);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->n_seq; i++)
+        if (tiled[i]) rc = attention_tiled(c, c->seqs[i], l, c->n_old[i], q + starts[i] * w, out + starts[i] * w);
+    attn_job j = {c, l, q, out, starts, tiled};
+    if (rc == 0) bee_pool_for(c->m->pool, c->total, 1, attend_range, &j);
     free(starts);
-    return 0;
+    free(tiled);
+    return rc;
 }
 
 /* ================================================================ blocks */
