@@ -713,8 +713,8 @@ static void test_panel_quant(void **state) {
     int8_t q0[NB * 32], q1[NB * 32];
     float d0[NB], d1[NB];
     int32_t c0[NB], c1[NB];
-    bee_panel_quant_ref(x, NB, q0, d0, c0, 128);
-    fast(x, NB, q1, d1, c1, 128);
+    bee_panel_quant_ref(x, NB, q0, 32, d0, c0, 1, 128);
+    fast(x, NB, q1, 32, d1, c1, 1, 128);
     assert_memory_equal(q0, q1, sizeof q0);
     assert_memory_equal(d0, d1, sizeof d0);
     assert_memory_equal(c0, c1, sizeof c0);

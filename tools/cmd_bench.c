@@ -59,7 +59,7 @@ static void cost_init(const bee_model *m, model_cost *c) {
  * every weight is read once per pass. */
 static void cost_pp(const model_cost *c, double p, double *bytes, double *flops) {
     *bytes = (c->lin_bytes + c->out_bytes) / p;
-    *flops = 2 * c->lin_params + 2 * c->out_params / p + c->att_flops_per_key * (p + 1) / 2;
+    *flops = 2 * c->lin_params + 2 * c->out_params / p + c->att_flops_per_key * p; /* prompt = context: every query sees every key */
 }
 
 /* Per-token work of n decode steps after one prompt token: all weights, the

@@ -125,10 +125,13 @@ void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, 
 
 /* ================================================================ activations */
 
+#define TL BEE_PANEL_TILE
+
 int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols) {
     memset(a, 0, sizeof *a);
     a->wtype = wtype, a->n_tok = n_tok, a->cols = cols;
-    size_t n = n_tok ? n_tok : 1;
+    size_t n = (n_tok + TL - 1) / TL * TL; /* whole tiles */
+    if (n == 0) n = TL;
     if (!is_int8(wtype)) {
         if (!(a->f = malloc(n * cols * sizeof *a->f + 64))) return bee_fail("out of memory");
         return 0;
@@ -147,24 +150,29 @@ int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t co
 void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1) {
     size_t cols = a->cols, nb = cols / 32;
     if (!is_int8(a->wtype)) {
-        memcpy(a->f + t0 * cols, x + t0 * cols, (t1 - t0) * cols * sizeof *x);
+        for (size_t t = t0; t < t1; t++) {
+            float *f = a->f + (t / TL) * cols * TL + t % TL;
+            for (size_t k = 0; k < cols; k++) f[k * TL] = x[t * cols + k];
+        }
         return;
     }
     int off = a->wtype == BEE_TYPE_Q8_0 ? 128 : 8;
     bee_panel_quant_fn fast = bee_panel_quant_avx512();
-    for (size_t t = t0; t < t1; t++)
-        (fast ? fast : bee_panel_quant_ref)(x + t * cols, nb, a->q + t * cols, a->d + t * nb, a->c + t * nb, off);
+    for (size_t t = t0; t < t1; t++) {
+        size_t base = (t / TL) * nb * TL + t % TL;
+        (fast ? fast : bee_panel_quant_ref)(x + t * cols, nb, a->q + base * 32, TL * 32, a->d + base, a->c + base, TL, off);
+    }
 }
 
-void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off) {
+void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, size_t qs, float *d, int32_t *c, size_t ds, int off) {
     for (size_t b = 0; b < nb; b++) {
         uint8_t blk[BEE_Q8_0_BYTES];
         bee_quantize_block_q8_0(x + 32 * b, blk);
-        memcpy(q + 32 * b, blk + 2, 32);
+        memcpy(q + b * qs, blk + 2, 32);
         int s = 0;
-        for (int i = 0; i < 32; i++) s += q[32 * b + (size_t)i];
-        d[b] = bee_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
-        c[b] = -off * s;
+        for (int i = 0; i < 32; i++) s += q[b * qs + (size_t)i];
+        d[b * ds] = bee_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        c[b * ds] = -off * s;
     }
 }
 
@@ -182,7 +190,8 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
             float y = 0;
             if (!is_int8(type)) {
                 size_t es = elem_bytes(type);
-                const float *x = a->f + (t0 + (size_t)t) * cols;
+                size_t tt = t0 + (size_t)t;
+                const float *x = a->f + (tt / TL) * cols * TL + tt % TL; /* element k at x[k * TL] */
                 for (size_t k = 0; k < cols; k++) {
                     const uint8_t *e = pw + (k * P + (size_t)r) * es;
                     float w;
@@ -191,14 +200,15 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
                         uint16_t h = (uint16_t)(e[0] | e[1] << 8);
                         w = type == BEE_TYPE_F16 ? bee_f16_to_f32(h) : bee_bf16_to_f32(h);
                     }
-                    y = fmaf(w, x[k], y);
+                    y = fmaf(w, x[k * TL], y);
                 }
             } else {
                 size_t nb = cols / 32, bb = block_bytes(type), sc = bb - 2 * P, tt = t0 + (size_t)t;
-                const int8_t *x = a->q + tt * cols;
+                size_t base = (tt / TL) * nb * TL + tt % TL; /* block b at base + b * TL */
                 for (size_t b = 0; b < nb; b++) {
                     const uint8_t *blk = pw + b * bb;
-                    int32_t I = a->c[tt * nb + b];
+                    const int8_t *x = a->q + (base + b * TL) * 32;
+                    int32_t I = a->c[base + b * TL];
                     for (int i = 0; i < 32; i++) {
                         int u;
                         if (type == BEE_TYPE_Q8_0) u = blk[(i / 4) * 64 + 4 * r + i % 4];
@@ -206,10 +216,10 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
                             uint8_t byte = blk[((i % 16) / 4) * 64 + 4 * r + i % 4];
                             u = i < 16 ? byte & 15 : byte >> 4;
                         }
-                        I += u * x[32 * b + (size_t)i];
+                        I += u * x[i];
                     }
                     float dw = bee_f16_to_f32((uint16_t)(blk[sc + 2 * r] | blk[sc + 2 * r + 1] << 8));
-                    y = fmaf((float)I, dw * a->d[tt * nb + b], y);
+                    y = fmaf((float)I, dw * a->d[base + b * TL], y);
                 }
             }
             out[t * P + r] = y;

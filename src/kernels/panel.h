@@ -43,14 +43,19 @@ void bee_panel_pack(uint32_t type, const void *src, uint64_t rows, uint64_t cols
 /* Row r of a panel matrix, as fp32. */
 void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, float *out);
 
-/* Activations prepared for a panel matrix of the given weight type. */
+/* Activations prepared for a panel matrix of the given weight type, stored
+ * tile by tile (BEE_PANEL_TILE tokens) so that a kernel reaches every token
+ * of its tile from one base pointer (tile = t / TILE, i = t % TILE):
+ *   f[(tile * cols + k) * TILE + i]              float types
+ *   q[((tile * nb + b) * TILE + i) * 32 + k % 32]  int8 types, b = k / 32
+ *   d, c[(tile * nb + b) * TILE + i]               scale, -off * sum(q) */
 typedef struct {
     uint32_t wtype;
     size_t n_tok, cols;
-    float *f;     // (n_tok, cols) float types
-    int8_t *q;    // (n_tok, cols) int8 types: q8_0 quants
-    float *d;     // (n_tok, cols / 32) their scales
-    int32_t *c;   // (n_tok, cols / 32) -off * sum(q): the unsigned-weight offset, removed
+    float *f;
+    int8_t *q;
+    float *d;
+    int32_t *c;
 } bee_panel_act;
 
 /* Allocates room for n_tok tokens; bee_panel_act_fill converts tokens
@@ -74,8 +79,10 @@ bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path
  * (NULL when unavailable) agree bit for bit. */
-typedef void (*bee_panel_quant_fn)(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off);
+/* Block b goes to q + b * qs, d[b * ds], c[b * ds]. */
+typedef void (*bee_panel_quant_fn)(const float *x, size_t nb, int8_t *q, size_t qs, float *d, int32_t *c, size_t ds,
+                                   int off);
 bee_panel_quant_fn bee_panel_quant_avx512(void);
-void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off);
+void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, size_t qs, float *d, int32_t *c, size_t ds, int off);
 
 #endif

@@ -37,7 +37,7 @@ INL TGT __m512 ld16(int kind, const uint8_t *p) {
 
 INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, size_t t0, float *out) {
     size_t cols = a->cols, es = kind == K_F32 ? 4 : 2;
-    const float *x = a->f + t0 * cols;
+    const float *x = a->f + t0 * cols; /* t0 is a tile start: element (t, k) at x[k * TMAX + t] */
     __m512 acc[TMAX];
 #pragma GCC unroll 12
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
@@ -46,7 +46,7 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
         if ((k & 3) == 0) _mm_prefetch((const char *)e + PF_AHEAD, _MM_HINT_T0);
         __m512 w = ld16(kind, e);
 #pragma GCC unroll 12
-        for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[(size_t)t * cols + k]), acc[t]);
+        for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[k * TMAX + (size_t)t]), acc[t]);
     }
 #pragma GCC unroll 12
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * P, acc[t]);
@@ -82,6 +82,7 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
     /* Few tokens leave too few independent vpdpbusd chains to hide their
      * latency: split each token's block sum over C chains (exact in int32). */
     const int C = T == 1 ? 4 : T <= 3 ? 2 : 1;
+    /* t0 is a tile start: block b of token t at x + (b * TMAX + t) * 32 */
     const int8_t *x = a->q + t0 * cols;
     const float *dx = a->d + t0 * nb;
     const int32_t *cx = a->c + t0 * nb;
@@ -94,9 +95,10 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
         __m512i wv[8], ia[TMAX][4];
         int xoff[8];
         block_groups(q4, blk, wv, xoff);
+        const int8_t *xb = x + b * TMAX * 32;
 #pragma GCC unroll 12
         for (int t = 0; t < T; t++) {
-            ia[t][0] = _mm512_set1_epi32(cx[(size_t)t * nb + b]);
+            ia[t][0] = _mm512_set1_epi32(cx[b * TMAX + (size_t)t]);
 #pragma GCC unroll 4
             for (int k = 1; k < C; k++) ia[t][k] = _mm512_setzero_si512();
         }
@@ -105,14 +107,14 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
 #pragma GCC unroll 12
             for (int t = 0; t < T; t++)
                 ia[t][g % C] = _mm512_dpbusd_epi32(ia[t][g % C], wv[g],
-                                                   _mm512_set1_epi32(ld32(x + (size_t)t * cols + 32 * b + xoff[g])));
+                                                   _mm512_set1_epi32(ld32(xb + 32 * t + xoff[g])));
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + sc)));
 #pragma GCC unroll 12
         for (int t = 0; t < T; t++) {
             __m512i sum = ia[t][0];
 #pragma GCC unroll 4
             for (int k = 1; k < C; k++) sum = _mm512_add_epi32(sum, ia[t][k]);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * nb + b])),
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dx[b * TMAX + (size_t)t])),
                                      acc[t]);
         }
     }
@@ -125,7 +127,8 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
  * (kernels/quant.c): amax ignoring NaN, fp16 scale rounded to nearest even,
  * x / d clamped to [-127, 127] (NaN to -127), rounded half away from zero. */
 
-TGT static void quant_blocks(const float *x, size_t nb, int8_t *q, float *d, int32_t *c, int off) {
+TGT static void quant_blocks(const float *x, size_t nb, int8_t *q, size_t qs, float *d, int32_t *c, size_t ds,
+                             int off) {
     const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     for (size_t b = 0; b < nb; b++) {
         __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
@@ -135,10 +138,10 @@ TGT static void quant_blocks(const float *x, size_t nb, int8_t *q, float *d, int
         float s = amax / 127.0f;
         if (s > 65504.0f) s = 65504.0f;
         float dd = bee_f16_to_f32(bee_f32_to_f16(s));
-        int8_t *qb = q + 32 * b;
+        int8_t *qb = q + b * qs;
         if (!(dd > 0.0f)) {
             memset(qb, 0, 32);
-            d[b] = 0.0f, c[b] = 0;
+            d[b * ds] = 0.0f, c[b * ds] = 0;
             continue;
         }
         __m512 vd = _mm512_set1_ps(dd), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
@@ -154,8 +157,8 @@ TGT static void quant_blocks(const float *x, size_t nb, int8_t *q, float *d, int
             sum = _mm512_add_epi32(sum, qi);
             _mm_storeu_si128((__m128i *)(qb + 16 * h), _mm512_cvtepi32_epi8(qi));
         }
-        d[b] = dd;
-        c[b] = -off * _mm512_reduce_add_epi32(sum);
+        d[b * ds] = dd;
+        c[b * ds] = -off * _mm512_reduce_add_epi32(sum);
     }
 }
 
