@@ -153,6 +153,7 @@ static int resolve_pending(bee_safety_stream *s, int boundary) {
 static int on_match(bee_safety_stream *s, uint32_t pat, uint32_t len) {
     const safety_pattern *sp = &s->p->pats[pat];
     uint64_t end_n = s->nbase + s->wn - 1, start_n = end_n + 1 - len;
+    if (len > s->wn) return bee_fail("safety stream: internal error (match before the window)");
     size_t a = (size_t)(start_n - s->nbase), b = s->wn - 1;
     if (sp->need_left && !s->bnd[a]) return 0;
     if (!sp->need_right) return accept(s, pat, s->ns[a], s->ne[b]);
