@@ -626,6 +626,38 @@ static void test_audit_rows(void **st) {
 #endif
 }
 
+/* ================================================================ CLI */
+
+static void expect_cli(int want_rc, const char *needle, const char *args) {
+    char cmd[8192], *out;
+    snprintf(cmd, sizeof cmd, "%s safety check %s", tu_bee(), args);
+    int rc = tu_run(cmd, &out);
+    if (rc != want_rc || !strstr(out, needle)) fail_msg("%s: exit %d (want %d), output:\n%s\n(want '%s')", cmd, rc, want_rc, out, needle);
+    free(out);
+}
+
+static void test_cli_check(void **st) {
+    (void)st;
+    const char *json = "{\"categories\": {\"m\": {\"action\": \"mask\", \"terms\": [\"炸药\"]},"
+                       " \"b\": {\"action\": \"block\", \"terms\": [\"赌博\"]}}}";
+    const char *pol = tu_tmp("cli-policy.json"), *ok = tu_tmp("ok.txt"), *bad = tu_tmp("bad.txt");
+    tu_write(pol, json, strlen(json));
+    tu_write(ok, "买 炸藥 吗", 14);
+    tu_write(bad, "一起賭博", 12);
+    char args[4096];
+    snprintf(args, sizeof args, "--policy %s %s", pol, ok);
+    expect_cli(0, "decision: mask\nmatch: m mask 4-10 炸药\n---\n买 ＊＊ 吗", args);
+    snprintf(args, sizeof args, "--policy %s --chunk 1 --json < %s", pol, ok);
+    expect_cli(0, "\"text\": \"买 ＊＊ 吗\"", args);
+    snprintf(args, sizeof args, "--policy %s --json %s", pol, bad);
+    expect_cli(1, "{\"decision\": \"block\", \"matches\": [{\"category\": \"b\"", args);
+    snprintf(args, sizeof args, "--policy %s --stage sideways %s", pol, ok);
+    expect_cli(2, "--stage: expected prompt or output", args);
+    snprintf(args, sizeof args, "--policy %s %s", tu_tmp("no-policy.json"), ok);
+    expect_cli(2, "no-policy.json: cannot open", args);
+    expect_cli(2, "missing --policy", ok);
+}
+
 /* ================================================================ shared Chinese lexicons */
 
 static const char *k_lexicons[] = {"advertising", "illegal-urls", "sexual-1", "sexual-2", "violence-terror",
@@ -699,6 +731,7 @@ int main(void) {
         cmocka_unit_test(test_policy_file_errors),
         cmocka_unit_test(test_policy_file_ok),
         cmocka_unit_test(test_audit_rows),
+        cmocka_unit_test(test_cli_check),
         cmocka_unit_test(test_shared_lexicons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
