@@ -215,18 +215,17 @@ static int feed_char(bee_safety_stream *s, uint32_t cp, size_t k) {
 /* ================================================================ emitting */
 
 static void emit_range(bee_safety_stream *s, uint64_t from, uint64_t to, bee_str *out, int *err) {
-    const char *base = s->buf + s->off;
     if (s->action == BEE_SAFETY_BLOCK || from >= to) return;
-    if (bee_str_append(out, base + (from - s->emitted), (size_t)(to - from))) *err = 1;
+    if (bee_str_append(out, s->buf + s->off + (from - s->emitted), (size_t)(to - from))) *err = 1;
 }
 
 /* Masked spans become one mask string per character. */
 static void emit_masked(bee_safety_stream *s, uint64_t from, uint64_t to, bee_str *out, int *err) {
     if (s->action == BEE_SAFETY_BLOCK) return;
-    const unsigned char *base = (const unsigned char *)s->buf + s->off;
     while (from < to) {
         uint32_t cp;
-        int k = bee_utf8_decode(base + (from - s->emitted), (size_t)(to - from), &cp);
+        const unsigned char *p = (const unsigned char *)s->buf + s->off + (from - s->emitted);
+        int k = bee_utf8_decode(p, (size_t)(to - from), &cp);
         from += k > 0 ? (uint64_t)k : 1;
         if (bee_str_append(out, s->p->mask, s->p->mask_len)) *err = 1;
     }
@@ -275,9 +274,11 @@ static int flush(bee_safety_stream *s, bee_str *out) {
     uint64_t upto = hold_n < nend ? s->ns[hold_n - s->nbase] : s->decoded;
     if (emit_until(s, upto, out)) return -1;
     size_t drop = (size_t)(hold_n - s->nbase);
-    memmove(s->ns, s->ns + drop, (s->wn - drop) * sizeof *s->ns);
-    memmove(s->ne, s->ne + drop, (s->wn - drop) * sizeof *s->ne);
-    memmove(s->bnd, s->bnd + drop, s->wn - drop);
+    if (drop && drop < s->wn) {
+        memmove(s->ns, s->ns + drop, (s->wn - drop) * sizeof *s->ns);
+        memmove(s->ne, s->ne + drop, (s->wn - drop) * sizeof *s->ne);
+        memmove(s->bnd, s->bnd + drop, s->wn - drop);
+    }
     s->wn -= drop;
     s->nbase = hold_n;
     return 0;
