@@ -658,6 +658,34 @@ static void test_cli_check(void **st) {
     expect_cli(2, "missing --policy", ok);
 }
 
+/* The shipped example policy parses and works once scripts/fetch-lexicons.sh
+ * has fetched its lexicons (skipped before that). */
+static void test_example_policy(void **st) {
+    (void)st;
+    char root[4096], path[4200];
+    snprintf(root, sizeof root, "%s", __FILE__);
+    char *slash = strrchr(root, '/');
+    if (!slash) skip();
+    *slash = 0;
+    snprintf(path, sizeof path, "%s/../.cache/lexicons/naughty-words-en.txt", root);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "SKIP: %s not fetched (run scripts/fetch-lexicons.sh)\n", path);
+        skip();
+    }
+    snprintf(path, sizeof path, "%s/../deploy/policy.example.json", root);
+    bee_safety_policy *p;
+    if (bee_safety_policy_load(path, &p)) fail_msg("%s", bee_error_message());
+    assert_true(bee_safety_policy_n_terms(p) > 500);
+    const char *text = "What the Ｆｕｃｋ, 出售 炸藥";
+    bee_safety_result r;
+    assert_int_equal(bee_safety_check(p, text, strlen(text), &r), 0);
+    assert_int_equal(r.action, BEE_SAFETY_BLOCK);
+    assert_int_equal(r.n_matches, 2);
+    bee_safety_result_free(&r);
+    bee_safety_policy_free(p);
+}
+
 /* ================================================================ shared Chinese lexicons */
 
 static const char *k_lexicons[] = {"advertising", "illegal-urls", "sexual-1", "sexual-2", "violence-terror",
@@ -732,6 +760,7 @@ int main(void) {
         cmocka_unit_test(test_policy_file_ok),
         cmocka_unit_test(test_audit_rows),
         cmocka_unit_test(test_cli_check),
+        cmocka_unit_test(test_example_policy),
         cmocka_unit_test(test_shared_lexicons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
