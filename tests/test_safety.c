@@ -221,7 +221,7 @@ static bee_safety_policy *make_policy(unsigned flags, const char *const *terms, 
     bee_safety_policy *p;
     assert_int_equal(bee_safety_policy_new(flags, &p), 0);
     for (size_t c = 0; c < n_cats; c++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "cat%zu", c);
         assert_int_equal(bee_safety_policy_add_category(p, name, actions[c]), (int)c);
     }
