@@ -22,6 +22,13 @@ uint32_t bee_ac_step(const bee_ac *ac, uint32_t state, uint8_t c);
 uint32_t bee_ac_depth(const bee_ac *ac, uint32_t state);
 size_t bee_ac_n_states(const bee_ac *ac);
 
+/* Steps over n bytes; for every pattern ending after p[i] (longest first)
+ * calls on_match(user, pos + i, id, len). Stops at and returns the first
+ * non-zero value on_match returns. */
+typedef int (*bee_ac_match_fn)(void *user, size_t pos, uint32_t id, uint32_t len);
+int bee_ac_scan(const bee_ac *ac, uint32_t *state, const uint8_t *p, size_t n, size_t pos, bee_ac_match_fn on_match,
+                void *user);
+
 /* Patterns ending at the current position, longest first. */
 typedef struct {
     uint32_t node;

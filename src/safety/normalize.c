@@ -1,5 +1,6 @@
 #include "safety/normalize.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,8 +76,20 @@ static const t2s_pair k_t2s[] = {
 #include "safety/t2s.inc"
 };
 
+/* One bit per BMP code point that has a mapping, so the common case (a
+ * character not in the table) costs one load instead of a binary search. */
+static uint8_t g_t2s_bits[0x10000 / 8];
+static pthread_once_t g_t2s_once = PTHREAD_ONCE_INIT;
+
+static void t2s_init(void) {
+    for (size_t i = 0; i < sizeof k_t2s / sizeof k_t2s[0]; i++)
+        g_t2s_bits[k_t2s[i].trad >> 3] |= (uint8_t)(1u << (k_t2s[i].trad & 7));
+}
+
 static uint32_t t2s(uint32_t cp) {
     if (cp < k_t2s[0].trad || cp > 0xFFFF) return cp;
+    pthread_once(&g_t2s_once, t2s_init);
+    if (!(g_t2s_bits[cp >> 3] & (1u << (cp & 7)))) return cp;
     size_t lo = 0, hi = sizeof k_t2s / sizeof k_t2s[0];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -111,6 +124,15 @@ int bee_norm_is_word(uint32_t cp) {
 }
 
 bee_norm_class bee_norm_cp(uint32_t cp, unsigned flags, uint32_t *out) {
+    /* fast paths for the bulk of real text: ASCII and CJK ideographs */
+    if (cp < 0x80) {
+        *out = cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp;
+        return bee_norm_is_word(cp) ? BEE_NORM_KEEP : BEE_NORM_SEP;
+    }
+    if (cp >= 0x4E00 && cp <= 0x9FFF) {
+        *out = flags & BEE_NORM_T2S ? t2s(cp) : cp;
+        return BEE_NORM_KEEP;
+    }
     if (is_format(cp)) return BEE_NORM_DROP;
     if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFF01 - 0x21; /* full-width ASCII */
     else if (cp == 0x3000) cp = ' ';                       /* ideographic space */

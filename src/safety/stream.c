@@ -28,10 +28,16 @@ typedef struct {
 
 struct bee_safety_stream {
     const bee_safety_policy *p;
-    /* original bytes [emitted, received) live in buf[off .. n) */
+    /* Original bytes [emitted, received) are read through view (view[0] is
+     * byte view_base): the caller's chunk itself while a push is scanned
+     * when nothing was held back, else buf[off .. n), where the held tail is
+     * copied at the end of each push. */
+    const char *view;
+    uint64_t view_base;
+    int external;
     char *buf;
     size_t off, n, cap;
-    uint64_t emitted, decoded;
+    uint64_t emitted, decoded, received;
     /* normalised window: byte nbase + i came from original [ns[i], ne[i]) */
     uint64_t *ns, *ne;
     uint8_t *bnd;
@@ -96,7 +102,9 @@ const bee_safety_match *bee_safety_stream_matches(const bee_safety_stream *s, si
     return s->matches;
 }
 
-size_t bee_safety_stream_held(const bee_safety_stream *s) { return s->n - s->off; }
+size_t bee_safety_stream_held(const bee_safety_stream *s) { return (size_t)(s->received - s->emitted); }
+
+static const char *at(const bee_safety_stream *s, uint64_t abs) { return s->view + (abs - s->view_base); }
 
 /* ================================================================ decisions */
 
@@ -150,11 +158,13 @@ static int resolve_pending(bee_safety_stream *s, int boundary) {
     return 0;
 }
 
-static int on_match(bee_safety_stream *s, uint32_t pat, uint32_t len) {
+/* A pattern of len bytes ends at window index b. */
+static int on_match(void *user, size_t b, uint32_t pat, uint32_t len) {
+    bee_safety_stream *s = user;
     const safety_pattern *sp = &s->p->pats[pat];
-    uint64_t end_n = s->nbase + s->wn - 1, start_n = end_n + 1 - len;
-    if (len > s->wn) return bee_fail("safety stream: internal error (match before the window)");
-    size_t a = (size_t)(start_n - s->nbase), b = s->wn - 1;
+    if (len > b + 1) return bee_fail("safety stream: internal error (match before the window)");
+    size_t a = b + 1 - len;
+    uint64_t start_n = s->nbase + a;
     if (sp->need_left && !s->bnd[a]) return 0;
     if (!sp->need_right) return accept(s, pat, s->ns[a], s->ne[b]);
     void *np = grow(s->pend, &s->cap_pend, s->n_pend + 1, sizeof *s->pend);
@@ -197,26 +207,21 @@ static int feed_char(bee_safety_stream *s, uint32_t cp, size_t k) {
     char enc[4];
     size_t e = bee_utf8_encode(m, enc);
     if (window_reserve(s, s->wn + e)) return -1;
+    size_t first = s->wn;
     for (size_t j = 0; j < e; j++) {
         s->ns[s->wn] = s->decoded;
         s->ne[s->wn] = s->decoded + k;
         s->bnd[s->wn] = j == 0 && boundary;
         s->wn++;
-        s->state = bee_ac_step(s->p->ac, s->state, (uint8_t)enc[j]);
-        bee_ac_iter it;
-        uint32_t pat, len;
-        bee_ac_iter_init(s->p->ac, s->state, &it);
-        while (bee_ac_iter_next(s->p->ac, &it, &pat, &len))
-            if (on_match(s, pat, len)) return -1;
     }
-    return 0;
+    return bee_ac_scan(s->p->ac, &s->state, (const uint8_t *)enc, e, first, on_match, s);
 }
 
 /* ================================================================ emitting */
 
 static void emit_range(bee_safety_stream *s, uint64_t from, uint64_t to, bee_str *out, int *err) {
     if (s->action == BEE_SAFETY_BLOCK || from >= to) return;
-    if (bee_str_append(out, s->buf + s->off + (from - s->emitted), (size_t)(to - from))) *err = 1;
+    if (bee_str_append(out, at(s, from), (size_t)(to - from))) *err = 1;
 }
 
 /* Masked spans become one mask string per character. */
@@ -224,15 +229,17 @@ static void emit_masked(bee_safety_stream *s, uint64_t from, uint64_t to, bee_st
     if (s->action == BEE_SAFETY_BLOCK) return;
     while (from < to) {
         uint32_t cp;
-        const unsigned char *p = (const unsigned char *)s->buf + s->off + (from - s->emitted);
+        const unsigned char *p = (const unsigned char *)at(s, from);
         int k = bee_utf8_decode(p, (size_t)(to - from), &cp);
         from += k > 0 ? (uint64_t)k : 1;
         if (bee_str_append(out, s->p->mask, s->p->mask_len)) *err = 1;
     }
 }
 
-/* Emits the original bytes [emitted, upto) and forgets them. */
-static int emit_until(bee_safety_stream *s, uint64_t upto, bee_str *out) {
+/* Emits the original bytes [emitted, upto) and forgets them; the buffer is
+ * compacted only between pushes so that one large push is never copied
+ * around while it is being scanned. */
+static int emit_until(bee_safety_stream *s, uint64_t upto, bee_str *out, int compact) {
     int err = 0;
     uint64_t x = s->emitted;
     size_t i = 0;
@@ -253,10 +260,14 @@ static int emit_until(bee_safety_stream *s, uint64_t upto, bee_str *out) {
     for (size_t j = 0; j < s->n_masks; j++)
         if (s->masks[j].end > upto) s->masks[keep++] = s->masks[j];
     s->n_masks = keep;
+    if (s->external) {
+        s->emitted = upto;
+        return 0;
+    }
     s->off += (size_t)(upto - s->emitted);
     s->emitted = upto;
     if (s->off == s->n) s->off = s->n = 0;
-    else if (s->off > s->n / 2) { /* amortised: moves fewer bytes than were consumed */
+    else if (compact && s->off > s->n / 2) { /* amortised: moves fewer bytes than were consumed */
         memmove(s->buf, s->buf + s->off, s->n - s->off);
         s->n -= s->off;
         s->off = 0;
@@ -266,13 +277,13 @@ static int emit_until(bee_safety_stream *s, uint64_t upto, bee_str *out) {
 
 /* Everything before the first normalised byte that may still start a match
  * (or before an undecided match) is final. */
-static int flush(bee_safety_stream *s, bee_str *out) {
+static int flush(bee_safety_stream *s, bee_str *out, int compact) {
     uint64_t nend = s->nbase + s->wn;
     uint64_t hold_n = s->finished ? nend : nend - bee_ac_depth(s->p->ac, s->state);
     for (size_t i = 0; i < s->n_pend; i++)
         if (s->pend[i].start_n < hold_n) hold_n = s->pend[i].start_n;
     uint64_t upto = hold_n < nend ? s->ns[hold_n - s->nbase] : s->decoded;
-    if (emit_until(s, upto, out)) return -1;
+    if (emit_until(s, upto, out, compact)) return -1;
     size_t drop = (size_t)(hold_n - s->nbase);
     if (drop && drop < s->wn) {
         memmove(s->ns, s->ns + drop, (s->wn - drop) * sizeof *s->ns);
@@ -288,11 +299,10 @@ static int flush(bee_safety_stream *s, bee_str *out) {
  * character is dropped byte by byte like any invalid byte. */
 static int feed_available(bee_safety_stream *s, bee_str *out) {
     for (;;) {
-        uint64_t received = s->emitted + (s->n - s->off);
-        if (s->decoded >= received) return 0;
-        const unsigned char *p = (const unsigned char *)s->buf + s->off + (s->decoded - s->emitted);
+        if (s->decoded >= s->received) return 0;
+        const unsigned char *p = (const unsigned char *)at(s, s->decoded);
         uint32_t cp;
-        int k = bee_utf8_decode(p, (size_t)(received - s->decoded), &cp);
+        int k = bee_utf8_decode(p, (size_t)(s->received - s->decoded), &cp);
         if (k == 0 && !s->finished) return 0;
         if (k <= 0) {
             s->decoded++;
@@ -301,7 +311,7 @@ static int feed_available(bee_safety_stream *s, bee_str *out) {
         if (feed_char(s, cp, (size_t)k)) return -1;
         s->decoded += (uint64_t)k;
         if (s->wn >= s->flush_at) {
-            if (flush(s, out)) return -1;
+            if (flush(s, out, 0)) return -1;
             s->flush_at = s->wn + WINDOW_FLUSH;
         }
     }
@@ -310,20 +320,43 @@ static int feed_available(bee_safety_stream *s, bee_str *out) {
 int bee_safety_stream_push(bee_safety_stream *s, const char *data, size_t n, bee_str *out) {
     if (s->finished) return bee_fail("safety stream: push after finish");
     if (n == 0) return 0;
-    void *np = grow(s->buf, &s->cap, s->n + n, 1);
-    if (!np) return -1;
-    s->buf = np;
-    memcpy(s->buf + s->n, data, n);
-    s->n += n;
-    if (feed_available(s, out)) return -1;
-    return flush(s, out);
+    if (s->received == s->emitted) { /* nothing held: scan the caller's bytes in place */
+        s->external = 1;
+        s->off = s->n = 0;
+        s->view = data;
+    } else {
+        void *np = grow(s->buf, &s->cap, s->n + n, 1);
+        if (!np) return -1;
+        s->buf = np;
+        memcpy(s->buf + s->n, data, n);
+        s->n += n;
+        s->view = s->buf + s->off;
+    }
+    s->view_base = s->emitted;
+    s->received += n;
+    if (feed_available(s, out) || flush(s, out, 1)) return -1;
+    if (s->external) { /* keep the undecided tail: the caller's buffer goes away */
+        size_t tail = (size_t)(s->received - s->emitted);
+        if (tail) {
+            void *np = grow(s->buf, &s->cap, tail, 1);
+            if (!np) return -1;
+            s->buf = np;
+            memcpy(s->buf, at(s, s->emitted), tail);
+        }
+        s->off = 0;
+        s->n = tail;
+        s->external = 0;
+    }
+    s->view = s->buf ? s->buf + s->off : NULL;
+    s->view_base = s->emitted;
+    return 0;
 }
 
 int bee_safety_stream_finish(bee_safety_stream *s, bee_str *out) {
     if (s->finished) return 0;
     s->finished = 1;
     if (feed_available(s, out) || resolve_pending(s, 1)) return -1;
-    return flush(s, out);
+    return flush(s, out, 1);
 }
 
 /* ================================================================ one-shot */
