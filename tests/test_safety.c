@@ -128,16 +128,18 @@ static int hit_cmp(const void *x, const void *y) {
 }
 
 static void check_ac_against_naive(const char *alphabet, size_t n_alpha, int n_pats, size_t text_len) {
-    char pats[64][8];
-    size_t plen[64];
+    char (*pats)[12] = malloc((size_t)n_pats * sizeof *pats);
+    size_t *plen = malloc((size_t)n_pats * sizeof *plen);
+    size_t max_len = n_pats > 64 ? 11 : 5;
     bee_ac *ac;
     assert_int_equal(bee_ac_init(&ac), 0);
     for (int i = 0; i < n_pats; i++) {
-        plen[i] = 1 + rnd(5);
+        plen[i] = 1 + rnd((uint32_t)max_len);
         for (size_t j = 0; j < plen[i]; j++) pats[i][j] = alphabet[rnd((uint32_t)n_alpha)];
         assert_int_equal(bee_ac_add(ac, pats[i], plen[i], (uint32_t)i), 0);
     }
     assert_int_equal(bee_ac_build(ac), 0);
+    if (n_pats > 64 && bee_ac_n_states(ac) < 4096 + 2000) fail_msg("only %zu states", bee_ac_n_states(ac));
     char *text = malloc(text_len);
     for (size_t i = 0; i < text_len; i++) text[i] = alphabet[rnd((uint32_t)n_alpha)];
     size_t cap = text_len * (size_t)n_pats + 1, na = 0, nb = 0;
@@ -175,6 +177,8 @@ static void check_ac_against_naive(const char *alphabet, size_t n_alpha, int n_p
     free(a);
     free(b);
     free(text);
+    free(pats);
+    free(plen);
     bee_ac_free(ac);
 }
 
@@ -187,6 +191,10 @@ static void test_ac_random_vs_naive(void **st) {
         check_ac_against_naive(mid, 4, 1 + rnd(40), 400);
         check_ac_against_naive(bytes, sizeof bytes, 1 + rnd(64), 400);
     }
+    /* enough states that only the shallowest get full transition rows and the
+     * rest use edge arrays and failure links */
+    check_ac_against_naive(mid, 4, 3000, 1500);
+    check_ac_against_naive(bytes, sizeof bytes, 3000, 1500);
 }
 
 static void test_ac_overlapping(void **st) {
