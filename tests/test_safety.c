@@ -70,6 +70,7 @@ static void test_normalize_cases(void **st) {
     expect_norm("國家 說話", D, "国家说话");
     expect_norm("中\xEF\xBB\xBF文\xC2\xAD字", 0, "中文字"); /* BOM and soft hyphen inside */
     expect_norm("炸。药·包", D, "炸药包");
+    expect_norm("炸\xF0\x9F\x92\xA3药★包", D, "炸药包"); /* emoji and symbols between characters */
     expect_norm("a\xFF" "b\xE4\xB8", D, "ab"); /* invalid and truncated bytes dropped */
     expect_norm("", D, "");
 }

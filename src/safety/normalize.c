@@ -110,11 +110,13 @@ static int is_format(uint32_t cp) {
            (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0x180B && cp <= 0x180D) || (cp >= 0xE0000 && cp <= 0xE0FFF);
 }
 
-/* Spaces, controls and punctuation (ASCII, Latin-1, general and CJK). */
+/* Spaces, controls, punctuation (ASCII, Latin-1, general and CJK) and
+ * symbols and emoji, which are as easy to slip between characters. */
 static int is_sep(uint32_t cp) {
     if (cp < 0x80) return !bee_norm_is_word(cp);
     return (cp >= 0x80 && cp <= 0xBF) || cp == 0xD7 || cp == 0xF7 || (cp >= 0x2000 && cp <= 0x206F) ||
-           (cp >= 0x2190 && cp <= 0x21FF) || (cp >= 0x2500 && cp <= 0x25FF) || (cp >= 0x2600 && cp <= 0x27BF) ||
+           (cp >= 0x2190 && cp <= 0x23FF) || (cp >= 0x2500 && cp <= 0x27BF) || (cp >= 0x2900 && cp <= 0x2BFF) ||
+           (cp >= 0x1F000 && cp <= 0x1FAFF) ||
            (cp >= 0x3000 && cp <= 0x3003) || (cp >= 0x3008 && cp <= 0x3020) || cp == 0x30FB ||
            (cp >= 0xFE10 && cp <= 0xFE1F) || (cp >= 0xFE30 && cp <= 0xFE6F) || (cp >= 0xFF61 && cp <= 0xFF65);
 }
