@@ -155,15 +155,17 @@ static void check_ac_against_naive(const char *alphabet, size_t n_alpha, int n_p
             assert_int_equal(len, plen[id]);
             a[na++] = (hit){i + 1, id};
         }
-        /* depth: the longest suffix that is a prefix of some pattern */
-        uint32_t want_depth = 0;
+        /* depth: the longest suffix that is a prefix of some pattern;
+         * hold: the longest that is a proper prefix (can still grow) */
+        uint32_t want_depth = 0, want_hold = 0;
         for (int p = 0; p < n_pats; p++)
-            for (size_t d = plen[p]; d > want_depth; d--)
+            for (size_t d = plen[p]; d > want_hold; d--)
                 if (d <= i + 1 && memcmp(text + i + 1 - d, pats[p], d) == 0) {
-                    want_depth = (uint32_t)d;
-                    break;
+                    if (d > want_depth) want_depth = (uint32_t)d;
+                    if (d < plen[p] && d > want_hold) want_hold = (uint32_t)d;
                 }
         assert_int_equal(bee_ac_depth(ac, s), want_depth);
+        assert_int_equal(bee_ac_hold(ac, s), want_hold);
     }
     for (size_t i = 0; i < text_len; i++)
         for (int p = 0; p < n_pats; p++)
@@ -515,6 +517,30 @@ static void test_stream_holds_minimal_tail(void **st) {
     assert_int_equal(bee_safety_stream_finish(s, &out), 0);
     assert_null(strstr(out.s, "\xE7\x82\xB8")); /* the blocked term was never emitted */
     assert_string_equal(out.s, "hello ＊＊＊ 好");
+    bee_str_free(&out);
+    bee_safety_stream_free(s);
+    bee_safety_policy_free(p);
+
+    /* a complete term that cannot grow is decided at once; a word waits only
+     * for the boundary after it, unless it may still grow into a longer term */
+    static const char *terms2[] = {"赌博", "ass", "butt", "butthead"};
+    static const int cats2[] = {0, 0, 0, 0};
+    static const bee_safety_action acts2[] = {BEE_SAFETY_MASK};
+    p = make_policy(BEE_NORM_DEFAULT, terms2, cats2, 4, acts2, 1);
+    assert_int_equal(bee_safety_stream_init(&s, p), 0);
+    assert_int_equal(bee_safety_stream_push(s, "赌博", 6, &out), 0);
+    assert_int_equal(bee_safety_stream_held(s), 0);
+    assert_int_equal(bee_safety_stream_push(s, " ass", 4, &out), 0);
+    assert_int_equal(bee_safety_stream_held(s), 3); /* "assx" would not match */
+    assert_int_equal(bee_safety_stream_push(s, " ", 1, &out), 0);
+    assert_int_equal(bee_safety_stream_held(s), 0);
+    assert_string_equal(out.s, "＊＊ ＊＊＊ ");
+    assert_int_equal(bee_safety_stream_push(s, "butt ", 5, &out), 0);
+    assert_int_equal(bee_safety_stream_held(s), 5); /* "butt head" would be "butthead" */
+    assert_int_equal(bee_safety_stream_push(s, "head!", 5, &out), 0);
+    assert_int_equal(bee_safety_stream_held(s), 0);
+    assert_string_equal(out.s, "＊＊ ＊＊＊ ＊＊＊＊＊＊＊＊＊!");
+    assert_int_equal(bee_safety_stream_finish(s, &out), 0);
     bee_str_free(&out);
     bee_safety_stream_free(s);
     bee_safety_policy_free(p);

@@ -14,6 +14,7 @@ typedef struct {
     uint32_t first, next; /* build-time child list (0 = none) */
     uint32_t fail, dict;  /* dict: nearest state on the fail chain with outputs */
     uint32_t depth;
+    uint32_t hold; /* longest suffix here that is a proper prefix of some pattern */
     uint32_t edge_off;
     int32_t out;   /* head of this state's own output list, -1 if none */
     int32_t dense; /* row in the dense table, -1 if the state uses its edge array */
@@ -132,7 +133,10 @@ static int link_states(bee_ac *ac) {
     if (!queue) return bee_fail("aho-corasick: out of memory");
     size_t head = 0, tail = 0;
     for (int c = 0; c < 256; c++)
-        if (ac->root[c]) queue[tail++] = ac->root[c];
+        if (ac->root[c]) {
+            queue[tail++] = ac->root[c];
+            ac->nodes[ac->root[c]].hold = ac->nodes[ac->root[c]].first ? 1 : 0;
+        }
     while (head < tail) {
         uint32_t u = queue[head++];
         for (uint32_t v = ac->nodes[u].first; v; v = ac->nodes[v].next) {
@@ -140,6 +144,9 @@ static int link_states(bee_ac *ac) {
             while (!(t = child_of(ac, f, ac->nodes[v].byte)) && f) f = ac->nodes[f].fail;
             ac->nodes[v].fail = t;
             ac->nodes[v].dict = ac->nodes[t].out >= 0 ? t : ac->nodes[t].dict;
+            /* the fail chain lists every suffix that is a pattern prefix; the
+             * first with children is the longest that can still grow */
+            ac->nodes[v].hold = ac->nodes[v].first ? ac->nodes[v].depth : ac->nodes[t].hold;
             queue[tail++] = v;
         }
     }
@@ -243,6 +250,8 @@ static uint32_t step_slow(const bee_ac *ac, uint32_t s, uint8_t c) {
 uint32_t bee_ac_step(const bee_ac *ac, uint32_t s, uint8_t c) { return step_slow(ac, s, c); }
 
 uint32_t bee_ac_depth(const bee_ac *ac, uint32_t s) { return ac->nodes[s].depth; }
+
+uint32_t bee_ac_hold(const bee_ac *ac, uint32_t s) { return ac->nodes[s].hold; }
 
 void bee_ac_iter_init(const bee_ac *ac, uint32_t state, bee_ac_iter *it) {
     it->node = state;

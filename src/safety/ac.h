@@ -18,8 +18,11 @@ int bee_ac_build(bee_ac *ac);
 /* The start state is 0. */
 uint32_t bee_ac_step(const bee_ac *ac, uint32_t state, uint8_t c);
 /* Length of the longest suffix of the input so far that is a prefix of some
- * pattern: no future match can start earlier than this many bytes back. */
+ * pattern (the state's depth in the trie). */
 uint32_t bee_ac_depth(const bee_ac *ac, uint32_t state);
+/* Length of the longest suffix that is a proper prefix of some pattern: no
+ * match still to come can start earlier than this many bytes back. */
+uint32_t bee_ac_hold(const bee_ac *ac, uint32_t state);
 size_t bee_ac_n_states(const bee_ac *ac);
 
 /* Steps over n bytes; for every pattern ending after p[i] (longest first)

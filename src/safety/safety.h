@@ -96,7 +96,9 @@ void bee_safety_result_free(bee_safety_result *r);
 /* Text arrives in chunks that may split UTF-8 characters and lexicon terms.
  * push appends to *out the text that can no longer become part of a match
  * (masked where needed) and holds back only the undecided tail: an incomplete
- * character, and the longest suffix that is still a prefix of some term.
+ * character, the longest suffix that can still grow into a term, and a word
+ * match waiting for the boundary after it. After an error the stream can
+ * only be freed.
  * Once a block match is seen nothing more is emitted (the blocked term itself
  * is never emitted); matching continues so the match list does not depend on
  * how the text was split. */

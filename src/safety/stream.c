@@ -196,8 +196,8 @@ static int feed_char(bee_safety_stream *s, uint32_t cp, size_t k) {
     bee_norm_class cls = bee_norm_cp(cp, s->p->flags, &m);
     if (cls == BEE_NORM_DROP) return 0;
     if (cls == BEE_NORM_SEP && (s->p->flags & BEE_NORM_SKIP_SEP)) {
-        s->sep_pending = 1;
-        return 0;
+        s->sep_pending = 1; /* a word boundary, whatever comes next */
+        return s->n_pend ? resolve_pending(s, 1) : 0;
     }
     int word = bee_norm_is_word(m);
     int boundary = s->at_start || s->sep_pending || !s->prev_word || !word;
@@ -279,7 +279,7 @@ static int emit_until(bee_safety_stream *s, uint64_t upto, bee_str *out, int com
  * (or before an undecided match) is final. */
 static int flush(bee_safety_stream *s, bee_str *out, int compact) {
     uint64_t nend = s->nbase + s->wn;
-    uint64_t hold_n = s->finished ? nend : nend - bee_ac_depth(s->p->ac, s->state);
+    uint64_t hold_n = s->finished ? nend : nend - bee_ac_hold(s->p->ac, s->state);
     for (size_t i = 0; i < s->n_pend; i++)
         if (s->pend[i].start_n < hold_n) hold_n = s->pend[i].start_n;
     uint64_t upto = hold_n < nend ? s->ns[hold_n - s->nbase] : s->decoded;
