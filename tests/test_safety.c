@@ -691,6 +691,21 @@ static void test_cli_check(void **st) {
     snprintf(args, sizeof args, "--policy %s %s", tu_tmp("no-policy.json"), ok);
     expect_cli(2, "no-policy.json: cannot open", args);
     expect_cli(2, "missing --policy", ok);
+#ifdef BEE_HAVE_SQLITE
+    const char *db = tu_tmp("cli-audit.sqlite");
+    snprintf(args, sizeof args, "--policy %s --audit %s --request-id abc --stage prompt %s", pol, db, bad);
+    expect_cli(1, "decision: block", args);
+    sqlite3 *h;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT request_id || ' ' || stage || ' ' || term FROM safety_audit", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "abc prompt 赌博");
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+#endif
 }
 
 /* The shipped example policy parses and works once scripts/fetch-lexicons.sh
