@@ -106,6 +106,35 @@ static void test_unknown_id(void **st) {
     bee_feedback_close(fb);
 }
 
+static void expect_json_error(bee_feedback *fb, const char *body, const char *needle) {
+    bee_error_clear();
+    assert_int_equal(bee_feedback_record_json(fb, body, strlen(body)), -1);
+    if (!strstr(bee_error_message(), needle)) fail_msg("%s: error '%s' lacks '%s'", body, bee_error_message(), needle);
+}
+
+/* The body of POST /v1/feedback, as the server passes it on. */
+static void test_record_json(void **st) {
+    (void)st;
+    bee_feedback *fb = open_db(tu_tmp("json.sqlite"));
+    record(fb, "c1", "\"p\"", "a", 0);
+    const char *ok1 = "{\"response_id\": \"c1\", \"rating\": 1}";
+    const char *ok2 = "{\"id\": \"c1\", \"rating\": -1, \"correction\": \"b\"}";
+    assert_int_equal(bee_feedback_record_json(fb, ok1, strlen(ok1)), 0);
+    assert_int_equal(bee_feedback_record_json(fb, ok2, strlen(ok2)), 0);
+    expect_json_error(fb, "{\"response_id\": \"c2\", \"rating\": 1}", "unknown response id 'c2'");
+    expect_json_error(fb, "{\"response_id\": \"c1\", \"rating\": 2}", "rating: expected 1 or -1");
+    expect_json_error(fb, "{\"response_id\": \"c1\", \"rating\": \"up\"}", "rating: expected 1 or -1");
+    expect_json_error(fb, "{\"rating\": 1}", "response_id: expected a string");
+    expect_json_error(fb, "{\"response_id\": \"c1\", \"rating\": 1, \"correction\": 5}", "correction: expected a string");
+    expect_json_error(fb, "{\"response_id\": \"c1\", \"rating\": 1, \"stars\": 5}", "stars: unknown field");
+    expect_json_error(fb, "{\"response_id\": ", "invalid JSON");
+    expect_json_error(fb, "[1]", "expected a JSON object");
+    int64_t nr, nf;
+    assert_int_equal(bee_feedback_count(fb, &nr, &nf), 0);
+    assert_int_equal(nf, 2);
+    bee_feedback_close(fb);
+}
+
 /* ================================================================ export */
 
 static const char k_want_sft[] =
@@ -317,6 +346,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_unknown_id),
+        cmocka_unit_test(test_record_json),
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_sigkill_durability),

@@ -176,6 +176,41 @@ int bee_feedback_record_feedback(bee_feedback *fb, const char *response_id, int 
     return ret;
 }
 
+static int parse_feedback_json(json_t *j, const char **id, int *rating, const char **correction) {
+    static const char *const keys[] = {"response_id", "id", "rating", "correction", NULL};
+    if (!json_is_object(j)) return bee_fail("feedback: expected a JSON object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        int ok = 0;
+        for (size_t i = 0; keys[i]; i++) ok |= strcmp(key, keys[i]) == 0;
+        if (!ok) return bee_fail("feedback: %s: unknown field", key);
+    }
+    json_t *jid = json_object_get(j, "response_id");
+    if (!jid) jid = json_object_get(j, "id");
+    if (!json_is_string(jid) || !json_string_length(jid)) return bee_fail("feedback: response_id: expected a string");
+    json_t *r = json_object_get(j, "rating");
+    if (!json_is_integer(r) || (json_integer_value(r) != 1 && json_integer_value(r) != -1))
+        return bee_fail("feedback: rating: expected 1 or -1");
+    json_t *c = json_object_get(j, "correction");
+    if (c && !json_is_string(c) && !json_is_null(c)) return bee_fail("feedback: correction: expected a string");
+    *id = json_string_value(jid);
+    *rating = (int)json_integer_value(r);
+    *correction = json_is_string(c) ? json_string_value(c) : NULL;
+    return 0;
+}
+
+int bee_feedback_record_json(bee_feedback *fb, const char *body, size_t len) {
+    json_error_t err;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (!j) return bee_fail("feedback: invalid JSON at line %d column %d: %s", err.line, err.column, err.text);
+    const char *id = NULL, *correction = NULL;
+    int rating = 0;
+    int rc = parse_feedback_json(j, &id, &rating, &correction) || bee_feedback_record_feedback(fb, id, rating, correction);
+    json_decref(j);
+    return rc ? -1 : 0;
+}
+
 int bee_feedback_count(bee_feedback *fb, int64_t *n_responses, int64_t *n_feedback) {
     pthread_mutex_lock(&fb->lock);
     sqlite3_stmt *st;
@@ -422,6 +457,9 @@ int bee_feedback_export(bee_feedback *fb, const char *out_dir, bee_feedback_expo
     return bee_fail("feedback: built without SQLite");
 }
 int bee_feedback_count(bee_feedback *fb, int64_t *n_responses, int64_t *n_feedback) {
+    return bee_fail("feedback: built without SQLite");
+}
+int bee_feedback_record_json(bee_feedback *fb, const char *body, size_t len) {
     return bee_fail("feedback: built without SQLite");
 }
 

@@ -40,6 +40,12 @@ int bee_feedback_record_response(bee_feedback *fb, const bee_feedback_response *
  * none). Fails with "unknown response id" when the id was never recorded. */
 int bee_feedback_record_feedback(bee_feedback *fb, const char *response_id, int rating, const char *correction);
 
+/* Records feedback given as the JSON body of POST /v1/feedback:
+ *   {"response_id": "chatcmpl-…", "rating": 1 | -1, "correction": "…"}
+ * ("id" is accepted for "response_id"; "correction" is optional). Errors
+ * name the field, so they can be returned to the client as they are. */
+int bee_feedback_record_json(bee_feedback *fb, const char *body, size_t len);
+
 typedef struct {
     size_t n_rated; /* responses with at least one feedback row */
     size_t n_sft;   /* lines written to sft.jsonl */
