@@ -1,7 +1,8 @@
 /* libFuzzer: random bytes through normalisation, the automaton and the
  * streaming checker. Input: flags byte, chunk-size byte, then terms (one per
  * line) up to a NUL, then the text. The one-shot check and a stream fed in
- * chunks must agree exactly; normalisation offsets must stay in range. */
+ * chunks must agree exactly; normalisation offsets must stay in range.
+ * Inputs starting with '{' are parsed as policy files instead. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,26 @@ static bee_safety_policy *make_policy(const char *terms, size_t n, unsigned flag
     return p;
 }
 
+/* Policy JSON: errors must be clean. Inputs with '/' are skipped so that no
+ * lexicon path can name a real file (relative ones resolve under a folder
+ * that does not exist). */
+static void fuzz_policy_json(const char *json, size_t n) {
+    if (memchr(json, '/', n)) return;
+    bee_safety_policy *p;
+    if (bee_safety_policy_parse(json, n, "fuzz.json", "no-such-dir-bee-fuzz", &p) == 0) {
+        bee_safety_result r;
+        if (bee_safety_check(p, json, n, &r)) abort();
+        bee_safety_result_free(&r);
+        bee_safety_policy_free(p);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2 || size > 1 << 14) return 0;
+    if (data[0] == '{') {
+        fuzz_policy_json((const char *)data, size);
+        return 0;
+    }
     unsigned flags = data[0] & 3;
     size_t chunk = 1 + data[1] % 17;
     const char *rest = (const char *)data + 2;
