@@ -301,8 +301,8 @@ static int feed_available(bee_safety_stream *s, bee_str *out) {
     for (;;) {
         if (s->decoded >= s->received) return 0;
         const unsigned char *p = (const unsigned char *)at(s, s->decoded);
-        uint32_t cp;
-        int k = bee_utf8_decode(p, (size_t)(s->received - s->decoded), &cp);
+        uint32_t cp = p[0];
+        int k = cp < 0x80 ? 1 : bee_utf8_decode(p, (size_t)(s->received - s->decoded), &cp);
         if (k == 0 && !s->finished) return 0;
         if (k <= 0) {
             s->decoded++;
