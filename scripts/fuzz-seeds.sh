@@ -10,6 +10,10 @@ case "$name" in
   fuzz_dict)
     printf '{"input":"NGC<mask_0>","o":{"<option_0>":"a"},"<ans>":{"<mask_0>":""}}' > "$dir/seed1"
     printf '{"q":{"a":{"b":"c"}},"<ans>":""}' > "$dir/seed2" ;;
+  fuzz_safety)
+    printf '\003\005ab\n炸药\nASS\nb.a\n中國\000text with 炸 藥, A.S.S and ＡＢ 国' > "$dir/seed1"
+    printf '\001\001he\nshe\nhers\n\000ushers \342\200\213she\377' > "$dir/seed2"
+    printf '{"default_action":"mask","mask":"#","normalize":{"skip_separators":false},"categories":{"a":{"action":"block","terms":["x","mask"]},"b":{"lexicons":["nope.txt"]}}}' > "$dir/seed3" ;;
   fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then

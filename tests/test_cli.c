@@ -13,7 +13,8 @@
 #include "util/npy.h"
 #include "util/types.h"
 
-static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize"};
+static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
+                                "safety check", "feedback export"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {

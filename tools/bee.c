@@ -25,6 +25,8 @@ static const command k_commands[] = {
     {"chat", cmd_chat, "multi-turn chat in the CPM-Bee dialogue form"},
     {"perplexity", cmd_perplexity, "rolling perplexity of a text file"},
     {"bench", cmd_bench, "prefill and decode speed against this machine's measured roofline"},
+    {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
+    {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
 };
 
 static void usage(FILE *f) {

@@ -67,5 +67,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_safety(int argc, char **argv);
+int cmd_feedback(int argc, char **argv);
 
 #endif
