@@ -411,11 +411,167 @@ static void test_finite_differences_pruned(void **state) {
     run_fd(mask, 12);
 }
 
+/* ================================================================ error paths */
+
+static void expect_fail(bee_train_model *t, const bee_train_batch *b, const char *needle) {
+    bee_train_result res;
+    bee_error_clear();
+    int rc = bee_train_forward_backward(t, b, 1, 1.0f, &res, NULL);
+    if (rc != -1) fail_msg("expected a failure mentioning '%s'", needle);
+    if (!strstr(bee_error_message(), needle)) fail_msg("message '%s' lacks '%s'", bee_error_message(), needle);
+}
+
+static void test_bad_batches(void **state) {
+    (void)state;
+    bee_hparams hp = small_hp();
+    bee_train_model t;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 3, &t), 0);
+    rand_batch r;
+    random_batch(&r, 5);
+    bee_train_batch b = r.b;
+    b.B = 0, expect_fail(&t, &b, "batch shape");
+    b = r.b, b.spans = NULL, expect_fail(&t, &b, "missing");
+    b = r.b, b.segment_rel = NULL, expect_fail(&t, &b, "segment_rel");
+    r.len[1] = RL + 1, expect_fail(&t, &r.b, "length[1]"), r.len[1] = 9;
+    r.in[4] = 40, expect_fail(&t, &r.b, "inputs[0][4]"), r.in[4] = 1;
+    r.sub[5] = -1, expect_fail(&t, &r.b, "inputs_sub[0][5]"), r.sub[5] = 0;
+    r.tgt[7] = 42, expect_fail(&t, &r.b, "targets[0][7]");
+    r.tgt[7] = -5, expect_fail(&t, &r.b, "targets[0][7]"), r.tgt[7] = -100;
+    r.ext_ids[1] = 99, expect_fail(&t, &r.b, "ext table"), r.ext_ids[1] = 5;
+    r.off[2] = 1000, expect_fail(&t, &r.b, "segment_rel index"), r.off[2] = 0;
+    r.rel[2] = 9, expect_fail(&t, &r.b, "segment buckets"), r.rel[2] = 2; /* answer -> context pair */
+    /* a random model has no vocabulary to write */
+    assert_int_equal(bee_train_model_write(&t, tu_tmp("x.gguf"), NULL), -1);
+    /* the repaired batch works again */
+    bee_train_result res;
+    assert_int_equal(bee_train_forward_backward(&t, &r.b, 1, 1.0f, &res, NULL), 0);
+    bee_train_model_free(&t);
+}
+
+/* A batch with no target: loss 0, no gradient, no NaN. */
+static void test_no_targets(void **state) {
+    (void)state;
+    bee_hparams hp = small_hp();
+    bee_train_model t;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 3, &t), 0);
+    rand_batch r;
+    random_batch(&r, 5);
+    for (int x = 0; x < RB * RL; x++) r.tgt[x] = -100;
+    bee_train_result res;
+    assert_int_equal(bee_train_forward_backward(&t, &r.b, 1, 1.0f, &res, NULL), 0);
+    assert_int_equal(res.n_targets, 0);
+    assert_true(res.loss == 0 && bee_grad_norm(&t) == 0);
+    bee_train_model_free(&t);
+}
+
+/* ================================================================ determinism, accumulation */
+
+static void test_threads_deterministic(void **state) {
+    (void)state;
+    bee_hparams hp = small_hp();
+    hp.dim = 64, hp.dim_ff = 96, hp.n_heads = 4, hp.dim_head = 16;
+    bee_train_model a, b;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 9, &a), 0);
+    assert_int_equal(bee_train_model_random(&hp, NULL, 9, &b), 0);
+    assert_int_equal(bee_train_set_threads(&b, 3), 0);
+    rand_batch r;
+    random_batch(&r, 21);
+    bee_train_result ra, rb;
+    assert_int_equal(bee_train_forward_backward(&a, &r.b, 1, 1.0f, &ra, NULL), 0);
+    assert_int_equal(bee_train_forward_backward(&b, &r.b, 1, 1.0f, &rb, NULL), 0);
+    assert_true(ra.loss == rb.loss);
+    assert_int_equal(memcmp(a.g.mem, b.g.mem, a.n_params * sizeof(float)), 0);
+    /* two half-weighted micro-batches accumulate to the full gradient */
+    bee_train_zero_grad(&b);
+    assert_int_equal(bee_train_forward_backward(&b, &r.b, 1, 0.5f, &rb, NULL), 0);
+    assert_int_equal(bee_train_forward_backward(&b, &r.b, 1, 0.5f, &rb, NULL), 0);
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < a.n_params; i++) {
+        mx = fabs(a.g.mem[i]) > mx ? fabs(a.g.mem[i]) : mx;
+        md = fabs(a.g.mem[i] - b.g.mem[i]) > md ? fabs(a.g.mem[i] - b.g.mem[i]) : md;
+    }
+    assert_true(md <= 1e-6 * mx);
+    bee_train_model_free(&a);
+    bee_train_model_free(&b);
+}
+
+/* ================================================================ optimizer helpers */
+
+static void test_schedule_and_clip(void **state) {
+    (void)state;
+    bee_lr_schedule s = {1e-3, 1e-4, 10, 110};
+    assert_true(fabs(bee_lr_at(&s, 0) - 1e-4) < 1e-12);
+    assert_true(fabs(bee_lr_at(&s, 9) - 1e-3) < 1e-12);
+    assert_true(fabs(bee_lr_at(&s, 10) - 1e-3) < 1e-12);
+    assert_true(fabs(bee_lr_at(&s, 60) - 5.5e-4) < 1e-12); /* half way: (max + min) / 2 */
+    assert_true(fabs(bee_lr_at(&s, 110) - 1e-4) < 1e-12);
+    assert_true(fabs(bee_lr_at(&s, 500) - 1e-4) < 1e-12);
+    for (uint64_t k = 11; k < 110; k++) assert_true(bee_lr_at(&s, k) <= bee_lr_at(&s, k - 1));
+
+    bee_hparams hp = small_hp();
+    bee_train_model t;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 3, &t), 0);
+    for (size_t i = 0; i < t.n_params; i++) t.g.mem[i] = (i % 2 ? 1.0f : -1.0f) * 0.01f;
+    double n0 = bee_grad_norm(&t);
+    assert_true(fabs(n0 - 0.01 * sqrt((double)t.n_params)) < 1e-6 * n0);
+    assert_true(bee_grad_clip(&t, 1e9) == n0); /* no-op below the limit */
+    assert_true(fabs(bee_grad_norm(&t) - n0) < 1e-12);
+    assert_true(n0 > 0.1);
+    assert_true(fabs(bee_grad_clip(&t, 0.1) - n0) < 1e-9);
+    assert_true(fabs(bee_grad_norm(&t) - 0.1) < 1e-5);
+
+    /* AdamW, step 2 by hand (torch formula) for one entry */
+    bee_adamw o;
+    assert_int_equal(bee_adamw_init(&o, &t), 0);
+    bee_adamw_cfg c = {0.9, 0.95, 1e-8, 0.1};
+    float p0 = t.w.mem[7];
+    t.g.mem[7] = 0.5f;
+    bee_adamw_step(&o, &t, &c, 1e-2);
+    t.g.mem[7] = -0.25f;
+    bee_adamw_step(&o, &t, &c, 1e-2);
+    double p = p0, m = 0, v = 0, g[2] = {0.5, -0.25};
+    for (int k = 1; k <= 2; k++) {
+        p *= 1 - 1e-2 * 0.1;
+        m = 0.9 * m + 0.1 * g[k - 1], v = 0.95 * v + 0.05 * g[k - 1] * g[k - 1];
+        p -= 1e-2 / (1 - pow(0.9, k)) * m / (sqrt(v) / sqrt(1 - pow(0.95, k)) + 1e-8);
+    }
+    assert_true(fabs(t.w.mem[7] - p) < 1e-6);
+    assert_int_equal(o.step, 2);
+    bee_adamw_free(&o);
+    bee_train_model_free(&t);
+}
+
+/* ================================================================ GGUF round trip */
+
+static void test_write_roundtrip(void **state) {
+    (void)state;
+    bee_model *m = golden_load_tiny();
+    if (!m) skip();
+    bee_train_model t, u;
+    assert_int_equal(bee_train_model_from(m, &t), 0);
+    bee_model_free(m);
+    t.w.tok_embd[5] += 0.25f, t.w.layers[1].w_down[3] -= 1.0f; /* "trained" */
+    if (bee_train_model_write(&t, tu_tmp("trained.gguf"), "trained")) fail_msg("%s", bee_error_message());
+    if (bee_model_load(tu_tmp("trained.gguf"), &m)) fail_msg("%s", bee_error_message());
+    assert_int_equal(bee_train_model_from(m, &u), 0);
+    assert_int_equal(u.n_params, t.n_params);
+    assert_int_equal(memcmp(u.w.mem, t.w.mem, t.n_params * sizeof(float)), 0);
+    assert_string_equal(m->name, "trained");
+    bee_model_free(m);
+    bee_train_model_free(&t);
+    bee_train_model_free(&u);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_finite_differences_pruned),
+        cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_no_targets),
+        cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_schedule_and_clip),
+        cmocka_unit_test(test_write_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
