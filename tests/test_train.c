@@ -12,6 +12,7 @@
 #include "format/convert.h"
 #include "golden.h"
 #include "testutil.h"
+#include "train/data.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -250,6 +251,57 @@ static void test_golden(void **state) {
     free(hidden), free(lse), free(nll);
     owned_batch_free(&ob);
     bee_train_model_free(&t);
+}
+
+/* Our packer on the golden examples (zh, en, en; 2 rows of 64) reproduces
+ * upstream's _MixedDatasetBatchPacker batch and targets exactly. */
+static void expect_same_i32(const char *name, const int32_t *a, const uint8_t *b, size_t n) {
+    size_t gn;
+    int32_t *g = npy_i32(name, &gn);
+    assert_int_equal(gn, n);
+    for (size_t i = 0; i < n; i++) {
+        int32_t v = a ? a[i] : b[i];
+        if (v != g[i]) fail_msg("%s[%zu] = %d, upstream %d", name, i, v, g[i]);
+    }
+    free(g);
+}
+
+static void test_golden_packing(void **state) {
+    (void)state;
+    bee_model *m = golden_load_tiny();
+    if (!m) skip();
+    const char *jl = "{\"input\": \"今天天气真好，\", \"<ans>\": \"出去玩吧。\"}\n"
+                     "{\"input\": \"Beijing is the capital of China.\", \"prompt\": \"translate to Chinese\", "
+                     "\"<ans>\": \"北京是中国的首都。\"}\n"
+                     "{\"input\": \"Beijing is the capital of China.\", \"prompt\": \"translate to Chinese\", "
+                     "\"<ans>\": \"北京是中国的首都。\"}\n";
+    tu_write(tu_tmp("golden.jsonl"), jl, strlen(jl));
+    bee_train_data d;
+    if (bee_train_data_load(m->tok, tu_tmp("golden.jsonl"), 0, 64, &d)) fail_msg("%s", bee_error_message());
+    uint32_t order[3] = {0, 1, 2};
+    size_t cur = 0;
+    bee_packed_batch pb;
+    if (bee_train_pack(&d, m->tok, order, 3, &cur, 2, 64, &pb)) fail_msg("%s", bee_error_message());
+    assert_int_equal(cur, 3);
+    const bee_train_batch *b = &pb.b;
+    expect_same_i32("in_inputs", b->inputs, NULL, 128);
+    expect_same_i32("in_inputs_sub", b->inputs_sub, NULL, 128);
+    expect_same_i32("in_length", b->length, NULL, 2);
+    expect_same_i32("in_context", NULL, b->context, 128);
+    expect_same_i32("in_sample_ids", b->sample_ids, NULL, 128);
+    expect_same_i32("in_num_segments", b->num_segments, NULL, 128);
+    expect_same_i32("in_segment_ids", b->segment_ids, NULL, 128);
+    expect_same_i32("in_segment_rel_offset", b->segment_rel_offset, NULL, 128);
+    expect_same_i32("in_spans", b->spans, NULL, 128);
+    assert_int_equal(b->n_seg_rel, 74);
+    expect_same_i32("in_segment_rel", b->segment_rel, NULL, 148);
+    expect_same_i32("in_ext_ids", b->ext_ids, NULL, b->n_ext);
+    expect_same_i32("in_ext_sub", b->ext_sub, NULL, b->n_ext);
+    expect_same_i32("targets", b->targets, NULL, 128);
+    fprintf(stderr, "  packed batch identical to upstream (2 x 64, 18 targets)\n");
+    bee_packed_batch_free(&pb);
+    bee_train_data_free(&d);
+    bee_model_free(m);
 }
 
 /* ================================================================ random model and batch */
@@ -565,6 +617,7 @@ static void test_write_roundtrip(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_golden_packing),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_finite_differences_pruned),
         cmocka_unit_test(test_bad_batches),

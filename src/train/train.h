@@ -154,4 +154,21 @@ double bee_grad_clip(bee_train_model *t, double max_norm);
 /* Multiplies every gradient by s (e.g. 1 / micro-batches). */
 void bee_grad_scale(bee_train_model *t, float s);
 
+/* ================================================================ checkpoints */
+
+/* Where a training run stands: with the weights and both AdamW moments this
+ * is everything needed to continue bit-identically. */
+typedef struct {
+    uint64_t step;     /* optimizer steps taken */
+    uint64_t epoch;    /* data epoch (selects the shuffle) */
+    uint64_t cursor;   /* next example within the epoch's order */
+    uint64_t seed;     /* data shuffle seed */
+    uint64_t n_examples;
+} bee_train_state;
+
+/* Writes weights, moments and state atomically (temp file + rename). */
+int bee_train_ckpt_save(const char *path, const bee_train_model *t, const bee_adamw *o, const bee_train_state *s);
+/* Restores them into a model of the same shape (fails on any mismatch). */
+int bee_train_ckpt_load(const char *path, bee_train_model *t, bee_adamw *o, bee_train_state *s);
+
 #endif
