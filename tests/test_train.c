@@ -219,6 +219,10 @@ static void test_golden(void **state) {
     if (bee_train_forward_backward(&t, &ob.b, 1, 1.0f, &res, &tr)) fail_msg("%s", bee_error_message());
     assert_int_equal(res.n_targets, 18);
     expect_close("hidden", hidden, T * d, 1e-4);
+    /* README §1 self-check: the en instance packed at row 0 position 20 and
+     * alone in row 1 sees exactly the same keys, so its states are identical */
+    assert_int_equal(memcmp(hidden + 20 * d, hidden + 64 * d, 36 * d * sizeof *hidden), 0);
+    assert_int_equal(memcmp(lse + 20, lse + 64, 36 * sizeof *lse), 0);
     expect_close("logsumexp", lse, T, 1e-4);
     expect_close("token_nll", nll, T, 1e-4);
     double gl = golden_scalar("loss");

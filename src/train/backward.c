@@ -32,7 +32,7 @@ typedef struct {
 typedef struct {
     bee_train_model *t;
     const bee_train_batch *b;
-    size_t T, d, A, F, H, dh, W; /* tokens, dims, logit width */
+    size_t T, d, A, F, H, dh; /* tokens (B * L) and dims */
     int32_t *brow;    // (B, L, L) row of the bias table for (q, k), -1 = masked
     float *h;         // (T, d) running hidden state
     float *hl, *fr;   // (T, d), (T): input of the final norm and its rsqrt
@@ -131,10 +131,6 @@ static int check_batch(const bee_train_model *t, const bee_train_batch *b) {
 
 /* ================================================================ bias and mask */
 
-static int32_t position_bucket_row(const bee_hparams *hp, int32_t rel) {
-    return bee_position_bucket(rel, hp->n_buckets, hp->max_distance);
-}
-
 /* Training-form mask (SPEC §3.9) and bias row (§3.8, spans as samples). */
 static int bias_row(const train_ctx *c, uint32_t i, uint32_t q, uint32_t k, int32_t *row) {
     const bee_train_batch *b = c->b;
@@ -156,7 +152,7 @@ static int bias_row(const train_ctx *c, uint32_t i, uint32_t q, uint32_t k, int3
         if (bucket < 0 || (bucket > 0 && (uint32_t)(bucket - 1) >= hp->n_seg_buckets))
             return bee_fail("row %u: segment_rel value %d is outside the %u segment buckets", i, bucket, hp->n_seg_buckets);
     }
-    *row = bucket ? bucket - 1 + (int32_t)hp->n_buckets : position_bucket_row(hp, (int32_t)k - (int32_t)q);
+    *row = bucket ? bucket - 1 + (int32_t)hp->n_buckets : bee_position_bucket((int32_t)k - (int32_t)q, hp->n_buckets, hp->max_distance);
     return 0;
 }
 
@@ -344,9 +340,10 @@ static int forward(train_ctx *c) {
 
 /* ================================================================ blocks: backward */
 
-/* Backward of h_out = (h_in + f(norm(h_in))) / s given dy = dh_out / s (the
- * gradient of the block output) and da = d loss / d norm(h_in): adds the norm's
- * input gradient to dh (which already holds dh_out / s). */
+/* A block computes h_out = (h_in + f(norm(h_in))) / s. Its backward first
+ * divides dh by s (then dh is both d loss / d f and the skip path's share of
+ * d loss / d h_in), runs f backward to da = d loss / d norm(h_in), and this
+ * adds the norm's input gradient on top. */
 static void norm_bwd(train_ctx *c, float *dh, const float *da, const float *x, const float *w, const float *r, float *dw) {
     for (size_t t = 0; t < c->T; t++) bee_rms_bwd(dh + t * c->d, dw, da + t * c->d, x + t * c->d, w, r[t], c->d, 1);
 }
@@ -359,13 +356,25 @@ typedef struct {
     float *dy, *da, *b0, *b1, *b2; /* (T, d), (T, d), 3 x (T, max(A, F)) */
 } bwd_bufs;
 
+/* Folds dS (B, H, L, L) into the shared bias table, in a fixed order. */
+static void bias_grad(train_ctx *c, const float *ds) {
+    size_t H = c->H, L2 = (size_t)c->b->L * c->b->L;
+    float *g = c->t->g.pos_bias;
+    for (size_t i = 0; i < c->b->B; i++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t x = 0; x < L2; x++) {
+                int32_t row = c->brow[i * L2 + x];
+                if (row >= 0) g[(size_t)row * H + h] += ds[(i * H + h) * L2 + x];
+            }
+}
+
 static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_train_model *t = c->t;
     const bee_tlayer *L = &t->w.layers[l];
     bee_tlayer *G = &t->g.layers[l];
     att_acts *a = &c->att[l];
     bee_pool *pool = t->pool;
-    size_t T = c->T, d = c->d, A = c->A, H = c->H, BL2 = (size_t)c->b->B * c->b->L * c->b->L;
+    size_t T = c->T, d = c->d, A = c->A, H = c->H;
     float sd = sqrtf((float)d), sa = sqrtf((float)A), rs = t->hp.residual_scale;
     for (size_t i = 0; i < T * d; i++) dh[i] /= rs; /* now dy: gradient of the block output and of h_in */
     scale_rows(s->dy, dh, T * d, sa);
@@ -375,13 +384,7 @@ static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     memset(dq, 0, T * A * sizeof(float)), memset(dk, 0, T * A * sizeof(float)), memset(dv, 0, T * A * sizeof(float));
     attn_job j = {c, a, dq, dk, dv, dout};
     bee_pool_for(pool, (size_t)c->b->B * H, 1, attn_bwd_range, &j);
-    for (size_t i = 0; i < c->b->B; i++) /* fixed order: P now holds dS */
-        for (size_t h = 0; h < H; h++)
-            for (size_t x = 0; x < (size_t)c->b->L * c->b->L; x++) {
-                int32_t row = c->brow[i * c->b->L * c->b->L + x];
-                if (row >= 0) t->g.pos_bias[(size_t)row * H + h] += a->p[(i * H + h) * c->b->L * c->b->L + x];
-            }
-    (void)BL2;
+    bias_grad(c, a->p);
     scale_rows(dq, dq, T * A, sd), scale_rows(dk, dk, T * A, sd), scale_rows(dv, dv, T * A, sd);
     bee_mm_dw(pool, G->wq, dq, a->a, T, A, d);
     bee_mm_dw(pool, G->wk, dk, a->a, T, A, d);
@@ -537,7 +540,7 @@ int bee_train_forward_backward(bee_train_model *t, const bee_train_batch *b, int
     memset(&c, 0, sizeof c);
     c.t = t, c.b = b;
     c.T = (size_t)b->B * b->L, c.d = t->hp.dim, c.H = t->hp.n_heads, c.dh = t->hp.dim_head;
-    c.A = c.H * c.dh, c.F = t->hp.dim_ff, c.W = t->hp.n_vocab + b->n_ext;
+    c.A = c.H * c.dh, c.F = t->hp.dim_ff;
     for (size_t x = 0; x < c.T; x++) c.n_targets += b->targets[x] != IGNORE_INDEX;
     float *dhf = NULL;
     int rc = ctx_alloc(&c);
