@@ -618,6 +618,56 @@ static void test_write_roundtrip(void **state) {
     bee_train_model_free(&u);
 }
 
+/* ================================================================ checkpoints */
+
+static void test_checkpoint(void **state) {
+    (void)state;
+    bee_hparams hp = small_hp();
+    bee_train_model t, u;
+    bee_adamw o, p;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 3, &t), 0);
+    assert_int_equal(bee_train_model_random(&hp, NULL, 4, &u), 0);
+    assert_int_equal(bee_adamw_init(&o, &t), 0);
+    assert_int_equal(bee_adamw_init(&p, &u), 0);
+    rand_batch r;
+    random_batch(&r, 5);
+    bee_train_result res;
+    assert_int_equal(bee_train_forward_backward(&t, &r.b, 1, 1.0f, &res, NULL), 0);
+    bee_adamw_cfg c = {0.9, 0.95, 1e-8, 0.1};
+    bee_adamw_step(&o, &t, &c, 1e-3);
+    bee_train_state st = {0, 2, 7, 99, 12}, back;
+    const char *path = tu_tmp("run.ckpt");
+    assert_int_equal(bee_train_ckpt_save(path, &t, &o, &st), 0);
+    assert_int_equal(bee_train_ckpt_load(path, &u, &p, &back), 0);
+    assert_int_equal(back.step, 1);
+    assert_int_equal(back.epoch, 2), assert_int_equal(back.cursor, 7), assert_int_equal(back.seed, 99);
+    assert_int_equal(p.step, 1);
+    size_t nb = t.n_params * sizeof(float);
+    assert_int_equal(memcmp(u.w.mem, t.w.mem, nb), 0);
+    assert_int_equal(memcmp(p.m.mem, o.m.mem, nb), 0);
+    assert_int_equal(memcmp(p.v.mem, o.v.mem, nb), 0);
+    /* truncated, foreign and other-shape files are refused */
+    char *buf;
+    size_t len;
+    assert_int_equal(bee_read_file(path, &buf, &len), 0);
+    tu_write(tu_tmp("short.ckpt"), buf, len - 4);
+    assert_int_equal(bee_train_ckpt_load(tu_tmp("short.ckpt"), &u, &p, &back), -1);
+    assert_non_null(strstr(bee_error_message(), "truncated"));
+    tu_write(tu_tmp("junk.ckpt"), "not a checkpoint at all, really", 31);
+    assert_int_equal(bee_train_ckpt_load(tu_tmp("junk.ckpt"), &u, &p, &back), -1);
+    assert_non_null(strstr(bee_error_message(), "not a bee training checkpoint"));
+    free(buf);
+    bee_train_model w;
+    bee_adamw q;
+    hp.dim_ff = 32;
+    assert_int_equal(bee_train_model_random(&hp, NULL, 3, &w), 0);
+    assert_int_equal(bee_adamw_init(&q, &w), 0);
+    assert_int_equal(bee_train_ckpt_load(path, &w, &q, &back), -1);
+    assert_non_null(strstr(bee_error_message(), "parameters"));
+    bee_adamw_free(&o), bee_adamw_free(&p), bee_adamw_free(&q);
+    bee_train_model_free(&t), bee_train_model_free(&u), bee_train_model_free(&w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
@@ -629,6 +679,7 @@ int main(void) {
         cmocka_unit_test(test_threads_deterministic),
         cmocka_unit_test(test_schedule_and_clip),
         cmocka_unit_test(test_write_roundtrip),
+        cmocka_unit_test(test_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
