@@ -1,9 +1,9 @@
 /* Training forward over a packed batch (upstream CPMBeeTorch.forward, the
  * training path: positions = array index, spans, length mask), cross-entropy
- * over the targets and the full backward pass. The forward keeps every
- * activation the backward needs (attention probabilities included), so memory
- * grows with B * n_heads * L^2 per layer: fine for small models and rows of a
- * few hundred tokens. */
+ * over the targets and the full backward pass. The forward keeps the
+ * activations the backward needs except the attention probabilities, which
+ * the backward recomputes row by row (memory per layer is O(B L (d + A + F)),
+ * plus one B L^2 table of bias rows shared by all layers). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,6 @@
 typedef struct {
     float *in, *a, *r;    // (T, d), (T, d), (T): block input, normed input, rsqrt of the norm
     float *q, *k, *v, *o; // (T, A)
-    float *p;             // (B, H, L, L) attention probabilities (0 where masked)
 } att_acts;
 
 typedef struct {
@@ -38,6 +37,7 @@ typedef struct {
     float *hl, *fr;   // (T, d), (T): input of the final norm and its rsqrt
     float *hf;        // (T, d) after the final norm
     float *ext;       // (n_ext, d) ext-table embeddings
+    float *scratch;   // (n_threads, L) attention probability rows
     att_acts *att;    // (n_layers)
     ffn_acts *ffn;    // (n_layers)
     size_t n_targets;
@@ -60,6 +60,7 @@ static int ctx_alloc(train_ctx *c) {
     c->hf = zalloc(T * d, sizeof(float), &ok);
     c->fr = zalloc(T, sizeof(float), &ok);
     c->ext = zalloc(c->b->n_ext * d, sizeof(float), &ok);
+    c->scratch = zalloc((size_t)bee_pool_size(t->pool) * c->b->L, sizeof(float), &ok);
     c->att = zalloc(t->hp.n_layers, sizeof *c->att, &ok);
     c->ffn = zalloc(t->hp.n_layers, sizeof *c->ffn, &ok);
     for (uint32_t l = 0; ok && l < t->hp.n_layers; l++) {
@@ -69,7 +70,6 @@ static int ctx_alloc(train_ctx *c) {
             a->r = zalloc(T, sizeof(float), &ok);
             a->q = zalloc(T * A, sizeof(float), &ok), a->k = zalloc(T * A, sizeof(float), &ok);
             a->v = zalloc(T * A, sizeof(float), &ok), a->o = zalloc(T * A, sizeof(float), &ok);
-            a->p = zalloc(BL2 * c->H, sizeof(float), &ok);
         }
         if (t->has_ffn[l]) {
             ffn_acts *f = &c->ffn[l];
@@ -85,13 +85,13 @@ static int ctx_alloc(train_ctx *c) {
 static void ctx_free(train_ctx *c) {
     for (uint32_t l = 0; c->att && l < c->t->hp.n_layers; l++) {
         att_acts *a = &c->att[l];
-        free(a->in), free(a->a), free(a->r), free(a->q), free(a->k), free(a->v), free(a->o), free(a->p);
+        free(a->in), free(a->a), free(a->r), free(a->q), free(a->k), free(a->v), free(a->o);
     }
     for (uint32_t l = 0; c->ffn && l < c->t->hp.n_layers; l++) {
         ffn_acts *f = &c->ffn[l];
         free(f->in), free(f->a), free(f->r), free(f->g), free(f->u), free(f->z);
     }
-    free(c->att), free(c->ffn), free(c->brow), free(c->h), free(c->hl), free(c->hf), free(c->fr), free(c->ext);
+    free(c->att), free(c->ffn), free(c->brow), free(c->h), free(c->hl), free(c->hf), free(c->fr), free(c->ext), free(c->scratch);
 }
 
 /* ================================================================ batch checks */
@@ -197,34 +197,43 @@ static void embed_bwd(bee_train_model *t, int32_t id, int32_t sub, const float *
 typedef struct {
     train_ctx *c;
     att_acts *a;
+    float *scratch;             // (n_threads, L) one probability row per thread
     float *dq, *dk, *dv, *dout; /* backward only */
 } attn_job;
 
-/* One (row, head) pair: scores, softmax and P V for every query of the row. */
-static void attn_fwd_one(const train_ctx *c, att_acts *a, size_t i, size_t h) {
+/* Softmax row of query q of row i, head h into p (0 where masked). The
+ * backward calls this again instead of storing B * H * L^2 probabilities;
+ * the arithmetic is the same, so the values are too. */
+static void attn_probs(const train_ctx *c, const att_acts *a, size_t i, size_t h, size_t q, float *p) {
     size_t L = c->b->L, A = c->A, dh = c->dh, H = c->H;
-    float sd = sqrtf((float)dh);
-    const float *bias = c->t->w.pos_bias;
+    float sd = sqrtf((float)dh), mx = -INFINITY, sum = 0;
+    const float *bias = c->t->w.pos_bias, *qv = a->q + (i * L + q) * A + h * dh;
+    const int32_t *rows = c->brow + (i * L + q) * L;
+    for (size_t k = 0; k < L; k++) {
+        p[k] = 0;
+        if (rows[k] < 0) continue;
+        p[k] = bee_dot_ref(qv, a->k + (i * L + k) * A + h * dh, dh) / sd + bias[(size_t)rows[k] * H + h];
+        if (p[k] > mx) mx = p[k];
+    }
+    for (size_t k = 0; k < L; k++) {
+        if (rows[k] < 0) continue;
+        p[k] = expf(p[k] - mx);
+        sum += p[k];
+    }
+    for (size_t k = 0; k < L; k++)
+        if (rows[k] >= 0) p[k] /= sum;
+}
+
+/* One (row, head) pair: P V for every query of the row. */
+static void attn_fwd_one(const train_ctx *c, att_acts *a, size_t i, size_t h, float *p) {
+    size_t L = c->b->L, A = c->A, dh = c->dh;
     for (size_t q = 0; q < L; q++) {
         const int32_t *rows = c->brow + (i * L + q) * L;
-        float *p = a->p + ((i * H + h) * L + q) * L, mx = -INFINITY, sum = 0;
-        const float *qv = a->q + (i * L + q) * A + h * dh;
-        for (size_t k = 0; k < L; k++) {
-            p[k] = 0;
-            if (rows[k] < 0) continue;
-            p[k] = bee_dot_ref(qv, a->k + (i * L + k) * A + h * dh, dh) / sd + bias[(size_t)rows[k] * H + h];
-            if (p[k] > mx) mx = p[k];
-        }
-        for (size_t k = 0; k < L; k++) {
-            if (rows[k] < 0) continue;
-            p[k] = expf(p[k] - mx);
-            sum += p[k];
-        }
+        attn_probs(c, a, i, h, q, p);
         float *o = a->o + (i * L + q) * A + h * dh;
         memset(o, 0, dh * sizeof *o);
         for (size_t k = 0; k < L; k++) {
             if (rows[k] < 0) continue;
-            p[k] /= sum;
             const float *v = a->v + (i * L + k) * A + h * dh;
             for (size_t e = 0; e < dh; e++) o[e] += p[k] * v[e];
         }
@@ -233,48 +242,49 @@ static void attn_fwd_one(const train_ctx *c, att_acts *a, size_t i, size_t h) {
 
 static void attn_fwd_range(void *ctx, size_t begin, size_t end, int ith) {
     attn_job *j = ctx;
-    (void)ith;
-    for (size_t x = begin; x < end; x++) attn_fwd_one(j->c, j->a, x / j->c->H, x % j->c->H);
+    float *p = j->scratch + (size_t)ith * j->c->b->L;
+    for (size_t x = begin; x < end; x++) attn_fwd_one(j->c, j->a, x / j->c->H, x % j->c->H, p);
 }
 
-/* Backward of one (row, head): dQ, dK, dV of that head's columns; P is
- * replaced by dS (the score gradient), which the caller folds into the bias
- * table serially (rows of the table are shared by all heads' threads). */
-static void attn_bwd_one(const attn_job *j, size_t i, size_t h) {
+/* Backward of query q of row i, head h: dQ, dK, dV of that head's columns and
+ * dS = P (dP - sum P dP) into the head's column of the bias-table gradient. */
+static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, float *p) {
     const train_ctx *c = j->c;
-    att_acts *a = j->a;
+    const att_acts *a = j->a;
     size_t L = c->b->L, A = c->A, dh = c->dh, H = c->H;
-    float sd = sqrtf((float)dh);
-    for (size_t q = 0; q < L; q++) {
-        const int32_t *rows = c->brow + (i * L + q) * L;
-        float *p = a->p + ((i * H + h) * L + q) * L;
-        size_t qo = (i * L + q) * A + h * dh;
-        const float *dout = j->dout + qo, *qv = a->q + qo;
-        float *dq = j->dq + qo;
-        double s = 0;
-        for (size_t k = 0; k < L; k++)
-            if (rows[k] >= 0) s += (double)p[k] * bee_dot_ref(dout, a->v + (i * L + k) * A + h * dh, dh);
-        for (size_t k = 0; k < L; k++) {
-            if (rows[k] < 0) continue;
-            size_t ko = (i * L + k) * A + h * dh;
-            float dp = bee_dot_ref(dout, a->v + ko, dh);
-            float ds = p[k] * (dp - (float)s);
-            float *dv = j->dv + ko, *dk = j->dk + ko;
-            const float *kv = a->k + ko;
-            for (size_t e = 0; e < dh; e++) {
-                dv[e] += p[k] * dout[e];
-                dq[e] += ds * kv[e] / sd;
-                dk[e] += ds * qv[e] / sd;
-            }
-            p[k] = ds;
+    float sd = sqrtf((float)dh), *gb = c->t->g.pos_bias;
+    const int32_t *rows = c->brow + (i * L + q) * L;
+    size_t qo = (i * L + q) * A + h * dh;
+    const float *dout = j->dout + qo, *qv = a->q + qo;
+    float *dq = j->dq + qo;
+    attn_probs(c, a, i, h, q, p);
+    double s = 0;
+    for (size_t k = 0; k < L; k++)
+        if (rows[k] >= 0) s += (double)p[k] * bee_dot_ref(dout, a->v + (i * L + k) * A + h * dh, dh);
+    for (size_t k = 0; k < L; k++) {
+        if (rows[k] < 0) continue;
+        size_t ko = (i * L + k) * A + h * dh;
+        float dp = bee_dot_ref(dout, a->v + ko, dh);
+        float ds = p[k] * (dp - (float)s);
+        float *dv = j->dv + ko, *dk = j->dk + ko;
+        const float *kv = a->k + ko;
+        for (size_t e = 0; e < dh; e++) {
+            dv[e] += p[k] * dout[e];
+            dq[e] += ds * kv[e] / sd;
+            dk[e] += ds * qv[e] / sd;
         }
+        gb[(size_t)rows[k] * H + h] += ds;
     }
 }
 
+/* Threads own heads: a head's columns of dQ, dK, dV and of the bias gradient
+ * are written by one thread only, in the order (row, query, key). */
 static void attn_bwd_range(void *ctx, size_t begin, size_t end, int ith) {
     attn_job *j = ctx;
-    (void)ith;
-    for (size_t x = begin; x < end; x++) attn_bwd_one(j, x / j->c->H, x % j->c->H);
+    float *p = j->scratch + (size_t)ith * j->c->b->L;
+    for (size_t h = begin; h < end; h++)
+        for (size_t i = 0; i < j->c->b->B; i++)
+            for (size_t q = 0; q < j->c->b->L; q++) attn_bwd_query(j, i, h, q, p);
 }
 
 /* ================================================================ blocks: forward */
@@ -299,7 +309,7 @@ static void att_fwd(train_ctx *c, uint32_t l, float *tmp) {
     bee_mm_fwd(pool, a->q, A, a->a, L->wq, T, A, d, sd);
     bee_mm_fwd(pool, a->k, A, a->a, L->wk, T, A, d, sd);
     bee_mm_fwd(pool, a->v, A, a->a, L->wv, T, A, d, sd);
-    attn_job j = {c, a, NULL, NULL, NULL, NULL};
+    attn_job j = {c, a, c->scratch, NULL, NULL, NULL, NULL};
     bee_pool_for(pool, (size_t)c->b->B * c->H, 1, attn_fwd_range, &j);
     bee_mm_fwd(pool, tmp, d, a->o, L->wo, T, d, A, sa);
     residual(c, tmp);
@@ -356,18 +366,6 @@ typedef struct {
     float *dy, *da, *b0, *b1, *b2; /* (T, d), (T, d), 3 x (T, max(A, F)) */
 } bwd_bufs;
 
-/* Folds dS (B, H, L, L) into the shared bias table, in a fixed order. */
-static void bias_grad(train_ctx *c, const float *ds) {
-    size_t H = c->H, L2 = (size_t)c->b->L * c->b->L;
-    float *g = c->t->g.pos_bias;
-    for (size_t i = 0; i < c->b->B; i++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t x = 0; x < L2; x++) {
-                int32_t row = c->brow[i * L2 + x];
-                if (row >= 0) g[(size_t)row * H + h] += ds[(i * H + h) * L2 + x];
-            }
-}
-
 static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_train_model *t = c->t;
     const bee_tlayer *L = &t->w.layers[l];
@@ -382,9 +380,8 @@ static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     float *dout = s->b0, *dq = s->b1, *dk = s->b2, *dv = a->o; /* o is no longer needed */
     bee_mm_dx(pool, dout, s->dy, L->wo, T, d, A, 0);
     memset(dq, 0, T * A * sizeof(float)), memset(dk, 0, T * A * sizeof(float)), memset(dv, 0, T * A * sizeof(float));
-    attn_job j = {c, a, dq, dk, dv, dout};
-    bee_pool_for(pool, (size_t)c->b->B * H, 1, attn_bwd_range, &j);
-    bias_grad(c, a->p);
+    attn_job j = {c, a, c->scratch, dq, dk, dv, dout};
+    bee_pool_for(pool, H, 1, attn_bwd_range, &j);
     scale_rows(dq, dq, T * A, sd), scale_rows(dk, dk, T * A, sd), scale_rows(dv, dv, T * A, sd);
     bee_mm_dw(pool, G->wq, dq, a->a, T, A, d);
     bee_mm_dw(pool, G->wk, dk, a->a, T, A, d);
