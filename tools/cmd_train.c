@@ -1,0 +1,203 @@
+/* bee train: fine-tunes (or trains from a `bee init` model) on CPM-Bee dicts
+ * or plain text with AdamW, warmup + cosine learning rate, gradient clipping
+ * and accumulation; checkpoints are atomic and resuming is bit-identical to an
+ * uninterrupted run. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model/model.h"
+#include "train/data.h"
+#include "train/train.h"
+#include "util/error.h"
+#include "util/file.h"
+
+typedef struct {
+    long batch, ctx, accum, threads, log_every;
+    unsigned long long steps, warmup, stop_after, ckpt_every, seed;
+    double lr, min_lr, wd, clip, beta1, beta2;
+    const char *model, *data, *text, *out, *ckpt;
+    int resume;
+} train_opts;
+
+typedef struct {
+    bee_model *m;
+    bee_train_model t;
+    bee_adamw opt;
+    bee_train_data data;
+    uint32_t *order;
+    bee_train_state st;
+} train_run;
+
+/* ================================================================ options */
+
+static int parse_opts(cli_args *a, train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 4, o->ctx = 256, o->accum = 1, o->log_every = 1;
+    o->steps = 100, o->warmup = 10, o->seed = 1;
+    o->lr = 1e-4, o->min_lr = 1e-5, o->wd = 0.1, o->clip = 1.0, o->beta1 = 0.9, o->beta2 = 0.95;
+    o->model = cli_get(a, "model"), o->data = cli_get(a, "data"), o->text = cli_get(a, "text");
+    o->out = cli_get(a, "out"), o->ckpt = cli_get(a, "ckpt"), o->resume = cli_get(a, "resume") != NULL;
+    if (cli_int(a, "batch", 1, 65536, &o->batch) || cli_int(a, "ctx", 8, 65536, &o->ctx) ||
+        cli_int(a, "accum", 1, 1 << 20, &o->accum) || cli_int(a, "threads", 0, 1024, &o->threads) ||
+        cli_int(a, "log-every", 1, 1 << 30, &o->log_every) || cli_u64(a, "steps", &o->steps) ||
+        cli_u64(a, "warmup", &o->warmup) || cli_u64(a, "stop-after", &o->stop_after) ||
+        cli_u64(a, "ckpt-every", &o->ckpt_every) || cli_u64(a, "seed", &o->seed) ||
+        cli_float(a, "lr", 0, 10, &o->lr) || cli_float(a, "min-lr", 0, 10, &o->min_lr) ||
+        cli_float(a, "wd", 0, 10, &o->wd) || cli_float(a, "clip", 0, 1e9, &o->clip) ||
+        cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2))
+        return 2;
+    if (!o->model) return cli_error("train", "missing -m MODEL.gguf") + 1;
+    if (!o->data == !o->text) return cli_error("train", "give exactly one of --data FILE.jsonl and --text FILE") + 1;
+    if (!o->out && !o->ckpt) return cli_error("train", "nothing would be saved: give -o OUT.gguf and/or --ckpt FILE") + 1;
+    if (o->resume && !o->ckpt) return cli_error("train", "--resume needs --ckpt FILE") + 1;
+    if (o->steps == 0) return cli_error("train", "--steps must be at least 1") + 1;
+    return 0;
+}
+
+/* ================================================================ setup */
+
+static int setup(train_run *r, const train_opts *o) {
+    if (bee_model_load(o->model, &r->m) || bee_train_model_from(r->m, &r->t) ||
+        bee_train_set_threads(&r->t, (int)o->threads) || bee_adamw_init(&r->opt, &r->t))
+        return -1;
+    const char *path = o->data ? o->data : o->text;
+    if (bee_train_data_load(r->m->tok, path, o->text != NULL, (uint32_t)o->ctx, &r->data)) return -1;
+    r->order = malloc(r->data.n * sizeof *r->order);
+    if (!r->order) return bee_fail("out of memory");
+    r->st = (bee_train_state){0, 0, 0, o->seed, r->data.n};
+    if (o->resume && bee_file_exists(o->ckpt)) {
+        if (bee_train_ckpt_load(o->ckpt, &r->t, &r->opt, &r->st)) return -1;
+        if (r->st.n_examples != r->data.n || r->st.seed != o->seed)
+            return bee_fail("%s was made with other data or seed (%llu examples, seed %llu)", o->ckpt,
+                             (unsigned long long)r->st.n_examples, (unsigned long long)r->st.seed);
+        fprintf(stderr, "train: resumed from %s at step %llu\n", o->ckpt, (unsigned long long)r->st.step);
+    }
+    bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
+    fprintf(stderr, "train: %zu examples, %zu tokens; %zu parameters; %ld x %ld tokens per batch, accum %ld\n",
+            r->data.n, r->data.n_tokens, r->t.n_params, o->batch, o->ctx, o->accum);
+    return 0;
+}
+
+static void run_free(train_run *r) {
+    bee_adamw_free(&r->opt);
+    bee_train_model_free(&r->t);
+    bee_train_data_free(&r->data);
+    bee_model_free(r->m);
+    free(r->order);
+}
+
+/* ================================================================ steps */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One micro-batch: the next packed batch of the epoch (a new epoch reshuffles). */
+static int micro_batch(train_run *r, const train_opts *o, double *loss, size_t *tokens) {
+    if (r->st.cursor >= r->data.n) {
+        r->st.epoch++, r->st.cursor = 0;
+        bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
+    }
+    bee_packed_batch pb;
+    size_t cur = (size_t)r->st.cursor;
+    if (bee_train_pack(&r->data, r->m->tok, r->order, r->data.n, &cur, (uint32_t)o->batch, (uint32_t)o->ctx, &pb))
+        return -1;
+    r->st.cursor = cur;
+    bee_train_result res;
+    int rc = bee_train_forward_backward(&r->t, &pb.b, 1, 1.0f / (float)o->accum, &res, NULL);
+    *loss += res.loss / (double)o->accum;
+    *tokens += pb.n_tokens;
+    bee_packed_batch_free(&pb);
+    return rc;
+}
+
+static void progress(const train_run *r, const train_opts *o, double loss, double lr, double gnorm, double tok_s,
+                     double eta) {
+    long e = (long)eta;
+    fprintf(stderr, "step %llu/%llu  loss %.4f  lr %.3e  gnorm %.3f  tok/s %.0f  ETA %ld:%02ld:%02ld\n",
+            (unsigned long long)r->st.step, o->steps, loss, lr, gnorm, tok_s, e / 3600, e / 60 % 60, e % 60);
+}
+
+static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
+    bee_lr_schedule sch = {o->lr, o->min_lr, o->warmup, o->steps};
+    bee_adamw_cfg cfg = {o->beta1, o->beta2, 1e-8, o->wd};
+    double t0 = now_s();
+    size_t tokens = 0;
+    unsigned long long done = 0;
+    while (r->st.step < o->steps && !(o->stop_after && done >= o->stop_after)) {
+        bee_train_zero_grad(&r->t);
+        double loss = 0;
+        for (long k = 0; k < o->accum; k++)
+            if (micro_batch(r, o, &loss, &tokens)) return -1;
+        double gnorm = o->clip > 0 ? bee_grad_clip(&r->t, o->clip) : bee_grad_norm(&r->t);
+        double lr = bee_lr_at(&sch, r->st.step);
+        bee_adamw_step(&r->opt, &r->t, &cfg, lr);
+        r->st.step = r->opt.step, done++;
+        *last_loss = loss;
+        int last = r->st.step == o->steps || (o->stop_after && done >= o->stop_after);
+        if (o->ckpt && (last || (o->ckpt_every && r->st.step % o->ckpt_every == 0)) &&
+            bee_train_ckpt_save(o->ckpt, &r->t, &r->opt, &r->st))
+            return -1;
+        double el = now_s() - t0;
+        if (last || r->st.step % (unsigned long long)o->log_every == 0)
+            progress(r, o, loss, lr, gnorm, (double)tokens / (el > 0 ? el : 1e-9),
+                     el / (double)done * (double)(o->steps - r->st.step));
+    }
+    return 0;
+}
+
+/* ================================================================ command */
+
+int cmd_train(int argc, char **argv) {
+    static const cli_opt opts[] = {
+        {"model", 'm', "MODEL.gguf", "starting weights and vocabulary (any weight type; trained in fp32)", "BEE_MODEL", 0},
+        {"data", 0, "FILE.jsonl", "one CPM-Bee dict per line, training form: {\"input\": ..., \"<ans>\": \"answer\"}", NULL, 0},
+        {"text", 0, "FILE", "plain text: every non-empty line is one example, all of it predicted", NULL, 0},
+        {"out", 'o', "OUT.gguf", "write the trained model here (fp32) at the end", NULL, 0},
+        {"ckpt", 0, "FILE", "training checkpoint (weights + AdamW state + data position), written atomically", NULL, 0},
+        {"resume", 0, NULL, "continue from --ckpt if it exists (bit-identical to not stopping)", NULL, 0},
+        {"ckpt-every", 0, "N", "also checkpoint every N steps (default: only at the end)", NULL, 0},
+        {"steps", 0, "N", "optimizer steps in the whole run; the schedule spans them (default 100)", NULL, 0},
+        {"stop-after", 0, "N", "stop after N steps of this invocation (checkpoint, resume later)", NULL, 0},
+        {"batch", 'b', "ROWS", "rows per micro-batch (default 4)", NULL, 0},
+        {"ctx", 'c', "TOKENS", "tokens per row; examples are packed into rows and cut to this (default 256)", NULL, 0},
+        {"accum", 0, "N", "micro-batches per optimizer step (default 1)", NULL, 0},
+        {"lr", 0, "X", "peak learning rate (default 1e-4)", NULL, 0},
+        {"min-lr", 0, "X", "learning rate at the end of the cosine decay (default 1e-5)", NULL, 0},
+        {"warmup", 0, "N", "linear warmup steps (default 10)", NULL, 0},
+        {"wd", 0, "X", "AdamW decoupled weight decay (default 0.1)", NULL, 0},
+        {"beta1", 0, "X", "AdamW beta1 (default 0.9)", NULL, 0},
+        {"beta2", 0, "X", "AdamW beta2 (default 0.95)", NULL, 0},
+        {"clip", 0, "X", "clip the global gradient norm to X; 0 = off (default 1.0)", NULL, 0},
+        {"seed", 0, "N", "data shuffle seed (default 1)", NULL, 0},
+        {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        {"log-every", 0, "N", "progress line every N steps (default 1)", NULL, 0},
+        {0},
+    };
+    cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE) (-o OUT.gguf | --ckpt FILE) [options]",
+                  "Trains all weights in fp32 with AdamW (warmup + cosine learning rate, global-norm clipping,\n"
+                  "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.",
+                  opts};
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
+    train_opts o;
+    if ((rc = parse_opts(&a, &o))) {
+        cli_free(&a);
+        return rc;
+    }
+    train_run r;
+    memset(&r, 0, sizeof r);
+    double loss = NAN;
+    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && bee_train_model_write(&r.t, o.out, "bee-train")))
+        rc = cli_fail("train");
+    if (rc == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
+    run_free(&r);
+    cli_free(&a);
+    return rc;
+}
