@@ -70,14 +70,41 @@ static void print_type_counts(const bee_gguf *g) {
     printf("\n");
 }
 
+/* Expected resident memory: the weights (repacked into anonymous memory or
+ * left mapped) plus the KV cache of one sequence of ctx tokens. */
+static void print_memory(const bee_model *m, long ctx) {
+    size_t per_tok[3];
+    static const uint32_t kv[3] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    bee_model *mm = (bee_model *)m;
+    uint32_t saved = m->kv_type;
+    for (int i = 0; i < 3; i++) mm->kv_type = kv[i], per_tok[i] = bee_seq_bytes(m, 1);
+    mm->kv_type = saved;
+    double w = (double)bee_gguf_file_size(m->gguf) / (1 << 20);
+    printf("weights:       %.1f MiB file; %.1f MiB repacked into the panel layout (%s)\n", w,
+           (double)m->panel_bytes / (1 << 20), m->panel_bytes ? "file pages released" : "BEE_REPACK=0 or no panel kernels");
+    printf("KV cache:      %zu bytes per token (f32), %zu (f16/bf16)\n", per_tok[0], per_tok[1]);
+    printf("memory @ctx %ld: KV %.1f MiB (f32) / %.1f MiB (f16); expected peak RSS about %.0f MiB (f32 KV) / %.0f MiB (f16 KV)\n",
+           ctx, (double)per_tok[0] * (double)ctx / (1 << 20), (double)per_tok[1] * (double)ctx / (1 << 20),
+           w + (double)per_tok[0] * (double)ctx / (1 << 20) + 16, w + (double)per_tok[1] * (double)ctx / (1 << 20) + 16);
+}
+
 int cmd_info(int argc, char **argv) {
-    static const cli_opt opts[] = {{0}};
-    cli_args a = {"info", "MODEL.gguf", "Shows a model's architecture, sizes, parameter count and bytes.", opts};
+    static const cli_opt opts[] = {
+        {"ctx", 'c', "N", "context length for the memory estimate (default 4096)", NULL, 0},
+        {0},
+    };
+    cli_args a = {"info", "MODEL.gguf [--ctx N]",
+                  "Shows a model's architecture, sizes, parameter count, bytes and expected memory.", opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
     if (a.n_pos != 1) {
         cli_free(&a);
         return cli_error("info", "expected one MODEL.gguf argument") + 1;
+    }
+    long ctx = 4096;
+    if (cli_int(&a, "ctx", 1, 1 << 24, &ctx)) {
+        cli_free(&a);
+        return 2;
     }
     bee_model *m;
     if (bee_model_load(a.pos[0], &m)) {
@@ -105,7 +132,7 @@ int cmd_info(int argc, char **argv) {
            (double)bee_model_n_params(m) / 1e9);
     printf("weight bytes:  %llu (%.2f MiB)\n", (unsigned long long)bee_model_n_bytes(m),
            (double)bee_model_n_bytes(m) / (1 << 20));
-    printf("KV cache:      %zu bytes per token (f32)\n", bee_seq_bytes(m, 1));
+    print_memory(m, ctx);
     print_type_counts(m->gguf);
     bee_model_free(m);
     cli_free(&a);
