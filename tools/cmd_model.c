@@ -83,9 +83,13 @@ static void print_memory(const bee_model *m, long ctx) {
     printf("weights:       %.1f MiB file; %.1f MiB repacked into the panel layout (%s)\n", w,
            (double)m->panel_bytes / (1 << 20), m->panel_bytes ? "file pages released" : "BEE_REPACK=0 or no panel kernels");
     printf("KV cache:      %zu bytes per token (f32), %zu (f16/bf16)\n", per_tok[0], per_tok[1]);
-    printf("memory @ctx %ld: KV %.1f MiB (f32) / %.1f MiB (f16); expected peak RSS about %.0f MiB (f32 KV) / %.0f MiB (f16 KV)\n",
-           ctx, (double)per_tok[0] * (double)ctx / (1 << 20), (double)per_tok[1] * (double)ctx / (1 << 20),
-           w + (double)per_tok[0] * (double)ctx / (1 << 20) + 16, w + (double)per_tok[1] * (double)ctx / (1 << 20) + 16);
+    /* scratch of one forward pass: per token 6 rows of dim or attention width, 2 of dim_ff */
+    double big = m->hp.dim > m->hp.n_heads * m->hp.dim_head ? m->hp.dim : (double)m->hp.n_heads * m->hp.dim_head;
+    double chunk = ctx < 512 ? (double)ctx : 512, scratch = chunk * (6 * big + 2.0 * m->hp.dim_ff) * 4 / (1 << 20);
+    double kv32 = (double)per_tok[0] * (double)ctx / (1 << 20), kv16 = (double)per_tok[1] * (double)ctx / (1 << 20);
+    printf("memory @ctx %ld: KV %.1f MiB (f32) / %.1f MiB (f16); scratch of a %.0f-token prefill %.1f MiB;\n"
+           "               expected peak RSS about %.0f MiB (f32 KV) / %.0f MiB (f16 KV)\n",
+           ctx, kv32, kv16, chunk, scratch, w + kv32 + scratch + 8, w + kv16 + scratch + 8);
 }
 
 int cmd_info(int argc, char **argv) {
