@@ -24,6 +24,7 @@ static const command k_commands[] = {
     {"generate", cmd_generate, "fill the <ans> slots of a CPM-Bee dict (beam search or sampling)"},
     {"chat", cmd_chat, "multi-turn chat in the CPM-Bee dialogue form"},
     {"perplexity", cmd_perplexity, "rolling perplexity of a text file"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void usage(FILE *f) {
