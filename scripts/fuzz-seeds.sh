@@ -10,6 +10,11 @@ case "$name" in
   fuzz_dict)
     printf '{"input":"NGC<mask_0>","o":{"<option_0>":"a"},"<ans>":{"<mask_0>":""}}' > "$dir/seed1"
     printf '{"q":{"a":{"b":"c"}},"<ans>":""}' > "$dir/seed2" ;;
+  fuzz_request)
+    printf '{"prompt":"hello <<x>>","max_tokens":4,"temperature":0.5,"stop":["a","b"],"n":2,"logprobs":1,"stream":true}' > "$dir/seed1"
+    printf '{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"seed":3}' > "$dir/seed2"
+    printf '{"data":{"input":"x","<ans>":{"a":""}},"beam_size":2,"max_tokens":5}' > "$dir/seed3"
+    printf '{"content":"tok <mask_0>"}' > "$dir/seed4" ;;
   fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then

@@ -104,6 +104,7 @@ struct bee_server {
     bee_job **queue;         /* ring of o.queue entries */
     size_t q_head, q_n;
     int n_jobs;              /* live jobs */
+    int n_requests;          /* HTTP requests not yet completed */
     uint64_t id_counter, tick;
 
     bee_serve_slot *slots;         /* (o.parallel) */

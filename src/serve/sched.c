@@ -479,7 +479,7 @@ static int slot_accept(struct bee_server *s, bee_serve_slot *sl, const float *ro
     const bee_gen_batch *b = &sl->job->b;
     size_t nv = s->model->hp.n_vocab;
     memcpy(sl->logits, row, nv * sizeof *row);
-    memcpy(sl->logits + nv, row + nv + ext_off, b->ext.n * sizeof *row);
+    if (b->ext.n) memcpy(sl->logits + nv, row + nv + ext_off, b->ext.n * sizeof *row);
     if (bee_sampler_accept(&sl->smp, sl->logits)) return -1;
     bee_choice *c = &sl->job->choices[sl->choice];
     c->n_gen = sl->smp.made;
@@ -505,8 +505,10 @@ static size_t gather(struct bee_server *s, size_t *n_ext) {
         s->st_ntok[n] = sl->phase == BEE_SLOT_PREFILL ? sl->job->n_ctx : 1;
         s->st_extoff[n] = ext;
         const bee_ext *e = &sl->job->b.ext;
-        memcpy(s->st_ext_ids + ext, e->ids, e->n * sizeof(int32_t));
-        memcpy(s->st_ext_subs + ext, e->subs, e->n * sizeof(int32_t));
+        if (e->n) {
+            memcpy(s->st_ext_ids + ext, e->ids, e->n * sizeof(int32_t));
+            memcpy(s->st_ext_subs + ext, e->subs, e->n * sizeof(int32_t));
+        }
         ext += e->n;
         n++;
     }

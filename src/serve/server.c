@@ -489,6 +489,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cc) {
         if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
         *con_cls = cc;
+        pthread_mutex_lock(&s->mu);
+        s->n_requests++;
+        pthread_mutex_unlock(&s->mu);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->o.max_body) { /* refuse before reading the body */
             cc->too_big = 1;
@@ -509,9 +512,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
-    (void)cls, (void)c, (void)t;
+    (void)c, (void)t;
+    struct bee_server *s = cls;
     conn_ctx *cc = *con_cls;
     if (!cc) return;
+    pthread_mutex_lock(&s->mu);
+    s->n_requests--;
+    pthread_cond_broadcast(&s->ready_cv);
+    pthread_mutex_unlock(&s->mu);
     bee_str_free(&cc->body);
     free(cc);
     *con_cls = NULL;
@@ -635,7 +643,8 @@ void bee_server_stop(bee_server *s) {
     double end = bee_serve_now() + s->o.drain_s;
     pthread_mutex_lock(&s->mu);
     s->draining = 1;
-    while (s->n_jobs > 0 && bee_serve_now() < end) timed_wait(&s->ready_cv, &s->mu, 50);
+    /* until every request has been answered (a job is released before its response is sent) */
+    while ((s->n_jobs > 0 || s->n_requests > 0) && bee_serve_now() < end) timed_wait(&s->ready_cv, &s->mu, 50);
     if (s->n_jobs > 0) cancel_all_locked(s);
     pthread_mutex_unlock(&s->mu);
     if (s->daemon) MHD_stop_daemon(s->daemon); /* joins the connection threads */
