@@ -22,9 +22,29 @@ int bee_api_error_set(bee_api_error *e, int status, const char *type, const char
     return -1;
 }
 
+/* Messages may quote request bytes (a JSON parser's error text): invalid
+ * UTF-8 becomes '?' so the reply is always valid JSON. */
+static void utf8_clean(const char *in, char *out, size_t cap) {
+    size_t n = strlen(in), o = 0;
+    for (size_t i = 0; i < n && o + 5 < cap;) {
+        int l = bee_utf8_len((const unsigned char *)in + i, n - i);
+        if (l <= 0) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, in + i, (size_t)l);
+        o += (size_t)l, i += (size_t)l;
+    }
+    out[o] = 0;
+}
+
 char *bee_api_error_json(const bee_api_error *e) {
-    json_t *o = json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", e->message, "type", e->type ? e->type : "error",
-                          "param", e->param[0] ? json_string(e->param) : json_null(), "code", json_null());
+    char msg[sizeof e->message + 8], param[sizeof e->param + 8];
+    utf8_clean(e->message, msg, sizeof msg);
+    utf8_clean(e->param, param, sizeof param);
+    json_t *o = json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg, "type", e->type ? e->type : "error",
+                          "param", param[0] ? json_string(param) : json_null(), "code", json_null());
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
