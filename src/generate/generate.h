@@ -36,6 +36,7 @@ typedef struct {
     float presence_penalty;    /* 0 = off: subtracted once per distinct generated id */
     float frequency_penalty;   /* 0 = off: subtracted per occurrence */
     uint64_t seed;
+    int ignore_eos;            /* never pick </s>: slots run to max_tokens (benchmarks, tests) */
     const char *const *stop;   /* stop strings (NULL-terminated list) or NULL */
     bee_stream_fn stream;      /* called with each new piece of answer text */
     void *stream_user;

@@ -210,6 +210,7 @@ int bee_sampler_accept(bee_sampler *s, float *logits) {
     bee_gen_batch_mask(s->b, 0, logits);
     bee_repetition_penalty(logits, s->hist.v, s->hist.n, s->p->repetition_penalty);
     apply_penalties(logits, s->gen.v, s->gen.n, s->p);
+    if (s->p->ignore_eos) logits[sp->eos] = -INFINITY;
     int32_t w = sample_token(logits, s->b->width, s->p, &s->rng, s->scratch);
     s->last = w;
     s->made++;

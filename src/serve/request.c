@@ -155,6 +155,7 @@ static int get_sampling(json_t *body, bee_api_req *r, bee_api_error *e) {
         get_int(body, "top_k", 0, 1 << 30, &k, NULL, e) ||
         get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, &r->seed_set, e) ||
         get_int(body, "n", 1, BEE_API_MAX_N, &n, NULL, e) || get_bool(body, "stream", &r->stream, e) ||
+        get_bool(body, "ignore_eos", &r->sp.ignore_eos, e) ||
         get_stops(body, r, e))
         return -1;
     r->sp.temperature = (float)t, r->sp.top_p = (float)tp, r->sp.min_p = (float)mp;

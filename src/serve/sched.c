@@ -252,9 +252,9 @@ int bee_job_submit(struct bee_server *s, bee_job *j, bee_api_error *e) {
         s->queue[(s->q_head + s->q_n++) % (size_t)s->o.queue] = j;
         pthread_cond_signal(&s->work_cv);
     }
-    size_t qn = s->q_n;
+    /* under mu, so it cannot overwrite a newer value from the scheduler */
+    bee_metrics_set(&s->metrics, &s->metrics.queue_depth, (int64_t)s->q_n);
     pthread_mutex_unlock(&s->mu);
-    bee_metrics_set(&s->metrics, &s->metrics.queue_depth, (int64_t)qn);
     return rc;
 }
 
@@ -516,6 +516,8 @@ static size_t gather(struct bee_server *s, size_t *n_ext) {
     return n;
 }
 
+static void update_gauges(struct bee_server *s);
+
 /* After the forward: prefills become decodes (siblings copy the cache); decodes take their token. */
 static void after_step(struct bee_server *s, size_t n, size_t W) {
     size_t gen = 0;
@@ -552,6 +554,7 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
         bee_serve_slot *sl = &s->slots[i];
         if (sl->phase == BEE_SLOT_DECODE && sl->job && sl->smp.done) choice_done_locked(s, sl);
     }
+    update_gauges(s); /* in the same critical section that marks jobs done: clients never see stale gauges */
     pthread_mutex_unlock(&s->mu);
 }
 
