@@ -386,6 +386,18 @@ static void test_n_choices_and_stop(void **st) {
         assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "stop");
         json_decref(k);
     }
+    /* max_tokens 0: no tokens, finish "length" */
+    json_t *z = post(g_p1, "/v1/completions", "{\"prompt\":\"abc\",\"max_tokens\":0}", 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(z, "usage"), "completion_tokens")), 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(z, "choices"), 0), "finish_reason")), "length");
+    json_decref(z);
+    /* streamed choices carry their index */
+    resp r;
+    assert_int_equal(http(g_p1, "POST", "/v1/completions", NULL, "{\"prompt\":\"abc\",\"max_tokens\":3,\"n\":2,\"stream\":true,\"ignore_eos\":true}", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"index\":1"));
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    resp_free(&r);
     /* sampling with a seed is reproducible */
     json_t *a = post(g_p1, "/v1/completions", "{\"prompt\":\"abc\",\"max_tokens\":6,\"temperature\":0.9,\"top_p\":0.9,\"seed\":5}", 200);
     json_t *b = post(g_p1, "/v1/completions", "{\"prompt\":\"abc\",\"max_tokens\":6,\"temperature\":0.9,\"top_p\":0.9,\"seed\":5}", 200);
@@ -526,10 +538,13 @@ static void test_concurrent_matches_single(void **st) {
         free(cj[i].text);
     }
     for (int i = 0; i < 6; i++) free(want[i]);
-    /* the steps really were batched */
     resp r;
     assert_int_equal(http(g_p1, "GET", "/metrics", NULL, NULL, &r), 0);
     assert_null(strstr(r.body, "status=\"500\""));
+    /* repeated prompts reused a kept context (and still matched the reference) */
+    const char *hits = strstr(r.body, "\nbee_prefix_cache_hits_total ");
+    assert_non_null(hits);
+    assert_true(atoll(hits + strlen("\nbee_prefix_cache_hits_total ")) > 0);
     resp_free(&r);
 }
 
