@@ -356,6 +356,17 @@ static void test_chat(void **st) {
     assert_non_null(strstr(r.body, "\"role\":\"assistant\""));
     free(got);
     resp_free(&r);
+    /* chat logprobs in the chat shape */
+    snprintf(body, sizeof body, "{%s,\"max_tokens\":3,\"temperature\":0,\"logprobs\":true,\"top_logprobs\":2}", msgs);
+    json_t *l = post(g_p1, "/v1/chat/completions", body, 200);
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(l, "choices"), 0), "logprobs"), "content");
+    assert_true(json_array_size(content) >= 1);
+    json_t *first = json_array_get(content, 0);
+    assert_true(json_is_string(json_object_get(first, "token")) && json_is_number(json_object_get(first, "logprob")));
+    assert_int_equal(json_array_size(json_object_get(first, "top_logprobs")), 2);
+    json_decref(l);
+    snprintf(body, sizeof body, "{%s,\"top_logprobs\":2}", msgs);
+    expect_error(g_p1, "/v1/chat/completions", body, 400, "top_logprobs");
     /* usage matches /tokenize of the same messages */
     snprintf(body, sizeof body, "{%s}", msgs);
     json_t *t = post(g_p1, "/tokenize", body, 200);

@@ -29,7 +29,7 @@ typedef struct {
     int started;          /* a token was generated */
     int n_deltas;         /* stream chunks sent */
     double t_prev;        /* time of the previous token */
-    json_t *lp_tokens, *lp_logprobs, *lp_top, *lp_offsets; /* completions logprobs */
+    json_t *lp_tokens, *lp_logprobs, *lp_top, *lp_offsets; /* logprobs; lp_top: per token, [text, lp] pairs */
     size_t lp_off;
 } bee_choice;
 

@@ -258,6 +258,13 @@ static int parse_chat(json_t *body, bee_api_req *r, bee_api_error *e) {
         return -1;
     if (json_object_get(body, "max_completion_tokens") && get_max_tokens(body, "max_completion_tokens", 256, r, e))
         return -1;
+    int lp = 0;
+    long long top = 0;
+    int top_set = 0;
+    if (get_bool(body, "logprobs", &lp, e) || get_int(body, "top_logprobs", 0, BEE_API_MAX_LOGPROBS, &top, &top_set, e))
+        return -1;
+    if (top_set && !lp) return bad(e, "top_logprobs", "'top_logprobs' needs \"logprobs\": true");
+    r->logprobs = lp ? (int)top : -1;
     return 0;
 }
 

@@ -36,7 +36,7 @@ typedef struct {
     int n;             /* choices */
     int max_tokens;    /* generated-token limit per choice */
     int max_tokens_set;/* given explicitly (else clamped to the context) */
-    int logprobs;      /* completions: top alternatives per token; -1 = off */
+    int logprobs;      /* top alternatives per token (completions "logprobs", chat "top_logprobs"); -1 = off */
     int beam;          /* cpmbee: beam size; 0 = sampling */
     int seed_set;
     bee_sample_params sp; /* stop points into stops */

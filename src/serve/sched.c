@@ -461,13 +461,13 @@ static void record_logprobs(struct bee_server *s, bee_serve_slot *sl, bee_choice
     json_array_append_new(c->lp_logprobs, json_real(x[sl->smp.last]));
     json_array_append_new(c->lp_offsets, json_integer((json_int_t)c->lp_off));
     c->lp_off += t.n;
-    json_t *top = json_object();
+    json_t *top = json_array(); /* [text, logprob] pairs, best first (rendered per endpoint) */
     for (int r = 0; r < k; r++) {
         bee_str p = {0}, q = {0};
         bee_unescape u2 = {0};
         if (bee_tokenizer_decode_one(s->model->tok, best[r], &b->dt[0], &p) == 0)
             bee_unescape_feed(&u2, p.s ? p.s : "", p.n, 1, &q);
-        json_object_set_new(top, q.s ? q.s : "", json_real(x[best[r]]));
+        json_array_append_new(top, json_pack("[s%,f]", q.s ? q.s : "", q.n, (double)x[best[r]]));
         bee_str_free(&p), bee_str_free(&q);
     }
     json_array_append_new(c->lp_top, top);

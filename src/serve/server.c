@@ -253,14 +253,50 @@ static const char *finish_reason(const bee_choice *c) {
     return c->filtered ? "content_filter" : c->finish == BEE_FINISH_LENGTH ? "length" : "stop";
 }
 
+static json_t *utf8_bytes(const char *t) {
+    json_t *a = json_array();
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) json_array_append_new(a, json_integer(*p));
+    return a;
+}
+
+/* Chat form: {"content":[{"token","logprob","bytes","top_logprobs":[{"token","logprob","bytes"}]}]} */
+static json_t *chat_logprobs(const bee_choice *c) {
+    json_t *content = json_array();
+    for (size_t i = 0; i < json_array_size(c->lp_tokens); i++) {
+        const char *t = json_string_value(json_array_get(c->lp_tokens, i));
+        json_t *tops = json_array(), *pairs = json_array_get(c->lp_top, i);
+        for (size_t k = 0; k < json_array_size(pairs); k++) {
+            const char *tt = json_string_value(json_array_get(json_array_get(pairs, k), 0));
+            json_array_append_new(tops, json_pack("{s:s,s:O,s:o}", "token", tt, "logprob",
+                                                  json_array_get(json_array_get(pairs, k), 1), "bytes", utf8_bytes(tt)));
+        }
+        json_array_append_new(content, json_pack("{s:s,s:O,s:o,s:o}", "token", t, "logprob",
+                                                  json_array_get(c->lp_logprobs, i), "bytes", utf8_bytes(t),
+                                                  "top_logprobs", tops));
+    }
+    return json_pack("{s:o}", "content", content);
+}
+
+/* Legacy completions form: parallel arrays; top_logprobs as {text: logprob}. */
+static json_t *completion_logprobs(const bee_choice *c) {
+    json_t *tops = json_array();
+    for (size_t i = 0; i < json_array_size(c->lp_top); i++) {
+        json_t *d = json_object(), *pairs = json_array_get(c->lp_top, i);
+        for (size_t k = 0; k < json_array_size(pairs); k++)
+            json_object_set(d, json_string_value(json_array_get(json_array_get(pairs, k), 0)),
+                            json_array_get(json_array_get(pairs, k), 1));
+        json_array_append_new(tops, d);
+    }
+    return json_pack("{s:O,s:O,s:o,s:O}", "tokens", c->lp_tokens, "token_logprobs", c->lp_logprobs, "top_logprobs",
+                     tops, "text_offset", c->lp_offsets);
+}
+
 static json_t *choice_json(const bee_job *j, const bee_choice *c) {
     json_t *text = json_stringn(c->text.s ? c->text.s : "", c->text.n);
     if (j->rq.kind == BEE_API_CHAT)
-        return json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", c->index, "message", "role", "assistant", "content", text,
-                         "logprobs", "finish_reason", finish_reason(c));
-    json_t *lp = c->lp_tokens ? json_pack("{s:O,s:O,s:O,s:O}", "tokens", c->lp_tokens, "token_logprobs", c->lp_logprobs,
-                                          "top_logprobs", c->lp_top, "text_offset", c->lp_offsets)
-                              : json_null();
+        return json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", c->index, "message", "role", "assistant", "content", text,
+                         "logprobs", c->lp_tokens ? chat_logprobs(c) : json_null(), "finish_reason", finish_reason(c));
+    json_t *lp = c->lp_tokens ? completion_logprobs(c) : json_null();
     return json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", c->index, "logprobs", lp, "finish_reason",
                      finish_reason(c));
 }
