@@ -41,7 +41,10 @@ request GET /health | grep -q '"slots":2' || { echo "BEE_PARALLEL not applied"; 
 # a request in flight when SIGTERM arrives is still answered
 request POST /v1/completions '{"prompt":"drain me","max_tokens":400,"temperature":0,"ignore_eos":true}' >"$dir/resp" &
 client=$!
-sleep 0.2
+for _ in $(seq 1 400); do # until the request holds a slot
+  request GET /metrics | grep -q '^bee_active_slots 1' && break
+  sleep 0.025
+done
 kill -TERM "$pid"
 wait "$client"
 rc=0; wait "$pid" || rc=$?
