@@ -492,6 +492,14 @@ static void test_errors(void **st) {
     assert_int_equal(http(g_p1, "GET", "/v1/completions", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 405);
     resp_free(&r);
+    /* bytes that are not HTTP get an error from the HTTP layer, not a crash */
+    int fd = send_request(g_p1, "GET", "/health", NULL, NULL, 0);
+    close(fd);
+    fd = connect_to(g_p1);
+    send_all(fd, "\x01\x02garbage\r\n\r\n", 13);
+    char junk[512];
+    while (recv(fd, junk, sizeof junk, 0) > 0) {}
+    close(fd);
     /* the server still answers */
     json_decref(post(g_p1, "/v1/completions", "{\"prompt\":\"ok\",\"max_tokens\":2}", 200));
 }
@@ -565,12 +573,14 @@ typedef struct {
     int port;
     const char *body, *headers;
     int status;
+    char *reply;
 } bg_req;
 
 static void *bg(void *arg) {
     bg_req *b = arg;
     resp r;
     b->status = http(b->port, "POST", "/v1/completions", b->headers, b->body, &r) ? -1 : r.status;
+    b->reply = r.body ? strdup(r.body) : NULL;
     resp_free(&r);
     return NULL;
 }
@@ -619,9 +629,11 @@ static void test_auth_queue_timeout(void **st) {
     assert_int_equal(r.status, 200);
     resp_free(&r);
     /* one long request holds the only slot; a second waits; a third finds the queue full */
-    bg_req long_req = {p, "{\"prompt\":\"hello world\",\"max_tokens\":8000,\"temperature\":0,\"ignore_eos\":true}", "Authorization: Bearer k1\r\n", 0};
-    bg_req queued = {p, small, "Authorization: Bearer k1\r\n", 0};
-    pthread_t t1, t2;
+    bg_req long_req = {p, "{\"prompt\":\"hello world\",\"max_tokens\":8000,\"temperature\":0,\"ignore_eos\":true}", "Authorization: Bearer k1\r\n", 0, NULL};
+    bg_req queued = {p, small, "Authorization: Bearer k1\r\n", 0, NULL};
+    /* a stream that times out ends with an error event, then [DONE] */
+    bg_req long_stream = {p, "{\"prompt\":\"hi\",\"max_tokens\":8000,\"stream\":true,\"ignore_eos\":true}", "Authorization: Bearer k1\r\n", 0, NULL};
+    pthread_t t1, t2, t3;
     pthread_create(&t1, NULL, bg, &long_req);
     wait_metric(p, "bee_active_slots", 1);
     pthread_create(&t2, NULL, bg, &queued);
@@ -633,6 +645,13 @@ static void test_auth_queue_timeout(void **st) {
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
     assert_int_equal(long_req.status, 504); /* --timeout 3 */
+    assert_non_null(strstr(long_req.reply, "\"type\":\"timeout\""));
+    pthread_create(&t3, NULL, bg, &long_stream);
+    pthread_join(t3, NULL);
+    assert_int_equal(long_stream.status, 200);
+    const char *ev = strstr(long_stream.reply, "data: {\"error\"");
+    if (!ev || !strstr(ev, "\"timeout\"") || !strstr(ev, "data: [DONE]")) fail_msg("stream timeout: %s", long_stream.reply + (strlen(long_stream.reply) > 400 ? strlen(long_stream.reply) - 400 : 0));
+    free(long_req.reply), free(queued.reply), free(long_stream.reply);
     if (queued.status != 200 && queued.status != 504) fail_msg("queued request: status %d", queued.status);
     bee_server_stop(s);
 }
@@ -652,13 +671,14 @@ static void test_disconnect_and_drain(void **st) {
     wait_metric(p, "bee_active_slots", 0);
     assert_true(metric(p, "bee_generated_tokens_total") < 4000);
     /* drain: a request in flight when stop begins still completes */
-    bg_req inflight = {p, "{\"prompt\":\"drain\",\"max_tokens\":20,\"temperature\":0,\"ignore_eos\":true}", NULL, 0};
+    bg_req inflight = {p, "{\"prompt\":\"drain\",\"max_tokens\":20,\"temperature\":0,\"ignore_eos\":true}", NULL, 0, NULL};
     pthread_t t;
     pthread_create(&t, NULL, bg, &inflight);
     wait_metric(p, "bee_active_slots", 1);
     bee_server_stop(s);
     pthread_join(t, NULL);
     assert_int_equal(inflight.status, 200);
+    free(inflight.reply);
 }
 
 static void test_hooks_called(void **st) {
