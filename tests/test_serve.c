@@ -608,7 +608,7 @@ static void test_auth_queue_timeout(void **st) {
     const char *kf = tu_tmp("keys.txt");
     tu_write(kf, "# keys\nk1\n  k2  \n", strlen("# keys\nk1\n  k2  \n"));
     /* the timeout leaves room for a loaded machine between the steps below */
-    bee_server *s = start(g_slow, 1, 1, 3.0, kf, 8192);
+    bee_server *s = start(g_slow, 1, 1, 2.0, kf, 8192);
     int p = bee_server_port(s);
     resp r;
     assert_int_equal(http(p, "GET", "/health", NULL, NULL, &r), 0); /* health needs no key */
@@ -644,7 +644,7 @@ static void test_auth_queue_timeout(void **st) {
     resp_free(&r);
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
-    assert_int_equal(long_req.status, 504); /* --timeout 3 */
+    assert_int_equal(long_req.status, 504); /* --timeout 2 */
     assert_non_null(strstr(long_req.reply, "\"type\":\"timeout\""));
     pthread_create(&t3, NULL, bg, &long_stream);
     pthread_join(t3, NULL);
