@@ -14,6 +14,11 @@ case "$name" in
     printf '\003\005ab\n炸药\nASS\nb.a\n中國\000text with 炸 藥, A.S.S and ＡＢ 国' > "$dir/seed1"
     printf '\001\001he\nshe\nhers\n\000ushers \342\200\213she\377' > "$dir/seed2"
     printf '{"default_action":"mask","mask":"#","normalize":{"skip_separators":false},"categories":{"a":{"action":"block","terms":["x","mask"]},"b":{"lexicons":["nope.txt"]}}}' > "$dir/seed3" ;;
+  fuzz_request)
+    printf '{"prompt":"hello <<x>>","max_tokens":4,"temperature":0.5,"stop":["a","b"],"n":2,"logprobs":1,"stream":true}' > "$dir/seed1"
+    printf '{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"seed":3}' > "$dir/seed2"
+    printf '{"data":{"input":"x","<ans>":{"a":""}},"beam_size":2,"max_tokens":5}' > "$dir/seed3"
+    printf '{"content":"tok <mask_0>"}' > "$dir/seed4" ;;
   fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then

@@ -28,6 +28,7 @@ static const command k_commands[] = {
     {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
     {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void usage(FILE *f) {

@@ -36,12 +36,52 @@ typedef struct {
     float presence_penalty;    /* 0 = off: subtracted once per distinct generated id */
     float frequency_penalty;   /* 0 = off: subtracted per occurrence */
     uint64_t seed;
+    int ignore_eos;            /* never pick </s>: slots run to max_tokens (benchmarks, tests) */
     const char *const *stop;   /* stop strings (NULL-terminated list) or NULL */
     bee_stream_fn stream;      /* called with each new piece of answer text */
     void *stream_user;
 } bee_sample_params;
 
 void bee_sample_params_default(bee_sample_params *p);
+
+/* Checks the ranges of sampling parameters. */
+int bee_sampler_check(const bee_sample_params *p);
+
+/* ---------------------------------------------------------------- stepwise sampler
+ * Decoding of one dict (row 0 of a bee_gen_batch) where the caller runs the
+ * forward pass, so a server can batch many samplers into one bee_forward:
+ *     prefill; while (!s.done) { forward(s.next) -> logits; bee_sampler_accept(&s, logits); }
+ * bee_sample_generate is exactly this loop. */
+typedef enum { BEE_FINISH_NONE = 0, BEE_FINISH_STOP, BEE_FINISH_LENGTH } bee_finish;
+
+struct bee_gen_batch;
+typedef struct {
+    const struct bee_gen_batch *b;
+    const bee_sample_params *p;
+    void *scratch;   /* sorting buffer (b->width entries) */
+    bee_ivec hist;   /* base ids fed (repetition penalty) */
+    bee_ivec gen;    /* generated ids (presence/frequency penalties) */
+    char **answers;  /* decoded text per answer number; NULL = slot never reached */
+    uint64_t rng;
+    size_t slot;     /* answer slot being filled */
+    bee_token next;  /* token to feed next (valid while !done) */
+    bee_str text;    /* current slot's text (escaped tokenizer form) */
+    size_t emitted;  /* bytes of text already streamed */
+    int stopped;
+    int made;        /* generated tokens so far, all slots */
+    int32_t last;    /* id chosen by the last accept (-1 before) */
+    bee_str piece;   /* its decoded text (empty for </s>) */
+    bee_finish finish;
+    int done;
+} bee_sampler;
+
+int bee_sampler_init(bee_sampler *s, const struct bee_gen_batch *b, const bee_sample_params *p);
+/* Takes the logits (width b->width) of the forward over s->next: masks and
+ * penalises them in place, picks a token, streams text, advances. */
+int bee_sampler_accept(bee_sampler *s, float *logits);
+/* The dict with the answers so far (new reference). */
+json_t *bee_sampler_result(const bee_sampler *s);
+void bee_sampler_free(bee_sampler *s);
 
 /* Greedy / sampled decoding of one dict; *out receives the filled dict.
  * n_generated (optional) receives the number of generated tokens. */
@@ -50,7 +90,7 @@ int bee_sample_generate(const bee_model *m, bee_gen_input *in, const bee_sample_
 
 /* ---------------------------------------------------------------- shared
  * The batch ext table and per-sentence decode tables of a generation batch. */
-typedef struct {
+typedef struct bee_gen_batch {
     const bee_model *m;
     bee_gen_input *ins;
     size_t n_in;

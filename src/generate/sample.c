@@ -91,12 +91,6 @@ static void apply_penalties(float *x, const int32_t *gen, size_t n, const bee_sa
 
 /* ================================================================ streaming */
 
-typedef struct {
-    bee_str text;   /* decoded text of the current slot */
-    size_t emitted; /* bytes already streamed */
-    int stopped;
-} slot_text;
-
 /* Length of the longest suffix of s that is a proper prefix of a stop string. */
 static size_t held_back(const char *s, size_t n, const char *const *stop) {
     size_t hold = 0;
@@ -112,123 +106,171 @@ static size_t held_back(const char *s, size_t n, const char *const *stop) {
 }
 
 /* Appends a token's text; returns 1 when a stop string completed. */
-static int slot_feed(slot_text *st, const char *piece, size_t len, const bee_sample_params *p, size_t slot) {
-    size_t before = st->text.n;
-    if (bee_str_append(&st->text, piece, len)) return -1;
+static int slot_feed(bee_sampler *s, const char *piece, size_t len) {
+    const bee_sample_params *p = s->p;
+    size_t before = s->text.n;
+    if (bee_str_append(&s->text, piece, len)) return -1;
     for (size_t k = 0; p->stop && p->stop[k]; k++) {
         size_t L = strlen(p->stop[k]);
         size_t from = before >= L ? before - L + 1 : 0;
-        char *hit = L ? memmem(st->text.s + from, st->text.n - from, p->stop[k], L) : NULL;
+        char *hit = L ? memmem(s->text.s + from, s->text.n - from, p->stop[k], L) : NULL;
         if (hit) {
-            st->text.n = (size_t)(hit - st->text.s);
-            st->text.s[st->text.n] = 0;
-            st->stopped = 1;
+            s->text.n = (size_t)(hit - s->text.s);
+            s->text.s[s->text.n] = 0;
+            s->stopped = 1;
         }
     }
-    size_t safe = st->stopped ? st->text.n : st->text.n - held_back(st->text.s, st->text.n, p->stop);
-    if (p->stream && safe > st->emitted) p->stream(p->stream_user, slot, st->text.s + st->emitted, safe - st->emitted);
-    if (safe > st->emitted) st->emitted = safe;
-    return st->stopped;
+    size_t safe = s->stopped ? s->text.n : s->text.n - held_back(s->text.s, s->text.n, p->stop);
+    if (p->stream && safe > s->emitted) p->stream(p->stream_user, s->slot, s->text.s + s->emitted, safe - s->emitted);
+    if (safe > s->emitted) s->emitted = safe;
+    return s->stopped;
 }
 
-static void slot_flush(slot_text *st, const bee_sample_params *p, size_t slot) {
-    if (p->stream && st->text.n > st->emitted)
-        p->stream(p->stream_user, slot, st->text.s + st->emitted, st->text.n - st->emitted);
-    st->emitted = st->text.n;
-}
-
-/* ================================================================ loop */
-
-typedef struct {
-    const bee_gen_batch *b;
-    const bee_sample_params *p;
-    bee_seq seq;
-    float *logits;
-    prob *buf;
-    bee_ivec hist;            /* base ids fed (for the repetition penalty) */
-    bee_ivec gen;             /* generated ids (presence/frequency penalties) */
-    char **answers;           /* decoded text per answer number; NULL = slot never reached */
-    uint64_t rng;
-} sampler;
-
-static int step(sampler *s, bee_token tok) {
-    bee_seq *sp[1] = {&s->seq};
-    const bee_token *tp[1] = {&tok};
-    size_t one = 1;
-    if (bee_ivec_push(&s->hist, tok.id)) return -1;
-    return bee_forward(s->b->m, sp, tp, &one, 1, &s->b->ext, BEE_LOGITS_LAST, s->logits, NULL);
-}
-
-static int32_t choose(sampler *s) {
-    float *x = s->logits;
-    bee_gen_batch_mask(s->b, 0, x);
-    bee_repetition_penalty(x, s->hist.v, s->hist.n, s->p->repetition_penalty);
-    apply_penalties(x, s->gen.v, s->gen.n, s->p);
-    return sample_token(x, s->b->width, s->p, &s->rng, s->buf);
-}
-
-static int run_slots(sampler *s, int *n_generated) {
-    const bee_gen_input *in = &s->b->ins[0];
-    const bee_special_ids *sp = bee_tokenizer_special(s->b->m->tok);
-    int32_t nv = (int32_t)s->b->m->hp.n_vocab, nseg = in->enc.n_seg;
-    int made = 0;
-    for (size_t slot = 0; slot < in->n_slots && made < s->p->max_tokens; slot++) {
-        int32_t answer = in->slots[slot].answer, seg = in->slots[slot].segment;
-        bee_token tok = {sp->bos, 0, 0, seg, 0, nseg, 0, 1};
-        slot_text st = {{0}, 0, 0};
-        int ended = 0;
-        while (!ended && made < s->p->max_tokens) {
-            if (step(s, tok)) goto fail;
-            int32_t w = choose(s);
-            made++;
-            if (bee_ivec_push(&s->gen, w)) goto fail;
-            if (w == sp->eos) break;
-            bee_str piece = {0};
-            if (bee_tokenizer_decode_one(s->b->m->tok, w, &s->b->dt[0], &piece) && w < nv) {
-                bee_str_free(&piece);
-                goto fail;
-            }
-            int r = slot_feed(&st, piece.s ? piece.s : "", piece.n, s->p, slot);
-            bee_str_free(&piece);
-            if (r < 0) goto fail;
-            ended = r;
-            tok = (bee_token){w >= nv ? s->b->ext.ids[w - nv] : w, w >= nv ? s->b->ext.subs[w - nv] : 0,
-                              tok.pos + 1, seg, 0, nseg, 0, 1};
-        }
-        slot_flush(&st, s->p, slot);
-        free(s->answers[answer - 1]);
-        s->answers[answer - 1] = bee_str_take(&st.text);
-        continue;
-    fail:
-        bee_str_free(&st.text);
-        return -1;
-    }
-    if (n_generated) *n_generated = made;
+/* Streams what the stop-string check held back and stores the slot's answer. */
+static int slot_end(bee_sampler *s) {
+    const bee_sample_params *p = s->p;
+    if (p->stream && s->text.n > s->emitted)
+        p->stream(p->stream_user, s->slot, s->text.s + s->emitted, s->text.n - s->emitted);
+    int32_t answer = s->b->ins[0].slots[s->slot].answer;
+    free(s->answers[answer - 1]);
+    s->answers[answer - 1] = bee_str_take(&s->text);
+    s->emitted = 0;
+    s->stopped = 0;
     return 0;
 }
 
-int bee_sample_generate(const bee_model *m, bee_gen_input *in, const bee_sample_params *p, json_t **out,
-                        int *n_generated) {
-    *out = NULL;
+/* ================================================================ stepwise sampler */
+
+static bee_token slot_start(const bee_sampler *s) {
+    const bee_gen_input *in = &s->b->ins[0];
+    int32_t bos = bee_tokenizer_special(s->b->m->tok)->bos;
+    return (bee_token){bos, 0, 0, in->slots[s->slot].segment, 0, in->enc.n_seg, 0, 1};
+}
+
+/* Moves to the next answer slot, or finishes. */
+static void slot_advance(bee_sampler *s) {
+    s->slot++;
+    if (s->slot >= s->b->ins[0].n_slots) {
+        s->done = 1;
+        s->finish = BEE_FINISH_STOP;
+    } else if (s->made >= s->p->max_tokens) {
+        s->done = 1;
+        s->finish = BEE_FINISH_LENGTH;
+    } else {
+        s->next = slot_start(s);
+    }
+}
+
+int bee_sampler_check(const bee_sample_params *p) {
     if (p->max_tokens < 0) return bee_fail("max tokens must be >= 0");
     if (!(p->temperature >= 0) || !(p->top_p > 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p < 1) ||
         p->top_k < 0 || !(p->repetition_penalty > 0))
         return bee_fail("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, 0 <= min_p < 1, top_k >= 0, "
                         "repetition_penalty > 0)");
+    return 0;
+}
+
+int bee_sampler_init(bee_sampler *s, const bee_gen_batch *b, const bee_sample_params *p) {
+    memset(s, 0, sizeof *s);
+    s->b = b;
+    s->p = p;
+    s->rng = p->seed;
+    s->last = -1;
+    s->scratch = malloc(b->width * sizeof(prob));
+    s->answers = calloc(b->ins[0].n_answers + 1, sizeof *s->answers);
+    if (!s->scratch || !s->answers) {
+        bee_sampler_free(s);
+        return bee_fail("out of memory");
+    }
+    if (b->ins[0].n_slots == 0 || p->max_tokens == 0) {
+        s->done = 1;
+        s->finish = b->ins[0].n_slots == 0 ? BEE_FINISH_STOP : BEE_FINISH_LENGTH;
+    } else {
+        s->next = slot_start(s);
+    }
+    return 0;
+}
+
+void bee_sampler_free(bee_sampler *s) {
+    for (size_t a = 0; s->answers && a < s->b->ins[0].n_answers; a++) free(s->answers[a]);
+    free(s->answers);
+    free(s->scratch);
+    bee_ivec_free(&s->hist);
+    bee_ivec_free(&s->gen);
+    bee_str_free(&s->text);
+    bee_str_free(&s->piece);
+    memset(s, 0, sizeof *s);
+}
+
+int bee_sampler_accept(bee_sampler *s, float *logits) {
+    if (s->done) return bee_fail("sampler already finished");
+    const bee_special_ids *sp = bee_tokenizer_special(s->b->m->tok);
+    int32_t nv = (int32_t)s->b->m->hp.n_vocab;
+    if (bee_ivec_push(&s->hist, s->next.id)) return -1;
+    bee_gen_batch_mask(s->b, 0, logits);
+    bee_repetition_penalty(logits, s->hist.v, s->hist.n, s->p->repetition_penalty);
+    apply_penalties(logits, s->gen.v, s->gen.n, s->p);
+    if (s->p->ignore_eos) logits[sp->eos] = -INFINITY;
+    int32_t w = sample_token(logits, s->b->width, s->p, &s->rng, s->scratch);
+    s->last = w;
+    s->made++;
+    s->piece.n = 0;
+    if (s->piece.s) s->piece.s[0] = 0;
+    if (bee_ivec_push(&s->gen, w)) return -1;
+    int ended = w == sp->eos;
+    if (!ended) {
+        if (bee_tokenizer_decode_one(s->b->m->tok, w, &s->b->dt[0], &s->piece) && w < nv) return -1;
+        int r = slot_feed(s, s->piece.s ? s->piece.s : "", s->piece.n);
+        if (r < 0) return -1;
+        ended = r;
+        s->next = (bee_token){w >= nv ? s->b->ext.ids[w - nv] : w, w >= nv ? s->b->ext.subs[w - nv] : 0,
+                              s->next.pos + 1, s->next.seg, 0, s->next.nseg, 0, 1};
+    }
+    if (ended) {
+        slot_end(s);
+        slot_advance(s);
+    } else if (s->made >= s->p->max_tokens) {
+        slot_end(s);
+        s->done = 1;
+        s->finish = BEE_FINISH_LENGTH;
+    }
+    return 0;
+}
+
+json_t *bee_sampler_result(const bee_sampler *s) {
+    json_t *out = bee_gen_fill_answers(&s->b->ins[0], s->answers);
+    if (!out) bee_fail("out of memory");
+    return out;
+}
+
+/* ================================================================ one dict */
+
+int bee_sample_generate(const bee_model *m, bee_gen_input *in, const bee_sample_params *p, json_t **out,
+                        int *n_generated) {
+    *out = NULL;
+    if (bee_sampler_check(p)) return -1;
     bee_gen_batch b;
     if (bee_gen_batch_init(&b, m, in, 1)) return -1;
-    sampler s = {&b, p, {0}, NULL, NULL, {0}, {0}, NULL, p->seed};
-    s.logits = malloc(b.width * sizeof *s.logits);
-    s.buf = malloc(b.width * sizeof *s.buf);
-    s.answers = calloc(in->n_answers + 1, sizeof *s.answers);
-    int rc = s.logits && s.buf && s.answers ? 0 : bee_fail("out of memory");
-    if (rc == 0) rc = bee_gen_prefill(&b, 0, &s.seq);
-    if (rc == 0) rc = run_slots(&s, n_generated);
-    if (rc == 0 && !(*out = bee_gen_fill_answers(in, s.answers))) rc = bee_fail("out of memory");
-    for (size_t a = 0; s.answers && a < in->n_answers; a++) free(s.answers[a]);
-    free(s.answers), free(s.logits), free(s.buf);
-    bee_ivec_free(&s.hist), bee_ivec_free(&s.gen);
-    bee_seq_free(&s.seq);
+    bee_sampler s;
+    bee_seq seq = {0};
+    float *logits = malloc(b.width * sizeof *logits);
+    int rc = logits ? 0 : bee_fail("out of memory");
+    if (rc == 0) rc = bee_sampler_init(&s, &b, p);
+    if (rc == 0) {
+        rc = bee_gen_prefill(&b, 0, &seq);
+        bee_seq *sq[1] = {&seq};
+        size_t one = 1;
+        while (rc == 0 && !s.done) {
+            const bee_token *tp[1] = {&s.next};
+            rc = bee_forward(m, sq, tp, &one, 1, &b.ext, BEE_LOGITS_LAST, logits, NULL);
+            if (rc == 0) rc = bee_sampler_accept(&s, logits);
+        }
+        if (rc == 0 && !(*out = bee_sampler_result(&s))) rc = -1;
+        if (rc == 0 && n_generated) *n_generated = s.made;
+        bee_sampler_free(&s);
+    }
+    free(logits);
+    bee_seq_free(&seq);
     bee_gen_batch_free(&b);
     return rc;
 }

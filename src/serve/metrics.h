@@ -1,0 +1,46 @@
+/* Server metrics in the Prometheus text exposition format. Every update
+ * takes the metrics mutex: updates are a few per token, far below the cost
+ * of a forward step. */
+#ifndef BEE_SERVE_METRICS_H
+#define BEE_SERVE_METRICS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define BEE_HIST_BUCKETS 14
+
+typedef struct {
+    uint64_t counts[BEE_HIST_BUCKETS + 1]; /* last = +Inf */
+    double sum;
+    uint64_t n;
+} bee_hist;
+
+typedef struct {
+    char endpoint[32];
+    int status;
+    uint64_t n;
+} bee_req_count;
+
+typedef struct {
+    pthread_mutex_t mu;
+    bee_req_count *reqs;
+    size_t n_reqs, cap_reqs;
+    uint64_t prompt_tokens, generated_tokens, steps, step_tokens, prefix_hits;
+    bee_hist ttft, itl, duration, step_time;
+    /* gauges, set by the scheduler */
+    int64_t queue_depth, active_slots, slots, kv_bytes, loaded;
+} bee_metrics;
+
+int bee_metrics_init(bee_metrics *m);
+void bee_metrics_free(bee_metrics *m);
+void bee_metrics_request(bee_metrics *m, const char *endpoint, int status);
+void bee_metrics_observe(bee_metrics *m, bee_hist *h, double seconds);
+void bee_metrics_add(bee_metrics *m, uint64_t *counter, uint64_t v);
+void bee_metrics_set(bee_metrics *m, int64_t *gauge, int64_t v);
+/* Appends the exposition text. */
+int bee_metrics_render(bee_metrics *m, bee_str *out);
+
+#endif

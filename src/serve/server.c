@@ -1,0 +1,696 @@
+/* HTTP front end of `bee serve` on libmicrohttpd (one thread per
+ * connection: a handler may block while its request generates, and polls
+ * its socket so a client that goes away cancels the work). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/internal.h"
+#include "util/error.h"
+
+void bee_serve_opts_default(bee_serve_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->parallel = 4;
+    o->ctx = 2048;
+    o->queue = 64;
+    o->timeout_s = 600;
+    o->max_body = 1 << 20;
+    o->prefill_budget = 512;
+    o->drain_s = 30;
+}
+
+#ifndef BEE_HAVE_MHD
+
+int bee_serve_available(void) { return 0; }
+int bee_server_start(const bee_serve_opts *o, bee_server **out) {
+    (void)o;
+    *out = NULL;
+    return bee_fail("bee was built without libmicrohttpd (install libmicrohttpd-dev and rebuild to use bee serve)");
+}
+int bee_server_port(const bee_server *s) { return s ? s->port : -1; }
+int bee_server_wait_ready(bee_server *s, double t) {
+    (void)s, (void)t;
+    return bee_fail("bee was built without libmicrohttpd");
+}
+void bee_server_stop(bee_server *s) { (void)s; }
+
+#else
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+int bee_serve_available(void) { return 1; }
+
+/* ================================================================ responses */
+
+typedef struct {
+    bee_str body;
+    int too_big;
+} conn_ctx;
+
+static enum MHD_Result send_body(struct bee_server *s, struct MHD_Connection *c, const char *endpoint, int status,
+                                 const char *ctype, const char *body, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    bee_metrics_request(&s->metrics, endpoint, status);
+    if (s->o.verbose) fprintf(stderr, "bee serve: %s %d\n", endpoint, status);
+    return rc;
+}
+
+static enum MHD_Result send_json(struct bee_server *s, struct MHD_Connection *c, const char *endpoint, int status,
+                                 json_t *o) {
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!txt) return send_body(s, c, endpoint, 500, "application/json", "{\"error\":{\"message\":\"out of memory\"}}", 37);
+    enum MHD_Result rc = send_body(s, c, endpoint, status, "application/json", txt, strlen(txt));
+    free(txt);
+    return rc;
+}
+
+static enum MHD_Result send_error(struct bee_server *s, struct MHD_Connection *c, const char *endpoint,
+                                  const bee_api_error *e) {
+    char *txt = bee_api_error_json(e);
+    enum MHD_Result rc = send_body(s, c, endpoint, e->status ? e->status : 500, "application/json", txt ? txt : "{}",
+                                   txt ? strlen(txt) : 2);
+    free(txt);
+    return rc;
+}
+
+static enum MHD_Result send_err(struct bee_server *s, struct MHD_Connection *c, const char *endpoint, int status,
+                                const char *type, const char *param, const char *msg) {
+    bee_api_error e;
+    bee_api_error_set(&e, status, type, param, "%s", msg);
+    return send_error(s, c, endpoint, &e);
+}
+
+/* ================================================================ connection state */
+
+/* 1 when the peer has closed or reset the connection. */
+static int peer_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    struct pollfd p = {ci->connect_fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
+    char b;
+    return (p.revents & POLLIN) && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, long ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+static void job_release(bee_job *j) {
+    struct bee_server *s = j->srv;
+    pthread_mutex_lock(&s->mu);
+    bee_job_cancel_locked(j);
+    bee_job_unref_locked(j);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ================================================================ auth */
+
+/* Time depends on the stored key's length only, not on where they differ. */
+static int key_equal(const char *given, size_t n, const char *key) {
+    size_t k = strlen(key);
+    unsigned d = (unsigned)(n != k);
+    for (size_t i = 0; i < k; i++) d |= (unsigned char)key[i] ^ (unsigned char)(i < n ? given[i] : 0);
+    return d == 0;
+}
+
+static int authorized(const struct bee_server *s, struct MHD_Connection *c) {
+    if (!s->n_keys) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    const char *t = h + 7;
+    size_t n = strlen(t);
+    int ok = 0;
+    for (size_t i = 0; i < s->n_keys; i++) ok |= key_equal(t, n, s->keys[i]); /* no early exit */
+    return ok;
+}
+
+static int load_keys(struct bee_server *s, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return bee_fail("--api-key-file %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) line[--n] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        char **k = realloc(s->keys, (s->n_keys + 1) * sizeof *k);
+        if (!k || !(k[s->n_keys] = strdup(p))) rc = bee_fail("out of memory");
+        if (k) s->keys = k;
+        if (rc == 0) s->n_keys++;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && s->n_keys == 0) rc = bee_fail("--api-key-file %s: no keys (one per line)", path);
+    return rc;
+}
+
+/* ================================================================ simple endpoints */
+
+static enum MHD_Result handle_health(struct bee_server *s, struct MHD_Connection *c) {
+    pthread_mutex_lock(&s->mu);
+    int loaded = s->loaded, failed = s->load_failed, draining = s->draining;
+    char err[512];
+    snprintf(err, sizeof err, "%s", s->load_error);
+    pthread_mutex_unlock(&s->mu);
+    if (failed) return send_json(s, c, "/health", 503, json_pack("{s:s,s:s}", "status", "error", "message", err));
+    if (!loaded) return send_json(s, c, "/health", 503, json_pack("{s:s}", "status", "loading"));
+    if (draining) return send_json(s, c, "/health", 503, json_pack("{s:s}", "status", "draining"));
+    return send_json(s, c, "/health", 200,
+                     json_pack("{s:s,s:s,s:i,s:i}", "status", "ok", "model", s->model_name, "slots", s->o.parallel,
+                               "ctx", s->o.ctx));
+}
+
+static enum MHD_Result handle_models(struct bee_server *s, struct MHD_Connection *c) {
+    json_t *m = json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_name, "object", "model", "created", (json_int_t)0,
+                          "owned_by", "bee");
+    return send_json(s, c, "/v1/models", 200, json_pack("{s:s,s:[o]}", "object", "list", "data", m));
+}
+
+static enum MHD_Result handle_metrics(struct bee_server *s, struct MHD_Connection *c) {
+    bee_str o = {0};
+    if (bee_metrics_render(&s->metrics, &o)) return send_err(s, c, "/metrics", 500, "server_error", NULL, "out of memory");
+    enum MHD_Result rc = send_body(s, c, "/metrics", 200, "text/plain; version=0.0.4", o.s, o.n);
+    bee_str_free(&o);
+    return rc;
+}
+
+static json_t *ids_json(const int32_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+static enum MHD_Result handle_tokenize(struct bee_server *s, struct MHD_Connection *c, bee_api_req *rq) {
+    const bee_model *m = s->model;
+    json_t *out = NULL;
+    if (rq->content) {
+        bee_ext_table ext = {0};
+        bee_ivec ids = {0};
+        if (bee_tokenizer_encode(m->tok, rq->content, strlen(rq->content), &ext, &ids) == 0) {
+            json_t *tab = json_object();
+            for (size_t k = 0; k < ext.n; k++) {
+                char key[32];
+                snprintf(key, sizeof key, "%zu", (size_t)m->hp.n_vocab + k);
+                json_object_set_new(tab, key, json_stringn(ext.str[k], ext.len[k]));
+            }
+            out = json_pack("{s:o,s:I,s:o}", "tokens", ids_json(ids.v, ids.n), "count", (json_int_t)ids.n, "ext_table", tab);
+        }
+        bee_ivec_free(&ids);
+        bee_ext_table_free(&ext);
+    } else {
+        bee_gen_input in;
+        if (bee_gen_input_init(m->tok, rq->data, &in) == 0) {
+            out = json_pack("{s:o,s:I}", "tokens", ids_json(in.ids.v, in.ids.n), "count", (json_int_t)in.ids.n);
+            bee_gen_input_free(&in);
+        }
+    }
+    if (!out) return send_err(s, c, "/tokenize", 400, "invalid_request_error", rq->content ? "content" : "prompt",
+                              bee_error_message());
+    return send_json(s, c, "/tokenize", 200, out);
+}
+
+/* ================================================================ results */
+
+static void run_output_checks(struct bee_server *s, bee_job *j) {
+    if (!s->o.check || j->failed || j->rq.kind == BEE_API_CPMBEE) return;
+    for (int i = 0; i < j->rq.n; i++) {
+        bee_choice *ch = &j->choices[i];
+        char *reason = NULL;
+        if (s->o.check(s->o.hook_user, BEE_SERVE_TEXT_OUTPUT, ch->text.s ? ch->text.s : "", ch->text.n, &reason)) {
+            ch->filtered = 1;
+            if (!j->rq.stream) ch->text.n = 0;
+        }
+        free(reason);
+    }
+}
+
+static const char *finish_reason(const bee_choice *c) {
+    return c->filtered ? "content_filter" : c->finish == BEE_FINISH_LENGTH ? "length" : "stop";
+}
+
+static json_t *utf8_bytes(const char *t) {
+    json_t *a = json_array();
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) json_array_append_new(a, json_integer(*p));
+    return a;
+}
+
+/* Chat form: {"content":[{"token","logprob","bytes","top_logprobs":[{"token","logprob","bytes"}]}]} */
+static json_t *chat_logprobs(const bee_choice *c) {
+    json_t *content = json_array();
+    for (size_t i = 0; i < json_array_size(c->lp_tokens); i++) {
+        const char *t = json_string_value(json_array_get(c->lp_tokens, i));
+        json_t *tops = json_array(), *pairs = json_array_get(c->lp_top, i);
+        for (size_t k = 0; k < json_array_size(pairs); k++) {
+            const char *tt = json_string_value(json_array_get(json_array_get(pairs, k), 0));
+            json_array_append_new(tops, json_pack("{s:s,s:O,s:o}", "token", tt, "logprob",
+                                                  json_array_get(json_array_get(pairs, k), 1), "bytes", utf8_bytes(tt)));
+        }
+        json_array_append_new(content, json_pack("{s:s,s:O,s:o,s:o}", "token", t, "logprob",
+                                                  json_array_get(c->lp_logprobs, i), "bytes", utf8_bytes(t),
+                                                  "top_logprobs", tops));
+    }
+    return json_pack("{s:o}", "content", content);
+}
+
+/* Legacy completions form: parallel arrays; top_logprobs as {text: logprob}. */
+static json_t *completion_logprobs(const bee_choice *c) {
+    json_t *tops = json_array();
+    for (size_t i = 0; i < json_array_size(c->lp_top); i++) {
+        json_t *d = json_object(), *pairs = json_array_get(c->lp_top, i);
+        for (size_t k = 0; k < json_array_size(pairs); k++)
+            json_object_set(d, json_string_value(json_array_get(json_array_get(pairs, k), 0)),
+                            json_array_get(json_array_get(pairs, k), 1));
+        json_array_append_new(tops, d);
+    }
+    return json_pack("{s:O,s:O,s:o,s:O}", "tokens", c->lp_tokens, "token_logprobs", c->lp_logprobs, "top_logprobs",
+                     tops, "text_offset", c->lp_offsets);
+}
+
+static json_t *choice_json(const bee_job *j, const bee_choice *c) {
+    json_t *text = json_stringn(c->text.s ? c->text.s : "", c->text.n);
+    if (j->rq.kind == BEE_API_CHAT)
+        return json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", c->index, "message", "role", "assistant", "content", text,
+                         "logprobs", c->lp_tokens ? chat_logprobs(c) : json_null(), "finish_reason", finish_reason(c));
+    json_t *lp = c->lp_tokens ? completion_logprobs(c) : json_null();
+    return json_pack("{s:o,s:i,s:o,s:s}", "text", text, "index", c->index, "logprobs", lp, "finish_reason",
+                     finish_reason(c));
+}
+
+static json_t *result_json(const struct bee_server *s, const bee_job *j) {
+    const char *obj = j->rq.kind == BEE_API_CHAT ? "chat.completion" : j->rq.kind == BEE_API_CPMBEE ? "cpmbee.result" : "text_completion";
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", j->id, "object", obj, "created", (json_int_t)j->created, "model",
+                          s->model_name);
+    if (j->rq.kind == BEE_API_CPMBEE) {
+        json_object_set(o, "data", j->result ? j->result : json_null());
+    } else {
+        json_t *arr = json_array();
+        for (int i = 0; i < j->rq.n; i++) json_array_append_new(arr, choice_json(j, &j->choices[i]));
+        json_object_set_new(o, "choices", arr);
+    }
+    json_object_set_new(o, "usage", bee_job_usage(j));
+    return o;
+}
+
+static void record(struct bee_server *s, bee_job *j, const char *response, int status) {
+    if (!s->o.record) return;
+    bee_serve_record r = {j->id, j->endpoint, j->body ? j->body : "", response ? response : "", status};
+    s->o.record(s->o.hook_user, &r);
+}
+
+static enum MHD_Result send_result(struct bee_server *s, struct MHD_Connection *c, bee_job *j) {
+    if (j->failed) {
+        record(s, j, j->err.message, j->err.status);
+        return send_error(s, c, j->endpoint, &j->err);
+    }
+    run_output_checks(s, j);
+    json_t *o = result_json(s, j);
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!txt) return send_err(s, c, j->endpoint, 500, "server_error", NULL, "out of memory");
+    record(s, j, txt, 200);
+    enum MHD_Result rc = send_body(s, c, j->endpoint, 200, "application/json", txt, strlen(txt));
+    free(txt);
+    return rc;
+}
+
+/* ================================================================ streams */
+
+typedef struct {
+    struct bee_server *s;
+    bee_job *job;
+    struct MHD_Connection *c;
+    int finished; /* final events appended */
+} stream_ctx;
+
+/* Once the job is done: output checks (off the lock), then the final events. */
+static void stream_finish_locked(stream_ctx *sc) {
+    bee_job *j = sc->job;
+    struct bee_server *s = sc->s;
+    pthread_mutex_unlock(&s->mu);
+    run_output_checks(s, j);
+    if (s->o.record) {
+        bee_str all = {0};
+        for (int i = 0; i < j->rq.n; i++) bee_str_append(&all, j->choices[i].text.s ? j->choices[i].text.s : "", j->choices[i].text.n);
+        record(s, j, j->failed ? j->err.message : all.s, j->failed ? j->err.status : 200);
+        bee_str_free(&all);
+    }
+    pthread_mutex_lock(&s->mu);
+    bee_job_sse_finish_locked(j);
+    sc->finished = 1;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream_ctx *sc = cls;
+    bee_job *j = sc->job;
+    struct bee_server *s = sc->s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        size_t avail = j->sse.n - j->sse_off;
+        if (avail) {
+            size_t n = avail < max ? avail : max;
+            memcpy(buf, j->sse.s + j->sse_off, n);
+            j->sse_off += n;
+            pthread_mutex_unlock(&s->mu);
+            return (ssize_t)n;
+        }
+        if (j->state == BEE_JOB_DONE) {
+            if (!sc->finished) {
+                stream_finish_locked(sc);
+                continue;
+            }
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        timed_wait(&j->cv, &s->mu, 100);
+        if (j->state != BEE_JOB_DONE && peer_gone(sc->c)) {
+            bee_job_cancel_locked(j);
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+}
+
+static void stream_free(void *cls) {
+    stream_ctx *sc = cls;
+    job_release(sc->job);
+    free(sc);
+}
+
+static enum MHD_Result send_stream(struct bee_server *s, struct MHD_Connection *c, bee_job *j) {
+    stream_ctx *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        job_release(j);
+        return send_err(s, c, j->endpoint, 500, "server_error", NULL, "out of memory");
+    }
+    *sc = (stream_ctx){s, j, c, 0};
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, sc, stream_free);
+    if (!r) {
+        stream_free(sc);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    bee_metrics_request(&s->metrics, j->endpoint, 200);
+    return rc;
+}
+
+/* ================================================================ generation endpoints */
+
+static const char *prompt_text(const bee_job *j, char **owned) {
+    *owned = NULL;
+    const char *t = json_string_value(json_object_get(j->rq.data, "input"));
+    if (j->rq.kind != BEE_API_CPMBEE && t) return t;
+    *owned = json_dumps(j->rq.data, JSON_COMPACT);
+    return *owned ? *owned : "";
+}
+
+static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc, bee_api_kind kind,
+                                       const char *endpoint) {
+    bee_api_req rq;
+    bee_api_error e;
+    if (bee_api_parse(kind, cc->body.s ? cc->body.s : "", cc->body.n, &rq, &e)) return send_error(s, c, endpoint, &e);
+    if (kind == BEE_API_TOKENIZE) {
+        enum MHD_Result rc = handle_tokenize(s, c, &rq);
+        bee_api_req_free(&rq);
+        return rc;
+    }
+    bee_job *j = bee_job_new(s, endpoint);
+    if (!j) {
+        bee_api_req_free(&rq);
+        return send_err(s, c, endpoint, 500, "server_error", NULL, "out of memory");
+    }
+    j->rq = rq;
+    j->body = strndup(cc->body.s ? cc->body.s : "", cc->body.n);
+    int rc = bee_job_prepare(s, j, &e);
+    if (rc == 0 && s->o.check) {
+        char *owned, *reason = NULL;
+        const char *t = prompt_text(j, &owned);
+        if (s->o.check(s->o.hook_user, BEE_SERVE_TEXT_PROMPT, t, strlen(t), &reason))
+            rc = bee_api_error_set(&e, 400, "content_filter", kind == BEE_API_CHAT ? "messages" : "prompt", "%s",
+                                   reason ? reason : "the prompt was refused by the content check");
+        free(owned), free(reason);
+    }
+    if (rc == 0) rc = bee_job_submit(s, j, &e);
+    if (rc) {
+        job_release(j);
+        return send_error(s, c, endpoint, &e);
+    }
+    if (j->rq.stream) return send_stream(s, c, j);
+    pthread_mutex_lock(&s->mu);
+    while (j->state != BEE_JOB_DONE) {
+        timed_wait(&j->cv, &s->mu, 100);
+        if (j->state != BEE_JOB_DONE && peer_gone(c)) bee_job_cancel_locked(j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    enum MHD_Result r = send_result(s, c, j);
+    job_release(j);
+    return r;
+}
+
+/* ================================================================ routing */
+
+typedef struct {
+    const char *path, *method;
+    int kind; /* bee_api_kind, or -1 for the GET endpoints */
+} route;
+
+static const route k_routes[] = {
+    {"/health", "GET", -1},
+    {"/v1/models", "GET", -1},
+    {"/metrics", "GET", -1},
+    {"/v1/completions", "POST", BEE_API_COMPLETION},
+    {"/v1/chat/completions", "POST", BEE_API_CHAT},
+    {"/v1/cpmbee", "POST", BEE_API_CPMBEE},
+    {"/tokenize", "POST", BEE_API_TOKENIZE},
+};
+
+static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                                conn_ctx *cc) {
+    const route *r = NULL;
+    for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
+        if (strcmp(url, k_routes[i].path) == 0) r = &k_routes[i];
+    if (!r) return send_err(s, c, "other", 404, "invalid_request_error", NULL, "no such endpoint");
+    if (strcmp(method, r->method) != 0)
+        return send_err(s, c, r->path, 405, "invalid_request_error", NULL, "method not allowed");
+    if (cc->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request body exceeds %zu bytes (--max-body)", s->o.max_body);
+        return send_err(s, c, r->path, 413, "invalid_request_error", NULL, msg);
+    }
+    if (strcmp(r->path, "/health") == 0) return handle_health(s, c);
+    if (!authorized(s, c))
+        return send_err(s, c, r->path, 401, "authentication_error", NULL, "missing or invalid API key (Authorization: Bearer KEY)");
+    pthread_mutex_lock(&s->mu);
+    int loaded = s->loaded;
+    pthread_mutex_unlock(&s->mu);
+    if (strcmp(r->path, "/metrics") == 0) return handle_metrics(s, c);
+    if (!loaded) return send_err(s, c, r->path, 503, "server_error", NULL, "the model is not loaded");
+    if (strcmp(r->path, "/v1/models") == 0) return handle_models(s, c);
+    return handle_generate(s, c, cc, (bee_api_kind)r->kind, r->path);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    struct bee_server *s = cls;
+    conn_ctx *cc = *con_cls;
+    if (!cc) {
+        if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
+        *con_cls = cc;
+        pthread_mutex_lock(&s->mu);
+        s->n_requests++;
+        pthread_mutex_unlock(&s->mu);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->o.max_body) { /* refuse before reading the body */
+            cc->too_big = 1;
+            return dispatch(s, c, url, method, cc);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cc->too_big && cc->body.n + *upload_size > s->o.max_body) {
+            cc->too_big = 1;
+            bee_str_free(&cc->body);
+        }
+        if (!cc->too_big && bee_str_append(&cc->body, upload, *upload_size)) return MHD_NO;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(s, c, url, method, cc);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
+    (void)c, (void)t;
+    struct bee_server *s = cls;
+    conn_ctx *cc = *con_cls;
+    if (!cc) return;
+    pthread_mutex_lock(&s->mu);
+    s->n_requests--;
+    pthread_cond_broadcast(&s->ready_cv);
+    pthread_mutex_unlock(&s->mu);
+    bee_str_free(&cc->body);
+    free(cc);
+    *con_cls = NULL;
+}
+
+/* ================================================================ lifecycle */
+
+static char *model_name_of(const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && strcmp(b + n - 5, ".gguf") == 0) n -= 5;
+    return strndup(b, n);
+}
+
+static int start_daemon(struct bee_server *s) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, s->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)s->o.port);
+    } else if (inet_pton(AF_INET6, s->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)s->o.port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return bee_fail("--host %s: not an IPv4 or IPv6 address", s->host);
+    }
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                                 (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned)(s->o.queue + 4 * s->o.parallel + 64), MHD_OPTION_END);
+    if (!s->daemon) return bee_fail("cannot listen on %s:%d: %s", s->host, s->o.port, strerror(errno));
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : s->o.port;
+    return 0;
+}
+
+static void server_free(struct bee_server *s) {
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    for (int i = 0; s->slots && i < s->o.parallel; i++) {
+        if (s->slots[i].smp_ok) bee_sampler_free(&s->slots[i].smp);
+        bee_seq_free(&s->slots[i].seq);
+        free(s->slots[i].logits);
+    }
+    free(s->slots);
+    bee_model_free(s->model);
+    free(s->st_seqs), free(s->st_toks), free(s->st_ntok), free(s->st_slot), free(s->st_extoff);
+    free(s->st_ext_ids), free(s->st_ext_subs), free(s->st_logits);
+    for (size_t i = 0; i < s->n_keys; i++) free(s->keys[i]);
+    free(s->keys);
+    free(s->queue);
+    free(s->host), free(s->model_path), free(s->model_name);
+    bee_metrics_free(&s->metrics);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->ready_cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int check_opts(const bee_serve_opts *o) {
+    if (!o->model_path) return bee_fail("no model (-m MODEL.gguf)");
+    if (o->parallel < 1 || o->parallel > 256) return bee_fail("--parallel must be 1..256");
+    if (o->ctx < 16) return bee_fail("--ctx must be at least 16");
+    if (o->queue < 1) return bee_fail("--queue must be at least 1");
+    if (o->port < 0 || o->port > 65535) return bee_fail("--port must be 0..65535");
+    if (o->max_body < 64) return bee_fail("--max-body must be at least 64 bytes");
+    return 0;
+}
+
+int bee_server_start(const bee_serve_opts *o, bee_server **out) {
+    *out = NULL;
+    if (check_opts(o)) return -1;
+    struct bee_server *s = calloc(1, sizeof *s);
+    if (!s) return bee_fail("out of memory");
+    s->o = *o;
+    if (s->o.prefill_budget < 1) s->o.prefill_budget = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
+    pthread_cond_init(&s->ready_cv, NULL);
+    int rc = bee_metrics_init(&s->metrics);
+    s->host = strdup(o->host ? o->host : "127.0.0.1");
+    s->model_path = strdup(o->model_path);
+    s->model_name = o->model_name ? strdup(o->model_name) : model_name_of(o->model_path);
+    s->queue = calloc((size_t)o->queue, sizeof *s->queue);
+    if (rc == 0 && (!s->host || !s->model_path || !s->model_name || !s->queue)) rc = bee_fail("out of memory");
+    if (rc == 0 && o->api_key_file) rc = load_keys(s, o->api_key_file);
+    if (rc == 0) rc = start_daemon(s);
+    if (rc == 0 && pthread_create(&s->sched, NULL, bee_sched_main, s)) rc = bee_fail("cannot start the scheduler thread");
+    if (rc) {
+        server_free(s);
+        return -1;
+    }
+    s->sched_started = 1;
+    *out = s;
+    return 0;
+}
+
+int bee_server_port(const bee_server *s) { return s->port; }
+
+int bee_server_wait_ready(bee_server *s, double timeout_s) {
+    double end = bee_serve_now() + timeout_s;
+    pthread_mutex_lock(&s->mu);
+    while (!s->loaded && !s->load_failed && bee_serve_now() < end) timed_wait(&s->ready_cv, &s->mu, 50);
+    int rc = s->loaded ? 0 : s->load_failed ? bee_fail("%s", s->load_error) : bee_fail("the model is still loading");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void cancel_all_locked(struct bee_server *s) {
+    for (size_t k = 0; k < s->q_n; k++) bee_job_cancel_locked(s->queue[(s->q_head + k) % (size_t)s->o.queue]);
+    for (int i = 0; s->slots && i < s->o.parallel; i++)
+        if (s->slots[i].job) bee_job_cancel_locked(s->slots[i].job);
+}
+
+void bee_server_stop(bee_server *s) {
+    if (!s) return;
+    double end = bee_serve_now() + s->o.drain_s;
+    pthread_mutex_lock(&s->mu);
+    s->draining = 1;
+    /* until every request has been answered (a job is released before its response is sent) */
+    while ((s->n_jobs > 0 || s->n_requests > 0) && bee_serve_now() < end) timed_wait(&s->ready_cv, &s->mu, 50);
+    if (s->n_jobs > 0) cancel_all_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    if (s->daemon) MHD_stop_daemon(s->daemon); /* joins the connection threads */
+    s->daemon = NULL;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->sched_started) pthread_join(s->sched, NULL);
+    server_free(s);
+}
+
+#endif

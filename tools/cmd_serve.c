@@ -1,0 +1,91 @@
+/* bee serve: the CLI over src/serve (options, signals). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "serve/serve.h"
+#include "util/error.h"
+
+static const cli_opt k_serve_opts[] = {
+    {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
+    {"host", 0, "ADDR", "address to bind (default 127.0.0.1; 0.0.0.0 for all)", "BEE_HOST", 0},
+    {"port", 0, "N", "TCP port (default 8080; 0 = any free port)", "BEE_PORT", 0},
+    {"threads", 't', "N", "forward-pass threads (default: all cores)", "BEE_THREADS", 0},
+    {"parallel", 0, "N", "slots decoded together in one batch (default 4)", "BEE_PARALLEL", 0},
+    {"ctx", 0, "N", "per-request limit on prompt + max_tokens (default 2048)", "BEE_CTX", 0},
+    {"queue", 0, "N", "requests that may wait for a slot before 503 (default 64)", "BEE_QUEUE", 0},
+    {"timeout", 0, "S", "per-request timeout in seconds, queueing included (default 600; 0 = none)", "BEE_TIMEOUT", 0},
+    {"max-body", 0, "BYTES", "request body limit (default 1048576)", "BEE_MAX_BODY", 0},
+    {"prefill-budget", 0, "N", "prompt tokens admitted per step (default 512)", "BEE_PREFILL_BUDGET", 0},
+    {"api-key-file", 0, "FILE", "require 'Authorization: Bearer KEY' with a key from FILE (one per line)",
+     "BEE_API_KEY_FILE", 0},
+    {"name", 0, "NAME", "model id reported by /v1/models (default: file name)", "BEE_MODEL_NAME", 0},
+    {"drain", 0, "S", "on SIGTERM/SIGINT, seconds to let requests finish (default 30)", "BEE_DRAIN", 0},
+    {"verbose", 'v', NULL, "log each request", "BEE_VERBOSE", 0},
+    {0},
+};
+
+static int read_opts(const cli_args *a, bee_serve_opts *o) {
+    long port = 8080, threads = 0, par = 4, ctx = 2048, queue = 64, body = 1 << 20, budget = 512;
+    double timeout = 600, drain = 30;
+    if (cli_int(a, "port", 0, 65535, &port) || cli_int(a, "threads", 0, 1024, &threads) ||
+        cli_int(a, "parallel", 1, 256, &par) || cli_int(a, "ctx", 16, 1 << 24, &ctx) ||
+        cli_int(a, "queue", 1, 1 << 20, &queue) || cli_int(a, "max-body", 64, 1L << 34, &body) ||
+        cli_int(a, "prefill-budget", 1, 1 << 24, &budget) || cli_float(a, "timeout", 0, 1e9, &timeout) ||
+        cli_float(a, "drain", 0, 1e6, &drain))
+        return -1;
+    bee_serve_opts_default(o);
+    o->model_path = cli_get(a, "model");
+    if (cli_get(a, "host")) o->host = cli_get(a, "host");
+    o->port = (int)port, o->threads = (int)threads, o->parallel = (int)par, o->ctx = (int)ctx;
+    o->queue = (int)queue, o->max_body = (size_t)body, o->prefill_budget = (int)budget;
+    o->timeout_s = timeout, o->drain_s = drain;
+    o->api_key_file = cli_get(a, "api-key-file");
+    o->model_name = cli_get(a, "name");
+    o->verbose = cli_get(a, "verbose") != NULL;
+    return 0;
+}
+
+/* Signals are blocked in every thread and taken here with sigwait, so the
+ * drain runs in ordinary code rather than in a handler. */
+static int serve(const bee_serve_opts *o) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    bee_server *s;
+    if (bee_server_start(o, &s)) return cli_fail("serve");
+    fprintf(stderr, "bee serve: listening on http://%s:%d (loading %s)\n", o->host, bee_server_port(s), o->model_path);
+    int rc = 0;
+    if (bee_server_wait_ready(s, 1e9)) rc = cli_fail("serve");
+    else fprintf(stderr, "bee serve: ready\n");
+    if (rc == 0) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        fprintf(stderr, "bee serve: %s: finishing in-flight requests\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    bee_server_stop(s);
+    if (rc == 0) fprintf(stderr, "bee serve: stopped\n");
+    return rc;
+}
+
+int cmd_serve(int argc, char **argv) {
+    cli_args a = {"serve", "-m MODEL.gguf [--host ADDR] [--port N] [--parallel N] [--ctx N] [options]",
+                  "Serves the model over HTTP: OpenAI-style /v1/completions and /v1/chat/completions (with SSE\n"
+                  "streaming), /v1/cpmbee (CPM-Bee dicts), /v1/models, /tokenize, /health and /metrics.\n"
+                  "Requests share one batched forward pass per step (continuous batching). See docs/SERVING.md.",
+                  k_serve_opts};
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
+    bee_serve_opts o;
+    if (a.n_pos) rc = cli_error("serve", "unexpected argument '%s'", a.pos[0]) + 1;
+    else if (read_opts(&a, &o)) rc = 2;
+    else if (!bee_serve_available()) rc = cli_error("serve", "bee was built without libmicrohttpd: install libmicrohttpd-dev and rebuild");
+    else if (!o.model_path) rc = cli_error("serve", "missing -m MODEL.gguf") + 1;
+    else rc = serve(&o);
+    cli_free(&a);
+    return rc;
+}
