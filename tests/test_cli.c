@@ -2,6 +2,7 @@
  * model, and (with golden data) convert on all four checkpoint variants,
  * forward/generate/tokenize parity and error paths on bad files and inputs. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include "util/types.h"
 
 static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
-                                "safety check", "feedback export", "serve"};
+                                "safety check", "feedback export", "serve", "bench", "train"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {
@@ -111,6 +112,57 @@ static void test_demo_model(void **s) {
     int lines = 0;
     for (char *p = out; *p; p++) lines += *p == '\n';
     assert_true(lines >= 2);
+    free(out);
+}
+
+/* bee bench: one JSON object per test with the documented fields and
+ * consistent arithmetic; bad lists and KV types are refused. */
+static void test_bench_cli(void **s) {
+    (void)s;
+    const char *m = demo_model();
+    char cmd[4400], *out;
+    snprintf(cmd, sizeof cmd, "bench -m %s -t 1,2 -p 16 -n 4 -r 2 --json --kv-type f16", m);
+    assert_int_equal(bee(&out, "%s", cmd), 0);
+    int n_pp = 0, n_tg = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t err;
+        json_t *j = json_loads(line, 0, &err);
+        if (!j) fail_msg("bench line is not JSON: %s", line);
+        const char *test = json_string_value(json_object_get(j, "test"));
+        double tps = json_real_value(json_object_get(j, "tokens_per_s"));
+        double bpt = json_number_value(json_object_get(j, "bytes_per_token"));
+        double fpt = json_number_value(json_object_get(j, "flops_per_token"));
+        double bw = json_number_value(json_object_get(j, "roofline_read_bw"));
+        double pct = json_real_value(json_object_get(j, "pct_read_bw"));
+        long size = (long)json_integer_value(json_object_get(j, "size_bytes"));
+        assert_non_null(test);
+        assert_string_equal(json_string_value(json_object_get(j, "type")), "f32");
+        assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
+        assert_true(tps > 0 && fpt > 0 && bw > 0 && size > 0);
+        assert_true(fabs(pct - 100 * tps * bpt / bw) < 0.01 * pct + 0.01);
+        if (strcmp(test, "tg") == 0) { /* decode reads every weight once per token */
+            n_tg++;
+            assert_int_equal(json_integer_value(json_object_get(j, "n_tokens")), 4);
+            assert_true(bpt > 0.9 * (double)size && bpt < 1.1 * (double)size);
+        } else {
+            n_pp++;
+            assert_string_equal(test, "pp");
+            assert_true(bpt < (double)size / 8); /* a prompt of 16 shares one pass over the weights */
+        }
+        json_decref(j);
+    }
+    assert_int_equal(n_pp, 2);
+    assert_int_equal(n_tg, 2);
+    free(out);
+    snprintf(cmd, sizeof cmd, "bench -m %s -t 1,x", m);
+    expect_run(2, "--threads", "%s", cmd);
+    snprintf(cmd, sizeof cmd, "bench -m %s --kv-type q4_0", m);
+    expect_run(2, "--kv-type", "%s", cmd);
+    expect_run(2, "missing -m", "%s", "bench -p 8");
+    snprintf(cmd, sizeof cmd, "info %s --ctx 1000", m);
+    expect_run(0, "memory @ctx 1000", "%s", cmd);
+    snprintf(cmd, sizeof cmd, "generate -m %s -p '天气' --greedy -n 3 --kv-type bf16", m);
+    assert_int_equal(bee(&out, "%s", cmd), 0);
     free(out);
 }
 
@@ -390,6 +442,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_bad_flags), cmocka_unit_test(test_demo_model),
         cmocka_unit_test(test_bad_inputs),         cmocka_unit_test(test_convert_variants),
+        cmocka_unit_test(test_bench_cli),
         cmocka_unit_test(test_forward_cli),        cmocka_unit_test(test_generate_cli),
         cmocka_unit_test(test_tokenize_cli),       cmocka_unit_test(test_convert_safetensors_and_mask),
     };
