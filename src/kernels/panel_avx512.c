@@ -25,6 +25,9 @@
  * flight to reach its share of the read bandwidth (4 KiB was also the knee
  * for the row-layout dot kernels). */
 #define PF_AHEAD 4096
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
 
 /* ================================================================ float types */
 
@@ -45,7 +48,7 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (size_t k = 0; k < cols; k++) {
         const uint8_t *e = pw + k * P * es;
-        if ((k & 3) == 0) _mm_prefetch((const char *)e + PF_AHEAD, _MM_HINT_T0);
+        if ((k & 3) == 0) _mm_prefetch((const char *)e + PF_AHEAD, PF_HINT);
         __m512 w = ld16(kind, e);
 #pragma GCC unroll 12
         for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[k * TMAX + (size_t)t]), acc[t]);
@@ -93,7 +96,7 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *blk = pw + b * bb;
-        for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PF_AHEAD + o, _MM_HINT_T0);
+        for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PF_AHEAD + o, PF_HINT);
         __m512i wv[8], ia[TMAX][4];
         int xoff[8];
         block_groups(q4, blk, wv, xoff);
