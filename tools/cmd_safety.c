@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "util/json.h"
 #include "feedback/feedback.h"
 #include "safety/normalize.h"
 #include "safety/safety.h"
@@ -48,22 +49,6 @@ static int read_input(const char *path, char **buf, size_t *len) {
     return 0;
 }
 
-/* JSON strings must be UTF-8: invalid bytes are shown as U+FFFD. */
-static json_t *json_text(const char *s, size_t n) {
-    if (!bee_utf8_check(s, n)) return json_stringn(s, n);
-    bee_str t = {0};
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        int k = bee_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        if (k > 0) bee_str_append(&t, s + i, (size_t)k);
-        else bee_str_appendz(&t, "\xEF\xBF\xBD");
-        i += k > 0 ? (size_t)k : 1;
-    }
-    json_t *j = json_stringn(t.s ? t.s : "", t.n);
-    bee_str_free(&t);
-    return j;
-}
-
 static void print_result(int as_json, bee_safety_action act, const bee_safety_match *m, size_t nm, const bee_str *text) {
     if (as_json) {
         json_t *arr = json_array();
@@ -71,9 +56,9 @@ static void print_result(int as_json, bee_safety_action act, const bee_safety_ma
             json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:o}", "category", m[i].category_name, "action",
                                                  bee_safety_action_name(m[i].action), "start", (json_int_t)m[i].start,
                                                  "end", (json_int_t)m[i].end, "term",
-                                                 json_text(m[i].term, strlen(m[i].term))));
+                                                 bee_json_string_lossy(m[i].term, strlen(m[i].term))));
         json_t *o = json_pack("{s:s, s:o, s:o}", "decision", bee_safety_action_name(act), "matches", arr, "text",
-                              act == BEE_SAFETY_BLOCK ? json_null() : json_text(text->s ? text->s : "", text->n));
+                              act == BEE_SAFETY_BLOCK ? json_null() : bee_json_string_lossy(text->s ? text->s : "", text->n));
         char *s = json_dumps(o, 0);
         if (s) printf("%s\n", s);
         free(s);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/json.h"
 
 #ifdef BEE_HAVE_SQLITE
 
@@ -238,22 +239,7 @@ typedef struct {
     int rating;
 } rated;
 
-/* JSON strings must be UTF-8; stored text from elsewhere might not be. */
-static json_t *jstr(const char *s) {
-    size_t n = strlen(s);
-    if (!bee_utf8_check(s, n)) return json_stringn(s, n);
-    bee_str t = {0};
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        int k = bee_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        if (k > 0) bee_str_append(&t, s + i, (size_t)k);
-        else bee_str_appendz(&t, "\xEF\xBF\xBD");
-        i += k > 0 ? (size_t)k : 1;
-    }
-    json_t *j = json_stringn(t.s ? t.s : "", t.n);
-    bee_str_free(&t);
-    return j;
-}
+static json_t *jstr(const char *s) { return bee_json_string_lossy(s, strlen(s)); }
 
 /* Chat messages in the CPM-Bee dialogue form that `bee chat` uses:
  * 用户：…<sep>AI：…<sep>用户：…<sep>AI： */

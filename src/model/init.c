@@ -46,16 +46,16 @@ int bee_init_preset(const char *shape, bee_hparams *hp, uint8_t **mask) {
 
 /* ================================================================ random */
 
-static uint64_t rng_next(uint64_t *s) {
+uint64_t bee_rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-static float rng_normal(uint64_t *s) {
-    double u1 = ((double)(rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+float bee_rng_normal(uint64_t *s) {
+    double u1 = ((double)(bee_rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(bee_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
@@ -67,7 +67,7 @@ static void *random_tensor(uint64_t n, uint32_t type, int is_norm, uint64_t *rng
     if (!p) return NULL;
     for (uint64_t i = 0; i < n; i += 4096) {
         size_t k = n - i < 4096 ? (size_t)(n - i) : 4096;
-        for (size_t j = 0; j < k; j++) chunk[j] = is_norm ? 1.0f + 0.1f * rng_normal(rng) : rng_normal(rng);
+        for (size_t j = 0; j < k; j++) chunk[j] = is_norm ? 1.0f + 0.1f * bee_rng_normal(rng) : bee_rng_normal(rng);
         bee_quantize_row(type, chunk, p + bee_type_nbytes(type, i), k);
     }
     return p;

@@ -22,4 +22,9 @@ typedef struct {
 int bee_init_preset(const char *shape, bee_hparams *hp, uint8_t **mask);
 int bee_model_init_random(const char *path, const bee_init_opts *o);
 
+/* The random source of bee init (splitmix64) and a Box-Muller N(0, 1) from it;
+ * shared with the training code's random init so both stay reproducible. */
+uint64_t bee_rng_next(uint64_t *s);
+float bee_rng_normal(uint64_t *s);
+
 #endif

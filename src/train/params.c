@@ -7,6 +7,7 @@
 
 #include "format/convert.h"
 #include "model/arch.h"
+#include "model/init.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/types.h"
@@ -178,18 +179,6 @@ int bee_train_model_from(const bee_model *m, bee_train_model *t) {
 
 /* ================================================================ random */
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_normal(uint64_t *s) {
-    double u1 = ((double)(rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 int bee_train_model_random(const bee_hparams *hp, const uint8_t *mask, uint64_t seed, bee_train_model *t) {
     uint32_t nl = hp->n_layers;
@@ -208,7 +197,7 @@ int bee_train_model_random(const bee_hparams *hp, const uint8_t *mask, uint64_t 
         float *x = t->w.mem + p->offset;
         int is_norm = p->rows == 1, is_bias = strcmp(p->name, BEE_T_POS_BIAS) == 0;
         for (uint64_t i = 0; i < p->rows * p->cols; i++) {
-            float z = rng_normal(&rng);
+            float z = bee_rng_normal(&rng);
             x[i] = is_norm ? 1.0f + 0.1f * z : is_bias ? 0.1f * z : z;
         }
     }
