@@ -24,7 +24,9 @@
 /* Prefetch distance for the panel stream: a single core needs several KiB in
  * flight to reach its share of the read bandwidth (4 KiB was also the knee
  * for the row-layout dot kernels). */
+#ifndef PF_AHEAD
 #define PF_AHEAD 4096
+#endif
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T0
 #endif
