@@ -503,6 +503,33 @@ static void test_feedback_survives_sigkill(void **st) {
     assert_int_equal(nf, 1);
 }
 
+/* The embedded web app: each file with its type and a strict CSP, no key needed. */
+static void test_web_app(void **st) {
+    (void)st;
+    srv v;
+    srv_start(&v, NULL, NULL);
+    static const char *const paths[][2] = {{"/", "text/html"}, {"/index.html", "text/html"},
+                                           {"/app.js", "text/javascript"}, {"/app.css", "text/css"}};
+    for (size_t i = 0; i < 4; i++) {
+        resp r;
+        if (http(v.port, "GET", paths[i][0], NULL, NULL, &r)) fail_msg("GET %s", paths[i][0]);
+        assert_int_equal(r.status, 200);
+        char want[128];
+        snprintf(want, sizeof want, "content-type: %s", paths[i][1]);
+        if (!strcasestr(r.head, want)) fail_msg("GET %s: %s", paths[i][0], r.head);
+        assert_non_null(strcasestr(r.head, "content-security-policy: default-src 'none'; script-src 'self'"));
+        assert_non_null(strcasestr(r.head, "x-content-type-options: nosniff"));
+        assert_true(r.n > 500);
+        if (i == 0) assert_non_null(strstr(r.body, "<script src=\"/app.js\""));
+        resp_free(&r);
+    }
+    resp r;
+    if (http(v.port, "GET", "/nope.js", NULL, NULL, &r)) fail_msg("GET /nope.js");
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    srv_stop(&v);
+}
+
 int main(void) {
     if (!bee_serve_available()) {
         fprintf(stderr, "SKIP: bee was built without libmicrohttpd\n");
@@ -517,6 +544,7 @@ int main(void) {
         cmocka_unit_test(test_prompt_block_and_mask),
         cmocka_unit_test(test_feedback_round_trip),
         cmocka_unit_test(test_feedback_survives_sigkill),
+        cmocka_unit_test(test_web_app),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

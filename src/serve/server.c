@@ -9,6 +9,7 @@
 
 #include "feedback/feedback.h"
 #include "serve/internal.h"
+#include "serve/web.h"
 #include "util/error.h"
 
 void bee_serve_opts_default(bee_serve_opts *o) {
@@ -585,6 +586,28 @@ static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connecti
     return r;
 }
 
+/* ================================================================ web app */
+
+/* The page loads only its own script and style and talks only to this
+ * server: no inline code, no other origin, no framing. */
+static const char k_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+static enum MHD_Result handle_static(struct bee_server *s, struct MHD_Connection *c, const bee_web_asset *a) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->type);
+    MHD_add_response_header(r, "Content-Security-Policy", k_csp);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    bee_metrics_request(&s->metrics, "/", 200);
+    return rc;
+}
+
 /* ================================================================ routing */
 
 typedef struct {
@@ -605,6 +628,8 @@ static const route k_routes[] = {
 
 static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, const char *url, const char *method,
                                 conn_ctx *cc) {
+    const bee_web_asset *a = bee_web_find(url);
+    if (a && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) return handle_static(s, c, a); /* no key: the page holds no data */
     const route *r = NULL;
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
         if (strcmp(url, k_routes[i].path) == 0) r = &k_routes[i];
