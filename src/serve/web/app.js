@@ -69,8 +69,14 @@ async function postFeedback(turn, rating, correction, state) {
   if (correction) body.correction = correction;
   try {
     const r = await fetch("/v1/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
-    state.textContent = r.ok ? t("thanks") : r.status === 404 ? t("fbOff") : t("fbFail") + " (" + r.status + ")";
-    return r.ok;
+    if (r.ok) {
+      state.textContent = t("thanks");
+      return true;
+    }
+    const e = (await r.json().catch(() => ({}))).error || {};
+    const off = r.status === 404 && !e.param; // 404 without a param: the server has no store
+    state.textContent = off ? t("fbOff") : t("fbFail") + " (" + r.status + ")";
+    return false;
   } catch (e) {
     state.textContent = t("fbFail");
     return false;
@@ -82,13 +88,14 @@ function feedbackTools(turn) {
   const state = tools.querySelector(".fbstate"), corr = tools.querySelector(".corr");
   corr.querySelector("textarea").placeholder = t("correction");
   corr.querySelector(".sendcorr").textContent = t("sendCorr");
+  const up = tools.querySelector(".up"), down = tools.querySelector(".down");
+  // The latest rating is the one that counts (the store keeps every row), so one button shows as chosen.
+  const mark = (b) => { up.classList.toggle("on", b === up); down.classList.toggle("on", b === down); };
   tools.hidden = false;
-  tools.querySelector(".up").onclick = async (ev) => {
-    if (await postFeedback(turn, 1, null, state)) ev.target.classList.add("on");
-  };
-  tools.querySelector(".down").onclick = async (ev) => {
+  up.onclick = async () => { if (await postFeedback(turn, 1, null, state)) mark(up); };
+  down.onclick = async () => {
     corr.hidden = false;
-    if (await postFeedback(turn, -1, null, state)) ev.target.classList.add("on");
+    if (await postFeedback(turn, -1, null, state)) mark(down);
   };
   corr.querySelector(".sendcorr").onclick = () => postFeedback(turn, -1, corr.querySelector("textarea").value.trim(), state);
 }
@@ -127,7 +134,7 @@ async function generate() {
   ctrl = new AbortController();
   busy(true);
   notice("");
-  let finish = null;
+  let finish = null, stopped = false;
   try {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), signal: ctrl.signal,
@@ -167,11 +174,12 @@ async function generate() {
       notice(t("blockedReply"));
     }
   } catch (e) {
-    if (e.name === "AbortError") flag(turn.el, t("stopped"));
+    stopped = e.name === "AbortError";
+    if (stopped) flag(turn.el, t("stopped"));
     else notice(t("error") + e.message);
   } finally {
     turn.el.classList.remove("streaming");
-    if (turn.id && turns.includes(turn)) feedbackTools(turn);
+    if (turn.id && turns.includes(turn) && !stopped) feedbackTools(turn); // a stopped reply is not stored
     ctrl = null;
     busy(false);
   }
