@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "feedback/feedback.h"
+#include "safety/safety.h"
 #include "serve/serve.h"
 #include "util/error.h"
 
@@ -22,6 +24,9 @@ static const cli_opt k_serve_opts[] = {
      "BEE_API_KEY_FILE", 0},
     {"name", 0, "NAME", "model id reported by /v1/models (default: file name)", "BEE_MODEL_NAME", 0},
     {"drain", 0, "S", "on SIGTERM/SIGINT, seconds to let requests finish (default 30)", "BEE_DRAIN", 0},
+    {"policy", 0, "P.json", "content-safety policy for prompts and generated text (docs/SAFETY.md)", "BEE_POLICY", 0},
+    {"audit-db", 0, "F.sqlite", "safety audit table (default: the --feedback-db file)", "BEE_AUDIT_DB", 0},
+    {"feedback-db", 0, "F.sqlite", "store every response; enables POST /v1/feedback", "BEE_FEEDBACK_DB", 0},
     {"verbose", 'v', NULL, "log each request", "BEE_VERBOSE", 0},
     {0},
 };
@@ -44,6 +49,38 @@ static int read_opts(const cli_args *a, bee_serve_opts *o) {
     o->api_key_file = cli_get(a, "api-key-file");
     o->model_name = cli_get(a, "name");
     o->verbose = cli_get(a, "verbose") != NULL;
+    return 0;
+}
+
+/* The policy, audit table and feedback store the server borrows. */
+typedef struct {
+    bee_safety_policy *policy;
+    bee_safety_audit *audit;
+    bee_feedback *feedback;
+} serve_stores;
+
+static void stores_close(serve_stores *st) {
+    bee_safety_policy_free(st->policy);
+    bee_safety_audit_close(st->audit);
+    bee_feedback_close(st->feedback);
+}
+
+static int stores_open(const cli_args *a, serve_stores *st, bee_serve_opts *o) {
+    const char *pol = cli_get(a, "policy"), *fdb = cli_get(a, "feedback-db"), *adb = cli_get(a, "audit-db");
+    if (!adb && pol) adb = fdb; /* decisions next to the responses they concern */
+    memset(st, 0, sizeof *st);
+    if ((pol && bee_safety_policy_load(pol, &st->policy)) || (fdb && bee_feedback_open(fdb, &st->feedback)) ||
+        (adb && bee_safety_audit_open(adb, &st->audit))) {
+        cli_fail("serve");
+        stores_close(st);
+        memset(st, 0, sizeof *st);
+        return 1;
+    }
+    o->policy = st->policy, o->audit = st->audit, o->feedback = st->feedback;
+    if (pol)
+        fprintf(stderr, "bee serve: policy %s (%zu categories, %zu terms)%s%s\n", pol,
+                bee_safety_policy_n_categories(st->policy), bee_safety_policy_n_terms(st->policy),
+                adb ? ", audit in " : "", adb ? adb : "");
     return 0;
 }
 
@@ -85,7 +122,12 @@ int cmd_serve(int argc, char **argv) {
     else if (read_opts(&a, &o)) rc = 2;
     else if (!bee_serve_available()) rc = cli_error("serve", "bee was built without libmicrohttpd: install libmicrohttpd-dev and rebuild");
     else if (!o.model_path) rc = cli_error("serve", "missing -m MODEL.gguf") + 1;
-    else rc = serve(&o);
+    else {
+        serve_stores st;
+        rc = stores_open(&a, &st, &o);
+        if (rc == 0) rc = serve(&o);
+        stores_close(&st);
+    }
     cli_free(&a);
     return rc;
 }

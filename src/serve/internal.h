@@ -7,6 +7,7 @@
 
 #include "generate/generate.h"
 #include "model/model.h"
+#include "safety/safety.h"
 #include "serve/metrics.h"
 #include "serve/request.h"
 #include "serve/serve.h"
@@ -25,7 +26,9 @@ typedef struct {
     bee_unescape unesc;
     int n_gen;            /* generated tokens (</s> included) */
     bee_finish finish;
-    int filtered;         /* refused by the output check */
+    int filtered;         /* refused by the output check or blocked by the policy */
+    struct bee_safety_stream *safe; /* policy filter between the sampler and text (scheduler thread) */
+    bee_str raw;          /* scratch: unescaped piece before the filter */
     int started;          /* a token was generated */
     int n_deltas;         /* stream chunks sent */
     double t_prev;        /* time of the previous token */
@@ -94,6 +97,7 @@ struct bee_server {
     int port;
     bee_model *model;
     bee_metrics metrics;
+    pthread_mutex_t audit_mu; /* the audit handle belongs to one thread at a time */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* scheduler: new work or a cancellation */

@@ -1,5 +1,6 @@
 #include "serve/metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ int bee_metrics_init(bee_metrics *m) {
 
 void bee_metrics_free(bee_metrics *m) {
     free(m->reqs);
+    free(m->safety);
     pthread_mutex_destroy(&m->mu);
 }
 
@@ -34,6 +36,34 @@ void bee_metrics_request(bee_metrics *m, const char *endpoint, int status) {
         m->n_reqs++;
     }
     if (i < m->n_reqs) m->reqs[i].n++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Category names come from the policy file: keep them from breaking the label syntax. */
+static void label_value(char *dst, size_t cap, const char *v) {
+    size_t k = 0;
+    for (; *v && k + 1 < cap; v++) dst[k++] = (*v == '"' || *v == '\\' || *v == '\n') ? '_' : *v;
+    dst[k] = 0;
+}
+
+void bee_metrics_safety(bee_metrics *m, const char *stage, const char *category, const char *action) {
+    char cat[96], key[160];
+    label_value(cat, sizeof cat, category ? category : "");
+    snprintf(key, sizeof key, "stage=\"%s\",category=\"%s\",action=\"%s\"", stage, cat, action);
+    pthread_mutex_lock(&m->mu);
+    size_t i = 0;
+    while (i < m->n_safety && strcmp(m->safety[i].labels, key) != 0) i++;
+    if (i == m->n_safety && m->n_safety == m->cap_safety) {
+        size_t cap = m->cap_safety ? m->cap_safety * 2 : 8;
+        bee_label_count *r = realloc(m->safety, cap * sizeof *r);
+        if (r) m->safety = r, m->cap_safety = cap;
+    }
+    if (i == m->n_safety && m->n_safety < m->cap_safety) {
+        snprintf(m->safety[i].labels, sizeof m->safety[i].labels, "%s", key);
+        m->safety[i].n = 0;
+        m->n_safety++;
+    }
+    if (i < m->n_safety) m->safety[i].n++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -93,6 +123,16 @@ int bee_metrics_render(bee_metrics *m, bee_str *o) {
     render_counter(o, "bee_forward_step_tokens_total", "Tokens fed to those forward passes.", m->step_tokens);
     render_counter(o, "bee_prefix_cache_hits_total", "Prompts whose KV cache was reused from a finished slot.",
                    m->prefix_hits);
+    bee_str_printf(o, "# HELP bee_safety_decisions_total Content-policy matches by stage, category and action.\n"
+                      "# TYPE bee_safety_decisions_total counter\n");
+    for (size_t i = 0; i < m->n_safety; i++)
+        bee_str_printf(o, "bee_safety_decisions_total{%s} %llu\n", m->safety[i].labels, (unsigned long long)m->safety[i].n);
+    bee_str_printf(o, "# HELP bee_feedback_rows_total Rows written to the feedback store.\n"
+                      "# TYPE bee_feedback_rows_total counter\n"
+                      "bee_feedback_rows_total{kind=\"response\"} %llu\nbee_feedback_rows_total{kind=\"rating\"} %llu\n",
+                   (unsigned long long)m->feedback_responses, (unsigned long long)m->feedback_ratings);
+    render_counter(o, "bee_feedback_errors_total", "Responses that could not be stored in the feedback store.",
+                   m->feedback_errors);
     render_hist(o, "bee_time_to_first_token_seconds", "Time from arrival to the first generated token.", &m->ttft);
     render_hist(o, "bee_inter_token_seconds", "Time between consecutive generated tokens of a choice.", &m->itl);
     render_hist(o, "bee_request_duration_seconds", "Time from arrival to the end of generation.", &m->duration);

@@ -24,10 +24,19 @@ typedef struct {
     uint64_t n;
 } bee_req_count;
 
+/* A counter keyed by a rendered label set such as stage="prompt",category="x",action="block". */
+typedef struct {
+    char labels[160];
+    uint64_t n;
+} bee_label_count;
+
 typedef struct {
     pthread_mutex_t mu;
     bee_req_count *reqs;
     size_t n_reqs, cap_reqs;
+    bee_label_count *safety; /* bee_safety_decisions_total */
+    size_t n_safety, cap_safety;
+    uint64_t feedback_responses, feedback_ratings, feedback_errors;
     uint64_t prompt_tokens, generated_tokens, steps, step_tokens, prefix_hits;
     bee_hist ttft, itl, duration, step_time;
     /* gauges, set by the scheduler */
@@ -37,6 +46,8 @@ typedef struct {
 int bee_metrics_init(bee_metrics *m);
 void bee_metrics_free(bee_metrics *m);
 void bee_metrics_request(bee_metrics *m, const char *endpoint, int status);
+/* One content-safety decision (a match) of a category and action at a stage. */
+void bee_metrics_safety(bee_metrics *m, const char *stage, const char *category, const char *action);
 void bee_metrics_observe(bee_metrics *m, bee_hist *h, double seconds);
 void bee_metrics_add(bee_metrics *m, uint64_t *counter, uint64_t v);
 void bee_metrics_set(bee_metrics *m, int64_t *gauge, int64_t v);

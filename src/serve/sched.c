@@ -48,6 +48,8 @@ static void job_free(bee_job *j) {
     for (int i = 0; j->choices && i < j->rq.n; i++) {
         bee_choice *c = &j->choices[i];
         bee_str_free(&c->text);
+        bee_str_free(&c->raw);
+        bee_safety_stream_free(c->safe);
         json_decref(c->lp_tokens), json_decref(c->lp_logprobs), json_decref(c->lp_top), json_decref(c->lp_offsets);
     }
     free(j->choices);
@@ -123,12 +125,28 @@ static json_t *choice_chunk(const bee_job *j, const bee_choice *c, const char *t
     return o;
 }
 
+/* Unescapes a piece into the choice's text. With a policy the piece passes
+ * the streaming filter first, which appends only what can no longer become
+ * part of a match; the filter failing counts as a block (fail closed). */
+static void choice_feed(bee_choice *c, const char *text, size_t len, int final) {
+    if (!c->safe) {
+        bee_unescape_feed(&c->unesc, text, len, final, &c->text);
+        return;
+    }
+    c->raw.n = 0;
+    int rc = bee_unescape_feed(&c->unesc, text, len, final, &c->raw);
+    if (rc == 0 && c->raw.n) rc = bee_safety_stream_push(c->safe, c->raw.s, c->raw.n, &c->text);
+    if (rc == 0 && final) rc = bee_safety_stream_finish(c->safe, &c->text);
+    if (rc || bee_safety_stream_action(c->safe) == BEE_SAFETY_BLOCK) c->filtered = 1;
+}
+
 /* Stream callback of a choice's sampler (scheduler thread). */
 static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     (void)slot;
     bee_choice *c = user;
+    if (c->filtered) return; /* blocked: nothing more leaves, the slot stops after this token */
     size_t before = c->text.n;
-    bee_unescape_feed(&c->unesc, text, len, 0, &c->text);
+    choice_feed(c, text, len, 0);
     bee_job *j = c->job;
     if (!j->rq.stream || c->text.n == before) return;
     pthread_mutex_lock(&j->srv->mu);
@@ -230,6 +248,8 @@ int bee_job_prepare(struct bee_server *s, bee_job *j, bee_api_error *e) {
         c->sp.seed = seed + (uint64_t)i;
         c->sp.stream = j->rq.kind == BEE_API_CPMBEE ? NULL : on_piece;
         c->sp.stream_user = c;
+        if (s->o.policy && j->rq.kind != BEE_API_CPMBEE && bee_safety_stream_init(&c->safe, s->o.policy))
+            return bee_api_error_set(e, 500, "server_error", NULL, "%s", bee_error_message());
         if (j->rq.logprobs >= 0) {
             c->lp_tokens = json_array(), c->lp_logprobs = json_array(), c->lp_top = json_array();
             c->lp_offsets = json_array();
@@ -281,7 +301,12 @@ static void job_abort_locked(struct bee_server *s, bee_job *j, int status, const
 static void choice_done_locked(struct bee_server *s, bee_serve_slot *sl) {
     bee_job *j = sl->job;
     bee_choice *c = &j->choices[sl->choice];
-    bee_unescape_feed(&c->unesc, "", 0, 1, &c->text);
+    size_t before = c->text.n;
+    if (!c->filtered) choice_feed(c, "", 0, 1); /* the held-back tail, decided now */
+    if (c->safe && j->rq.stream && c->text.n > before) {
+        sse_append_locked(j, choice_chunk(j, c, c->text.s + before, c->text.n - before));
+        c->n_deltas++;
+    }
     c->finish = sl->smp.finish;
     if (j->rq.kind == BEE_API_CPMBEE && !j->result) j->result = bee_sampler_result(&sl->smp);
     slot_release(s, sl);
@@ -545,6 +570,10 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
             job_abort_locked(s, sl->job, 500, "server_error", bee_error_message());
             pthread_mutex_unlock(&s->mu);
             continue;
+        }
+        if (sl->job->choices[sl->choice].filtered && !sl->smp.done) { /* policy block: stop generating */
+            sl->smp.done = 1;
+            sl->smp.finish = BEE_FINISH_STOP;
         }
         gen++;
     }

@@ -59,6 +59,17 @@ typedef struct {
     bee_serve_check_fn check;
     bee_serve_record_fn record;
     void *hook_user;
+    /* Built-in content safety and feedback (all optional, owned by the caller,
+     * alive until bee_server_stop returns). The policy checks prompts (block:
+     * 400 content_filter; mask: the masked prompt is generated from) and
+     * filters generated text while it is produced, holding back only the
+     * undecided tail, so a blocked term is never sent, even across stream
+     * chunks. Matches go to the audit table. The feedback store records
+     * every finished response under the id the client got and serves
+     * POST /v1/feedback. */
+    const struct bee_safety_policy *policy;
+    struct bee_safety_audit *audit; /* calls are serialised by the server */
+    struct bee_feedback *feedback;
 } bee_serve_opts;
 
 void bee_serve_opts_default(bee_serve_opts *o);

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "feedback/feedback.h"
 #include "serve/internal.h"
+#include "serve/web.h"
 #include "util/error.h"
 
 void bee_serve_opts_default(bee_serve_opts *o) {
@@ -236,7 +238,26 @@ static enum MHD_Result handle_tokenize(struct bee_server *s, struct MHD_Connecti
 
 /* ================================================================ results */
 
+/* Counts each policy match and writes it to the audit table (connection
+ * thread: SQLite never stalls the scheduler). */
+static void policy_note(struct bee_server *s, const char *id, bee_safety_stage stage, const bee_safety_match *m,
+                        size_t n) {
+    for (size_t i = 0; i < n; i++)
+        bee_metrics_safety(&s->metrics, bee_safety_stage_name(stage), m[i].category_name,
+                           bee_safety_action_name(m[i].action));
+    if (!n || !s->o.audit) return;
+    pthread_mutex_lock(&s->audit_mu);
+    int rc = bee_safety_audit_record(s->o.audit, id, stage, m, n);
+    pthread_mutex_unlock(&s->audit_mu);
+    if (rc) fprintf(stderr, "bee serve: audit: %s\n", bee_error_message());
+}
+
 static void run_output_checks(struct bee_server *s, bee_job *j) {
+    for (int i = 0; j->choices && i < j->rq.n; i++) {
+        size_t n = 0;
+        const bee_safety_match *m = j->choices[i].safe ? bee_safety_stream_matches(j->choices[i].safe, &n) : NULL;
+        policy_note(s, j->id, BEE_SAFETY_STAGE_OUTPUT, m, n);
+    }
     if (!s->o.check || j->failed || j->rq.kind == BEE_API_CPMBEE) return;
     for (int i = 0; i < j->rq.n; i++) {
         bee_choice *ch = &j->choices[i];
@@ -316,7 +337,33 @@ static json_t *result_json(const struct bee_server *s, const bee_job *j) {
     return o;
 }
 
+/* The prompt as the client sent it: chat messages, the completion prompt or the dict. */
+static char *request_prompt_json(const bee_job *j) {
+    json_t *req = json_loads(j->body ? j->body : "", 0, NULL);
+    const char *key = j->rq.kind == BEE_API_CHAT ? "messages" : j->rq.kind == BEE_API_CPMBEE ? "data" : "prompt";
+    json_t *v = req ? json_object_get(req, key) : NULL;
+    char *out = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(req);
+    return out;
+}
+
+/* Stores a successful response before the client sees its end, so feedback
+ * posted right after the response always finds it. */
+static void feedback_store(struct bee_server *s, bee_job *j) {
+    if (!s->o.feedback || j->failed) return;
+    char *prompt = request_prompt_json(j), *dict = NULL;
+    const char *text = "";
+    if (j->rq.kind == BEE_API_CPMBEE) text = dict = j->result ? json_dumps(j->result, JSON_COMPACT) : NULL;
+    else if (j->choices && j->choices[0].text.n) text = j->choices[0].text.s;
+    bee_feedback_response r = {j->id, s->model_name, prompt, text ? text : "", 0};
+    int rc = prompt ? bee_feedback_record_response(s->o.feedback, &r, NULL, 0) : bee_fail("no prompt in the request");
+    bee_metrics_add(&s->metrics, rc ? &s->metrics.feedback_errors : &s->metrics.feedback_responses, 1);
+    if (rc) fprintf(stderr, "bee serve: feedback store: %s: %s\n", j->id, bee_error_message());
+    free(prompt), free(dict);
+}
+
 static void record(struct bee_server *s, bee_job *j, const char *response, int status) {
+    if (status == 200) feedback_store(s, j);
     if (!s->o.record) return;
     bee_serve_record r = {j->id, j->endpoint, j->body ? j->body : "", response ? response : "", status};
     s->o.record(s->o.hook_user, &r);
@@ -353,7 +400,7 @@ static void stream_finish_locked(stream_ctx *sc) {
     struct bee_server *s = sc->s;
     pthread_mutex_unlock(&s->mu);
     run_output_checks(s, j);
-    if (s->o.record) {
+    if (s->o.record || s->o.feedback) {
         bee_str all = {0};
         for (int i = 0; i < j->rq.n; i++) bee_str_append(&all, j->choices[i].text.s ? j->choices[i].text.s : "", j->choices[i].text.n);
         record(s, j, j->failed ? j->err.message : all.s, j->failed ? j->err.status : 200);
@@ -432,6 +479,69 @@ static const char *prompt_text(const bee_job *j, char **owned) {
     return *owned ? *owned : "";
 }
 
+/* A masked prompt replaces the model input; a dict whose masked text is no
+ * longer a JSON object is refused rather than generated from unmasked. */
+static int prompt_replace(bee_job *j, const bee_safety_result *r, const char *param, bee_api_error *e) {
+    if (j->rq.kind != BEE_API_CPMBEE)
+        return json_object_set_new(j->rq.data, "input", json_stringn(r->text, r->len))
+                   ? bee_api_error_set(e, 500, "server_error", NULL, "out of memory")
+                   : 0;
+    json_t *d = json_loadb(r->text, r->len, 0, NULL);
+    if (!json_is_object(d)) {
+        json_decref(d);
+        return bee_api_error_set(e, 400, "content_filter", param, "the input was refused by the content policy");
+    }
+    json_decref(j->rq.data);
+    j->rq.data = d;
+    return 0;
+}
+
+/* The policy's say on a prompt, before it is tokenized: block refuses the
+ * request, mask changes what the model reads, log only records. */
+static int policy_prompt(struct bee_server *s, bee_job *j, bee_api_error *e) {
+    if (!s->o.policy || !j->rq.data) return 0;
+    char *owned;
+    const char *t = prompt_text(j, &owned);
+    const char *param = j->rq.kind == BEE_API_CHAT ? "messages" : j->rq.kind == BEE_API_CPMBEE ? "data" : "prompt";
+    bee_safety_result r;
+    int rc = bee_safety_check(s->o.policy, t, strlen(t), &r);
+    free(owned);
+    if (rc) return bee_api_error_set(e, 500, "server_error", NULL, "content policy: %s", bee_error_message());
+    policy_note(s, j->id, BEE_SAFETY_STAGE_PROMPT, r.matches, r.n_matches);
+    if (r.action == BEE_SAFETY_BLOCK) {
+        const char *cat = "";
+        for (size_t i = 0; i < r.n_matches; i++)
+            if (r.matches[i].action == BEE_SAFETY_BLOCK) cat = r.matches[i].category_name;
+        rc = bee_api_error_set(e, 400, "content_filter", param,
+                               "the prompt was blocked by the content policy (category '%s')", cat);
+    } else if (r.action == BEE_SAFETY_MASK) {
+        rc = prompt_replace(j, &r, param, e);
+    }
+    bee_safety_result_free(&r);
+    return rc;
+}
+
+/* POST /v1/feedback. The store's messages name the field ("feedback: rating:
+ * expected 1 or -1"), which becomes the error's param. */
+static enum MHD_Result handle_feedback(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc) {
+    const char *ep = "/v1/feedback";
+    if (!s->o.feedback)
+        return send_err(s, c, ep, 404, "invalid_request_error", NULL, "the feedback store is off (bee serve --feedback-db)");
+    if (bee_feedback_record_json(s->o.feedback, cc->body.s ? cc->body.s : "", cc->body.n) == 0) {
+        bee_metrics_add(&s->metrics, &s->metrics.feedback_ratings, 1);
+        return send_json(s, c, ep, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    const char *msg = bee_error_message();
+    if (strstr(msg, "unknown response id"))
+        return send_err(s, c, ep, 404, "invalid_request_error", "response_id", msg);
+    if (strncmp(msg, "feedback: ", 10) != 0) return send_err(s, c, ep, 500, "server_error", NULL, msg);
+    char param[64] = "";
+    const char *f = msg + 10, *colon = strchr(f, ':');
+    if (colon && (size_t)(colon - f) < sizeof param && !memchr(f, ' ', (size_t)(colon - f)))
+        snprintf(param, sizeof param, "%.*s", (int)(colon - f), f);
+    return send_err(s, c, ep, 400, "invalid_request_error", param[0] ? param : NULL, msg);
+}
+
 static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc, bee_api_kind kind,
                                        const char *endpoint) {
     bee_api_req rq;
@@ -449,7 +559,8 @@ static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connecti
     }
     j->rq = rq;
     j->body = strndup(cc->body.s ? cc->body.s : "", cc->body.n);
-    int rc = bee_job_prepare(s, j, &e);
+    int rc = policy_prompt(s, j, &e);
+    if (rc == 0) rc = bee_job_prepare(s, j, &e);
     if (rc == 0 && s->o.check) {
         char *owned, *reason = NULL;
         const char *t = prompt_text(j, &owned);
@@ -475,6 +586,28 @@ static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connecti
     return r;
 }
 
+/* ================================================================ web app */
+
+/* The page loads only its own script and style and talks only to this
+ * server: no inline code, no other origin, no framing. */
+static const char k_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+static enum MHD_Result handle_static(struct bee_server *s, struct MHD_Connection *c, const bee_web_asset *a) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->type);
+    MHD_add_response_header(r, "Content-Security-Policy", k_csp);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    bee_metrics_request(&s->metrics, "/", 200);
+    return rc;
+}
+
 /* ================================================================ routing */
 
 typedef struct {
@@ -490,10 +623,13 @@ static const route k_routes[] = {
     {"/v1/chat/completions", "POST", BEE_API_CHAT},
     {"/v1/cpmbee", "POST", BEE_API_CPMBEE},
     {"/tokenize", "POST", BEE_API_TOKENIZE},
+    {"/v1/feedback", "POST", -1},
 };
 
 static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, const char *url, const char *method,
                                 conn_ctx *cc) {
+    const bee_web_asset *a = bee_web_find(url);
+    if (a && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) return handle_static(s, c, a); /* no key: the page holds no data */
     const route *r = NULL;
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
         if (strcmp(url, k_routes[i].path) == 0) r = &k_routes[i];
@@ -512,6 +648,7 @@ static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, 
     int loaded = s->loaded;
     pthread_mutex_unlock(&s->mu);
     if (strcmp(r->path, "/metrics") == 0) return handle_metrics(s, c);
+    if (strcmp(r->path, "/v1/feedback") == 0) return handle_feedback(s, c, cc);
     if (!loaded) return send_err(s, c, r->path, 503, "server_error", NULL, "the model is not loaded");
     if (strcmp(r->path, "/v1/models") == 0) return handle_models(s, c);
     return handle_generate(s, c, cc, (bee_api_kind)r->kind, r->path);
@@ -616,6 +753,7 @@ static void server_free(struct bee_server *s) {
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->ready_cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->audit_mu);
     free(s);
 }
 
@@ -637,6 +775,7 @@ int bee_server_start(const bee_serve_opts *o, bee_server **out) {
     s->o = *o;
     if (s->o.prefill_budget < 1) s->o.prefill_budget = 1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->audit_mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
     int rc = bee_metrics_init(&s->metrics);
