@@ -157,7 +157,7 @@ int bee_search_open(const char *path, bee_search **out) {
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (register_tokenizer(s) || sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->db, k_schema, NULL, NULL, NULL) != SQLITE_OK || check_version(s) || prepare_all(s)) {
         if (!strstr(bee_error_message(), s->path)) db_fail(s, "cannot open");
         bee_search_close(s);
