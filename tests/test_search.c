@@ -71,6 +71,14 @@ static void test_html_and_split(void **st) {
     char *t = bee_html_to_text(h, strlen(h), &n);
     assert_string_equal(t, "T\n\n# 标题 & more\n\n一二三 <x> y &bogus; 5 < 6");
     free(t);
+    /* truncated markup at the end (found by the fuzzer) */
+    static const char *k_cut[] = {"a<", "a</", "a<!--", "<script>x", "&#", "&#x110000;"};
+    for (size_t i = 0; i < sizeof k_cut / sizeof k_cut[0]; i++) {
+        char *c = malloc(strlen(k_cut[i]));
+        memcpy(c, k_cut[i], strlen(k_cut[i])); /* exactly the bytes, no terminator to lean on */
+        free(bee_html_to_text(c, strlen(k_cut[i]), &n));
+        free(c);
+    }
 
     /* one long paragraph: windows of at most 400 characters, overlapping */
     bee_str s = {0};

@@ -94,7 +94,7 @@ static size_t skip_tag(bee_str *o, const char *h, size_t i, size_t n) {
     size_t tn = j - t0;
     const char *gt = memchr(h + j, '>', n - j);
     size_t after = gt ? (size_t)(gt - h) + 1 : n;
-    if (tn == 0 && !closing && h[t0] != '!' && h[t0] != '?') { bee_str_append(o, "<", 1); return i + 1; }
+    if (tn == 0 && !closing && (t0 >= n || (h[t0] != '!' && h[t0] != '?'))) { bee_str_append(o, "<", 1); return i + 1; }
     if (!closing && tn == 6 && strncasecmp(h + t0, "script", 6) == 0) {
         const char *e = find_ci(h, after, n, "</script");
         const char *gt2 = e ? memchr(e, '>', (size_t)(h + n - e)) : NULL;

@@ -116,8 +116,8 @@ static int check_version(bee_search *s) {
 static int prepare_all(bee_search *s) {
     static const char *k_sql[] = {
         "SELECT id, size, mtime, hash FROM files WHERE path=?1",
-        "INSERT INTO files(path, size, mtime, hash) VALUES(?1,?2,?3,?4) ON CONFLICT(path) DO UPDATE SET "
-        "size=excluded.size, mtime=excluded.mtime, hash=excluded.hash RETURNING id",
+        ("INSERT INTO files(path, size, mtime, hash) VALUES(?1,?2,?3,?4) ON CONFLICT(path) DO UPDATE SET "
+         "size=excluded.size, mtime=excluded.mtime, hash=excluded.hash RETURNING id"),
         "UPDATE files SET size=?2, mtime=?3 WHERE id=?1",
         "DELETE FROM fts WHERE rowid IN (SELECT id FROM passages WHERE file_id=?1)",
         "DELETE FROM passages WHERE file_id=?1",
