@@ -218,6 +218,25 @@ static void test_incremental(void **st) {
     bee_search_close(s);
 }
 
+/* A file that fails half-way (bad JSONL line) leaves its previous version in the index. */
+static void test_bad_file_rolls_back(void **st) {
+    (void)st;
+    const char *file = tu_tmp("records.jsonl");
+    write_text(file, "{\"text\": \"长江是亚洲第一长河。\"}\n");
+    bee_search *s = open_index("rollback.sqlite");
+    bee_index_stats c;
+    assert_int_equal(bee_search_index(s, &file, 1, &c), 0);
+    write_text(file, "{\"text\": \"黄河是中国第二长河。\"}\n{\"text\": 5}\n");
+    assert_int_equal(bee_search_index(s, &file, 1, &c), -1);
+    assert_non_null(strstr(bee_error_message(), "records.jsonl:2:"));
+    assert_int_equal(query(s, "黄河", 5, NULL, 0), 0);
+    expect_top(s, "长江", "records.jsonl#1");
+    write_text(file, "not json\n");
+    assert_int_equal(bee_search_index(s, &file, 1, &c), -1);
+    assert_non_null(strstr(bee_error_message(), "records.jsonl:1:"));
+    bee_search_close(s);
+}
+
 static void test_hostile_queries(void **st) {
     (void)st;
     const char *dir = corpus_dir();
@@ -388,6 +407,7 @@ int main(void) {
 #ifdef BEE_HAVE_SQLITE
         cmocka_unit_test(test_index_search),
         cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_bad_file_rolls_back),
         cmocka_unit_test(test_hostile_queries),
         cmocka_unit_test(test_bad_db),
         cmocka_unit_test(test_cli),
