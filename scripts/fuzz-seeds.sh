@@ -7,6 +7,9 @@ case "$name" in
   fuzz_tokenizer)
     printf 'hello <<world>> <mask_0> 今天天气真好' > "$dir/seed1"
     printf 'x < y' > "$dir/seed2" ;;
+  fuzz_search_tokenizer)
+    printf '北京大学 Running STORES ＡＢＣ１２３\343\200\200カナ 한국 "NEAR(*)" \377' > "$dir/seed1"
+    printf '<html><h1>标题 &amp; x</h1><script>a<b</script><p>一&#x4E8C;三</p>\n\n# md\n\ntext' > "$dir/seed2" ;;
   fuzz_dict)
     printf '{"input":"NGC<mask_0>","o":{"<option_0>":"a"},"<ans>":{"<mask_0>":""}}' > "$dir/seed1"
     printf '{"q":{"a":{"b":"c"}},"<ans>":""}' > "$dir/seed2" ;;

@@ -29,6 +29,9 @@ static const command k_commands[] = {
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
     {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
+    {"index", cmd_index, "add documents (txt, md, html, jsonl) to a search index, incrementally"},
+    {"search", cmd_search, "BM25 passage search over an index (Chinese and English)"},
+    {"ask", cmd_ask, "answer a question from retrieved passages, citing them"},
 };
 
 static void usage(FILE *f) {

@@ -71,5 +71,8 @@ int cmd_safety(int argc, char **argv);
 int cmd_feedback(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
 
 #endif

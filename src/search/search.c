@@ -1,0 +1,549 @@
+/* Index database: files, passages and the FTS5 table, kept in step
+ * transactionally; queries ranked by BM25. */
+#include "search/search.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "search/tokenize.h"
+#include "util/buf.h"
+#include "util/error.h"
+
+#ifdef BEE_HAVE_SQLITE
+
+#include <dirent.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/file.h"
+
+struct bee_search {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *get_file, *put_file, *touch_file, *del_fts, *del_pass, *put_pass, *put_fts, *put_seen;
+};
+
+/* Bump when the tokenizer or splitter changes: an index built with another
+ * version must be rebuilt, since stored tokens would no longer match queries. */
+#define BEE_SEARCH_SCHEMA "bee-search-1"
+
+static const char k_schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS files("
+    " id INTEGER PRIMARY KEY,"
+    " path TEXT UNIQUE NOT NULL,"  /* absolute */
+    " size INTEGER NOT NULL,"
+    " mtime INTEGER NOT NULL,"     /* nanoseconds */
+    " hash TEXT NOT NULL);"        /* FNV-1a 64 of the content, hex */
+    "CREATE TABLE IF NOT EXISTS passages("
+    " id INTEGER PRIMARY KEY,"     /* = rowid in fts */
+    " file_id INTEGER NOT NULL REFERENCES files(id),"
+    " doc TEXT,"                   /* NULL: the file path; else path#record */
+    " seq INTEGER NOT NULL,"
+    " offset INTEGER NOT NULL,"
+    " heading TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS passages_file ON passages(file_id);"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, tokenize='bee');"
+    "CREATE TEMP TABLE IF NOT EXISTS seen(path TEXT PRIMARY KEY);";
+
+static int db_fail(bee_search *s, const char *what) {
+    return bee_fail("%s: %s: %s", s->path, what, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+}
+
+/* ================================================================ FTS5 tokenizer glue */
+
+typedef struct {
+    void *ctx;
+    int (*token)(void *, int, const char *, int, int, int);
+} fts_sink;
+
+static int fts_emit(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
+    fts_sink *k = user;
+    return k->token(k->ctx, colocated ? FTS5_TOKEN_COLOCATED : 0, tok, (int)n, (int)start, (int)end);
+}
+
+static int fts_create(void *ctx, const char **argv, int argc, Fts5Tokenizer **out) {
+    static int dummy;
+    *out = (Fts5Tokenizer *)&dummy; /* stateless */
+    return SQLITE_OK;
+}
+
+static void fts_delete(Fts5Tokenizer *t) {}
+
+static int fts_tokenize(Fts5Tokenizer *t, void *ctx, int flags, const char *text, int n,
+                        int (*token)(void *, int, const char *, int, int, int)) {
+    fts_sink k = {ctx, token};
+    bee_stok_mode mode = (flags & FTS5_TOKENIZE_QUERY) ? BEE_STOK_QUERY : BEE_STOK_DOCUMENT;
+    return bee_search_tokenize(text, n > 0 ? (size_t)n : 0, mode, fts_emit, &k);
+}
+
+static int register_tokenizer(bee_search *s) {
+    fts5_api *api = NULL;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT fts5(?1)", -1, &st, NULL) != SQLITE_OK)
+        return bee_fail("%s: this SQLite has no FTS5: %s", s->path, sqlite3_errmsg(s->db));
+    sqlite3_bind_pointer(st, 1, &api, "fts5_api_ptr", NULL);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (!api) return bee_fail("%s: this SQLite has no FTS5", s->path);
+    fts5_tokenizer tk = {fts_create, fts_delete, fts_tokenize};
+    if (api->xCreateTokenizer(api, "bee", NULL, &tk, NULL) != SQLITE_OK) return db_fail(s, "register tokenizer");
+    return 0;
+}
+
+/* ================================================================ open / close */
+
+static int check_version(bee_search *s) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='schema'", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, "meta");
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (!v || strcmp(v, BEE_SEARCH_SCHEMA) != 0)
+            rc = bee_fail("%s: index version '%s', this bee writes '%s': delete it and index again", s->path,
+                          v ? v : "", BEE_SEARCH_SCHEMA);
+    } else if (sqlite3_exec(s->db, "INSERT INTO meta VALUES('schema','" BEE_SEARCH_SCHEMA "')", NULL, NULL, NULL))
+        rc = db_fail(s, "meta");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int prepare_all(bee_search *s) {
+    static const char *k_sql[] = {
+        "SELECT id, size, mtime, hash FROM files WHERE path=?1",
+        ("INSERT INTO files(path, size, mtime, hash) VALUES(?1,?2,?3,?4) ON CONFLICT(path) DO UPDATE SET "
+         "size=excluded.size, mtime=excluded.mtime, hash=excluded.hash RETURNING id"),
+        "UPDATE files SET size=?2, mtime=?3 WHERE id=?1",
+        "DELETE FROM fts WHERE rowid IN (SELECT id FROM passages WHERE file_id=?1)",
+        "DELETE FROM passages WHERE file_id=?1",
+        "INSERT INTO passages(file_id, doc, seq, offset, heading) VALUES(?1,?2,?3,?4,?5)",
+        "INSERT INTO fts(rowid, text) VALUES(?1,?2)",
+        "INSERT OR IGNORE INTO seen(path) VALUES(?1)",
+    };
+    sqlite3_stmt **dst[] = {&s->get_file, &s->put_file, &s->touch_file, &s->del_fts,
+                            &s->del_pass, &s->put_pass, &s->put_fts,    &s->put_seen};
+    for (size_t i = 0; i < sizeof k_sql / sizeof k_sql[0]; i++)
+        if (sqlite3_prepare_v3(s->db, k_sql[i], -1, SQLITE_PREPARE_PERSISTENT, dst[i], NULL) != SQLITE_OK)
+            return db_fail(s, "prepare");
+    return 0;
+}
+
+void bee_search_close(bee_search *s) {
+    if (!s) return;
+    sqlite3_stmt *all[] = {s->get_file, s->put_file, s->touch_file, s->del_fts,
+                           s->del_pass, s->put_pass, s->put_fts,    s->put_seen};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+int bee_search_open(const char *path, bee_search **out) {
+    *out = NULL;
+    bee_search *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(path))) {
+        free(s);
+        return bee_fail("%s: out of memory", path);
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        db_fail(s, "cannot open");
+        bee_search_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (register_tokenizer(s) || sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, k_schema, NULL, NULL, NULL) != SQLITE_OK || check_version(s) || prepare_all(s)) {
+        if (!strstr(bee_error_message(), s->path)) db_fail(s, "cannot open");
+        bee_search_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ================================================================ indexing one file */
+
+static void hash_hex(const char *d, size_t n, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)d[i]) * 0x100000001b3ULL;
+    static const char k_hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, h >>= 4) out[i] = k_hex[h & 15];
+    out[16] = 0;
+}
+
+static int step_done(bee_search *s, sqlite3_stmt *st, const char *what) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(s, what);
+}
+
+static int store_passages(bee_search *s, int64_t file_id, const char *doc, bee_doc *d, int64_t *seq) {
+    for (size_t i = 0; i < d->n; i++) {
+        const bee_passage *p = &d->p[i];
+        sqlite3_bind_int64(s->put_pass, 1, file_id);
+        if (doc) sqlite3_bind_text(s->put_pass, 2, doc, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(s->put_pass, 2);
+        sqlite3_bind_int64(s->put_pass, 3, (*seq)++);
+        sqlite3_bind_int64(s->put_pass, 4, p->offset);
+        sqlite3_bind_text(s->put_pass, 5, p->heading, -1, SQLITE_STATIC);
+        if (step_done(s, s->put_pass, "insert passage")) return -1;
+        sqlite3_bind_int64(s->put_fts, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_text(s->put_fts, 2, d->text + p->offset, (int)p->len, SQLITE_STATIC);
+        if (step_done(s, s->put_fts, "insert fts")) return -1;
+    }
+    return 0;
+}
+
+/* Splits and stores one text (ownership of text passes to this function). */
+static int index_text(bee_search *s, int64_t file_id, const char *doc, char *text, size_t len, int md,
+                      int64_t *seq) {
+    bee_doc d = {text, len, NULL, 0, 0};
+    int rc = bee_doc_split(&d, md) || store_passages(s, file_id, doc, &d, seq) ? -1 : 0;
+    bee_doc_free(&d);
+    return rc;
+}
+
+static int index_jsonl(bee_search *s, int64_t file_id, const char *path, const char *data, size_t n, int64_t *seq) {
+    size_t line = 0;
+    for (size_t i = 0; i < n; line++) {
+        const char *nl = memchr(data + i, '\n', n - i);
+        size_t e = nl ? (size_t)(nl - data) : n, b = i;
+        i = e + 1;
+        while (b < e && (data[b] == ' ' || data[b] == '\t' || data[b] == '\r')) b++;
+        if (b == e) continue;
+        json_error_t err;
+        json_t *o = json_loadb(data + b, e - b, 0, &err);
+        json_t *t = json_object_get(o, "text"), *id = json_object_get(o, "id");
+        if (!json_is_string(t)) {
+            json_decref(o);
+            return bee_fail("%s:%zu: %s", path, line + 1, o ? "expected an object with a string field \"text\"" : err.text);
+        }
+        char doc[PATH_MAX + 128];
+        if (json_is_string(id)) snprintf(doc, sizeof doc, "%s#%s", path, json_string_value(id));
+        else if (json_is_integer(id)) snprintf(doc, sizeof doc, "%s#%lld", path, (long long)json_integer_value(id));
+        else snprintf(doc, sizeof doc, "%s#%zu", path, line + 1);
+        char *text = strndup(json_string_value(t), json_string_length(t));
+        json_decref(o);
+        if (!text) return bee_fail("out of memory");
+        if (index_text(s, file_id, doc, text, strlen(text), 0, seq)) return -1;
+    }
+    return 0;
+}
+
+typedef enum { DOC_NONE, DOC_TEXT, DOC_MD, DOC_HTML, DOC_JSONL } doc_kind;
+
+static doc_kind kind_of(const char *path) {
+    const char *dot = strrchr(path, '.');
+    if (!dot || strchr(dot, '/')) return DOC_NONE;
+    if (!strcasecmp(dot, ".txt")) return DOC_TEXT;
+    if (!strcasecmp(dot, ".md") || !strcasecmp(dot, ".markdown")) return DOC_MD;
+    if (!strcasecmp(dot, ".html") || !strcasecmp(dot, ".htm")) return DOC_HTML;
+    if (!strcasecmp(dot, ".jsonl")) return DOC_JSONL;
+    return DOC_NONE;
+}
+
+static int index_content(bee_search *s, int64_t file_id, const char *path, doc_kind k, const char *data, size_t n,
+                         int64_t *seq) {
+    if (k == DOC_JSONL) return index_jsonl(s, file_id, path, data, n, seq);
+    size_t len = n;
+    char *text = k == DOC_HTML ? bee_html_to_text(data, n, &len) : strndup(data, n);
+    if (!text) return bee_fail("out of memory");
+    return index_text(s, file_id, NULL, text, len, k != DOC_TEXT, seq);
+}
+
+static int64_t mtime_ns(const struct stat *sb) { return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec; }
+
+static int exec(bee_search *s, const char *sql) {
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, sql);
+}
+
+static int delete_file_rows(bee_search *s, int64_t id) {
+    sqlite3_bind_int64(s->del_fts, 1, id);
+    sqlite3_bind_int64(s->del_pass, 1, id);
+    return step_done(s, s->del_fts, "delete fts") || step_done(s, s->del_pass, "delete passages") ? -1 : 0;
+}
+
+/* Re-indexes path inside one transaction: old passages out, new ones in. */
+static int write_file(bee_search *s, const char *path, doc_kind k, const struct stat *sb, const char *data,
+                      const char *hash, int64_t old_id, bee_index_stats *st) {
+    if (exec(s, "BEGIN IMMEDIATE")) return -1;
+    int64_t seq = 0, id = -1;
+    int rc = old_id >= 0 ? delete_file_rows(s, old_id) : 0;
+    if (rc == 0) {
+        sqlite3_bind_text(s->put_file, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->put_file, 2, (int64_t)sb->st_size);
+        sqlite3_bind_int64(s->put_file, 3, mtime_ns(sb));
+        sqlite3_bind_text(s->put_file, 4, hash, -1, SQLITE_STATIC);
+        if (sqlite3_step(s->put_file) == SQLITE_ROW) id = sqlite3_column_int64(s->put_file, 0);
+        else rc = db_fail(s, "insert file");
+        sqlite3_reset(s->put_file);
+    }
+    if (rc == 0) rc = index_content(s, id, path, k, data, (size_t)sb->st_size, &seq);
+    if (rc == 0) rc = exec(s, "COMMIT");
+    if (rc) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    st->passages += (uint64_t)seq;
+    st->bytes += (uint64_t)sb->st_size;
+    return 0;
+}
+
+static int index_file(bee_search *s, const char *path, bee_index_stats *st) {
+    doc_kind k = kind_of(path);
+    sqlite3_bind_text(s->put_seen, 1, path, -1, SQLITE_STATIC);
+    if (step_done(s, s->put_seen, "seen")) return -1;
+    if (k == DOC_NONE) {
+        st->skipped++;
+        return 0;
+    }
+    struct stat sb;
+    if (stat(path, &sb)) return bee_fail("%s: cannot stat", path);
+    int64_t old_id = -1, old_size = -1, old_mtime = -1;
+    char old_hash[17] = "";
+    sqlite3_bind_text(s->get_file, 1, path, -1, SQLITE_STATIC);
+    if (sqlite3_step(s->get_file) == SQLITE_ROW) {
+        old_id = sqlite3_column_int64(s->get_file, 0);
+        old_size = sqlite3_column_int64(s->get_file, 1);
+        old_mtime = sqlite3_column_int64(s->get_file, 2);
+        snprintf(old_hash, sizeof old_hash, "%s", (const char *)sqlite3_column_text(s->get_file, 3));
+    }
+    sqlite3_reset(s->get_file);
+    if (old_id >= 0 && old_size == (int64_t)sb.st_size && old_mtime == mtime_ns(&sb)) {
+        st->unchanged++;
+        return 0;
+    }
+    char *data;
+    size_t n;
+    if (bee_read_file(path, &data, &n)) return -1;
+    sb.st_size = (off_t)n;
+    char hash[17];
+    hash_hex(data, n, hash);
+    int rc = 0;
+    if (old_id >= 0 && strcmp(hash, old_hash) == 0) {
+        /* touched, not changed: remember the new mtime so the next run skips it without reading */
+        sqlite3_bind_int64(s->touch_file, 1, old_id);
+        sqlite3_bind_int64(s->touch_file, 2, (int64_t)n);
+        sqlite3_bind_int64(s->touch_file, 3, mtime_ns(&sb));
+        rc = step_done(s, s->touch_file, "update file");
+        st->unchanged++;
+    } else {
+        rc = write_file(s, path, k, &sb, data, hash, old_id, st);
+        if (rc == 0 && old_id >= 0) st->updated++;
+        else if (rc == 0) st->added++;
+    }
+    free(data);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Visits a folder in name order (so passage ids are reproducible); skips hidden entries. */
+static int index_dir(bee_search *s, const char *dir, bee_index_stats *st, int depth) {
+    if (depth > 64) return bee_fail("%s: folders nested too deeply", dir);
+    DIR *d = opendir(dir);
+    if (!d) return bee_fail("%s: cannot open folder", dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn) { rc = bee_fail("out of memory"); break; }
+            names = nn;
+        }
+        if (!(names[n] = strdup(e->d_name))) rc = bee_fail("out of memory");
+        else n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char p[PATH_MAX];
+        struct stat sb;
+        if (rc == 0 && (size_t)snprintf(p, sizeof p, "%s/%s", dir, names[i]) < sizeof p && lstat(p, &sb) == 0) {
+            if (S_ISDIR(sb.st_mode)) rc = index_dir(s, p, st, depth + 1);
+            else if (S_ISREG(sb.st_mode)) rc = index_file(s, p, st);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+/* Removes indexed files under dir (or equal to it) that this run did not see. */
+static int remove_missing(bee_search *s, const char *root, bee_index_stats *st) {
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id FROM files WHERE (path=?1 OR (path>?1||'/' AND path<?1||'0')) "
+                           "AND path NOT IN (SELECT path FROM seen)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_fail(s, "prepare");
+    sqlite3_bind_text(q, 1, root, -1, SQLITE_STATIC);
+    int rc = exec(s, "BEGIN IMMEDIATE");
+    while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(q, 0);
+        char sql[64];
+        snprintf(sql, sizeof sql, "DELETE FROM files WHERE id=%lld", (long long)id);
+        rc = delete_file_rows(s, id) || exec(s, sql);
+        if (rc == 0) st->removed++;
+    }
+    sqlite3_finalize(q);
+    if (rc == 0) return exec(s, "COMMIT");
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* Absolute form of a path that may no longer exist (its folder must). */
+static int absolute(const char *in, char *out) {
+    if (realpath(in, out)) return 0;
+    char cwd[PATH_MAX];
+    if (in[0] == '/') snprintf(out, PATH_MAX, "%s", in);
+    else if (getcwd(cwd, sizeof cwd) && (size_t)snprintf(out, PATH_MAX, "%s/%s", cwd, in) < PATH_MAX) {}
+    else return bee_fail("%s: path too long", in);
+    return 1;
+}
+
+int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (exec(s, "DELETE FROM seen")) return -1;
+    for (size_t i = 0; i < n; i++) {
+        char abs[PATH_MAX];
+        int r = absolute(paths[i], abs);
+        if (r < 0) return -1;
+        struct stat sb;
+        if (r == 1 || stat(abs, &sb)) {
+            /* gone from disk: drop it if it was indexed, else it is a typo */
+            int64_t before = (int64_t)st->removed;
+            if (remove_missing(s, abs, st)) return -1;
+            if ((int64_t)st->removed == before) return bee_fail("%s: no such file or folder", paths[i]);
+            continue;
+        }
+        int rc = S_ISDIR(sb.st_mode) ? index_dir(s, abs, st, 0) : index_file(s, abs, st);
+        if (rc || remove_missing(s, abs, st)) return -1;
+    }
+    return 0;
+}
+
+/* ================================================================ queries */
+
+typedef struct {
+    const char *q;
+    bee_str out;
+    char **seen;
+    size_t n_seen;
+} expr_builder;
+
+#define BEE_SEARCH_MAX_TERMS 64
+
+static int expr_add(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
+    expr_builder *b = user;
+    for (size_t i = 0; i < b->n_seen; i++)
+        if (strlen(b->seen[i]) == n && memcmp(b->seen[i], tok, n) == 0) return 0;
+    if (b->n_seen == BEE_SEARCH_MAX_TERMS) return 1; /* enough: more terms add cost, not recall */
+    if (!(b->seen[b->n_seen] = strndup(tok, n))) return -1;
+    b->n_seen++;
+    /* the token's own source text, quoted: FTS5 re-tokenizes it to exactly this token, and nothing a user types can be FTS5 syntax */
+    if (b->out.n) bee_str_appendz(&b->out, " OR ");
+    bee_str_append(&b->out, "\"", 1);
+    for (size_t i = start; i < end; i++) bee_str_append(&b->out, b->q[i] == '"' ? "\"\"" : b->q + i, 1 + (b->q[i] == '"'));
+    bee_str_append(&b->out, "\"", 1);
+    return 0;
+}
+
+char *bee_search_match_expr(const char *query) {
+    char *seen[BEE_SEARCH_MAX_TERMS];
+    expr_builder b = {query, {0}, seen, 0};
+    bee_str_append(&b.out, "", 0);
+    int rc = bee_search_tokenize(query, strlen(query), BEE_STOK_QUERY, expr_add, &b);
+    for (size_t i = 0; i < b.n_seen; i++) free(seen[i]);
+    if (rc < 0 || !b.out.s) {
+        bee_str_free(&b.out);
+        bee_fail("out of memory");
+        return NULL;
+    }
+    return bee_str_take(&b.out);
+}
+
+static char *col_dup(sqlite3_stmt *q, int i) {
+    const char *t = (const char *)sqlite3_column_text(q, i);
+    return strdup(t ? t : "");
+}
+
+int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n) {
+    *hits = NULL;
+    *n = 0;
+    char *expr = bee_search_match_expr(query);
+    if (!expr) return -1;
+    if (!expr[0] || k <= 0) {
+        free(expr);
+        return 0;
+    }
+    sqlite3_stmt *q;
+    static const char k_sql[] =
+        "SELECT coalesce(p.doc, f.path), p.seq, p.offset, p.heading, r.text, r.score FROM "
+        "(SELECT rowid AS id, text, -rank AS score FROM fts WHERE fts MATCH ?1 ORDER BY rank LIMIT ?2) r "
+        "JOIN passages p ON p.id = r.id JOIN files f ON f.id = p.file_id ORDER BY r.score DESC";
+    if (sqlite3_prepare_v2(s->db, k_sql, -1, &q, NULL) != SQLITE_OK) {
+        free(expr);
+        return db_fail(s, "query");
+    }
+    sqlite3_bind_text(q, 1, expr, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, k);
+    bee_search_hit *h = calloc((size_t)k, sizeof *h);
+    int rc = h ? 0 : bee_fail("out of memory"), step;
+    while (rc == 0 && *n < (size_t)k && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        bee_search_hit *x = &h[(*n)++];
+        x->doc = col_dup(q, 0);
+        x->passage = sqlite3_column_int64(q, 1);
+        x->offset = sqlite3_column_int64(q, 2);
+        x->heading = col_dup(q, 3);
+        x->text = col_dup(q, 4);
+        x->score = sqlite3_column_double(q, 5);
+        if (!x->doc || !x->heading || !x->text) rc = bee_fail("out of memory");
+    }
+    if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(s, "query");
+    sqlite3_finalize(q);
+    free(expr);
+    if (rc) {
+        bee_search_hits_free(h, *n);
+        *n = 0;
+        return -1;
+    }
+    *hits = h;
+    return 0;
+}
+
+#else /* !BEE_HAVE_SQLITE */
+
+int bee_search_open(const char *path, bee_search **out) {
+    *out = NULL;
+    return bee_fail("%s: bee was built without SQLite (install libsqlite3-dev and rebuild)", path);
+}
+void bee_search_close(bee_search *s) {}
+int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st) {
+    return bee_fail("built without SQLite");
+}
+int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n) {
+    return bee_fail("built without SQLite");
+}
+char *bee_search_match_expr(const char *query) { return strdup(""); }
+
+#endif
+
+void bee_search_hits_free(bee_search_hit *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].doc);
+        free(h[i].heading);
+        free(h[i].text);
+    }
+    free(h);
+}

@@ -1,0 +1,68 @@
+/* Document search: files → passages → SQLite FTS5 (BM25) with the bee
+ * tokenizer (tokenize.h). See docs/SEARCH.md. */
+#ifndef BEE_SEARCH_H
+#define BEE_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bee_search bee_search;
+
+/* Opens (creating when absent) an index database. */
+int bee_search_open(const char *path, bee_search **out);
+void bee_search_close(bee_search *s);
+
+typedef struct {
+    uint64_t added, updated, removed, unchanged, skipped; /* files (skipped: unsupported type) */
+    uint64_t passages;                                    /* passages written */
+    uint64_t bytes;                                       /* bytes read and indexed */
+} bee_index_stats;
+
+/* Indexes files and folders (recursively): .txt .md .markdown .html .htm
+ * .jsonl. Unchanged files (same size and mtime, or same content hash) are
+ * skipped; files under a given folder that are in the index but no longer on
+ * disk are removed. Each file is written in its own transaction. */
+int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st);
+
+typedef struct {
+    char *doc;      /* file path, plus "#id" or "#line" for a JSONL record */
+    char *heading;  /* enclosing heading, or "" */
+    char *text;
+    int64_t passage; /* passage number within the document, from 0 */
+    int64_t offset;  /* byte offset of the passage in the document's extracted text */
+    double score;    /* BM25, higher is better */
+} bee_search_hit;
+
+/* Top-k passages for a free-text query (never an FTS5 syntax error). */
+int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n);
+void bee_search_hits_free(bee_search_hit *h, size_t n);
+
+/* The FTS5 MATCH expression bee_search_query uses: every query token quoted, OR-ed (malloc'd; "" when no token). */
+char *bee_search_match_expr(const char *query);
+
+/* ---------------------------------------------------------------- documents (doc.c) */
+typedef struct {
+    int64_t offset; /* bytes into the extracted text */
+    size_t len;
+    char *heading;  /* malloc'd, may be "" */
+} bee_passage;
+
+typedef struct {
+    char *text;     /* extracted plain text (malloc'd) */
+    size_t len;
+    bee_passage *p;
+    size_t n, cap;
+} bee_doc;
+
+/* Strips tags, script/style and entities; block elements become paragraph breaks. */
+char *bee_html_to_text(const char *html, size_t n, size_t *out_len);
+/* Splits text into passages: paragraphs merged up to ~400 characters, long
+ * paragraphs cut near sentence ends with a small overlap. md: track "#" headings. */
+int bee_doc_split(bee_doc *d, int markdown);
+void bee_doc_free(bee_doc *d);
+
+#define BEE_PASSAGE_TARGET 300 /* characters */
+#define BEE_PASSAGE_MAX 400
+#define BEE_PASSAGE_OVERLAP 40
+
+#endif
