@@ -14,7 +14,7 @@
 #include "util/types.h"
 
 static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
-                                "safety check", "feedback export", "vocab build"};
+                                "safety check", "feedback export", "vocab build", "data"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {

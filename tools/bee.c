@@ -28,6 +28,7 @@ static const command k_commands[] = {
     {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
     {"vocab", cmd_vocab, "build a CPM-Bee vocabulary from a text corpus (bee vocab build)"},
+    {"data", cmd_data, "encode text or CPM-Bee JSONL into a binary token shard for bee train --shards"},
     {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints)"},
 };
 
