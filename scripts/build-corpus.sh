@@ -10,7 +10,8 @@
 #   (traditional → simplified for the poems), npm chinese-poetry.
 #
 # Output: train.txt, heldout.txt (one document per line), poems-heldout.jsonl,
-# kjv-heldout.txt (the book of Ruth), faq.jsonl + faq-heldout.jsonl, SOURCES.md.
+# kjv-heldout.txt (the book of Ruth), faq.jsonl + faq-heldout.jsonl (CPM-Bee
+# dicts, "<" escaped as "<<"), SOURCES.md.
 # Re-runnable and deterministic: every split is decided by a SHA-1 of the text,
 # files are read in sorted order and output is written through temp files.
 # Nothing it produces may be committed (licensed third-party text).
@@ -228,7 +229,9 @@ for r in faq:
     if r["input"] in faq_seen:
         continue
     faq_seen.add(r["input"])
-    lang = r.pop("_lang")
+    r.pop("_lang")
+    # CPM-Bee dict text writes a literal "<" as "<<" (README; bee chat does the same)
+    r = {k: v.replace("<", "<<") for k, v in r.items()}
     (faq_held if h("faq:" + r["input"], 10) == 0 else faq_train).append(r)
 
 def write(name, lines):
