@@ -14,6 +14,12 @@ case "$name" in
     printf '\003\005ab\n炸药\nASS\nb.a\n中國\000text with 炸 藥, A.S.S and ＡＢ 国' > "$dir/seed1"
     printf '\001\001he\nshe\nhers\n\000ushers \342\200\213she\377' > "$dir/seed2"
     printf '{"default_action":"mask","mask":"#","normalize":{"skip_separators":false},"categories":{"a":{"action":"block","terms":["x","mask"]},"b":{"lexicons":["nope.txt"]}}}' > "$dir/seed3" ;;
+  fuzz_shard)
+    # header (the harness patches the vocabulary fields), then one 3-token, 1-segment instance
+    z() { for _ in $(seq "$1"); do printf '\0'; done; }
+    { printf 'BEESHARD\001'; z 15; printf '\001'; z 7; printf '\003'; z 7
+      printf '\003\0\0\0\001\0\0\0\006\0\0\0\011\0\0\0\007\0\0\0'; z 24; printf '\001\001\0'; z 4
+    } > "$dir/seed1" ;;
   fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then

@@ -169,11 +169,10 @@ static int rd_inst(cursor *c, const bee_tokenizer *t, uint32_t max_len, bee_trai
     return 0;
 }
 
-int bee_shard_load(const char *path, const bee_tokenizer *t, uint32_t max_len, bee_train_data *d) {
+int bee_shard_parse(const uint8_t *data, size_t size, const char *name, const bee_tokenizer *t, uint32_t max_len,
+                    bee_train_data *d) {
     if (max_len < 2) return bee_fail("row length %u is too short", max_len);
-    bee_mmap m;
-    if (bee_mmap_open(path, &m)) return -1;
-    cursor c = {m.data, m.size, 0, path};
+    cursor c = {data, size, 0, name};
     uint64_t n_inst = 0;
     size_t n0 = d->n;
     int rc = rd_header(&c, t, &n_inst);
@@ -183,14 +182,22 @@ int bee_shard_load(const char *path, const bee_tokenizer *t, uint32_t max_len, b
         if (rc == 0 && (rc = bee_train_data_push(d, &x))) bee_train_inst_free(&x);
     }
     if (rc == 0 && c.off != c.size)
-        rc = bee_fail("%s: offset %zu: %zu bytes after the last instance", path, c.off, c.size - c.off);
-    if (rc == 0 && n_inst == 0) rc = bee_fail("%s: no training examples", path);
-    bee_mmap_close(&m);
+        rc = bee_fail("%s: offset %zu: %zu bytes after the last instance", name, c.off, c.size - c.off);
+    if (rc == 0 && n_inst == 0) rc = bee_fail("%s: no training examples", name);
     if (rc) /* leave d as it was */
         while (d->n > n0) {
             d->n--;
             d->n_tokens -= d->v[d->n].n;
             bee_train_inst_free(&d->v[d->n]);
         }
+    return rc;
+}
+
+int bee_shard_load(const char *path, const bee_tokenizer *t, uint32_t max_len, bee_train_data *d) {
+    if (max_len < 2) return bee_fail("row length %u is too short", max_len);
+    bee_mmap m;
+    if (bee_mmap_open(path, &m)) return -1;
+    int rc = bee_shard_parse(m.data, m.size, path, t, max_len, d);
+    bee_mmap_close(&m);
     return rc;
 }

@@ -17,6 +17,7 @@
 #ifndef BEE_TRAIN_SHARD_H
 #define BEE_TRAIN_SHARD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tokenizer/tokenizer.h"
@@ -33,5 +34,8 @@ int bee_shard_write(const char *path, const bee_tokenizer *t, const bee_train_da
 /* Appends the instances of a shard to d (cut to max_len tokens). Errors name
  * the file and the byte offset of the bad field; d keeps what it had. */
 int bee_shard_load(const char *path, const bee_tokenizer *t, uint32_t max_len, bee_train_data *d);
+/* The same on bytes in memory; `name` is used in error messages. */
+int bee_shard_parse(const uint8_t *data, size_t size, const char *name, const bee_tokenizer *t, uint32_t max_len,
+                    bee_train_data *d);
 
 #endif
