@@ -22,6 +22,12 @@ case "$name" in
     printf '{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"seed":3}' > "$dir/seed2"
     printf '{"data":{"input":"x","<ans>":{"a":""}},"beam_size":2,"max_tokens":5}' > "$dir/seed3"
     printf '{"content":"tok <mask_0>"}' > "$dir/seed4" ;;
+  fuzz_shard)
+    # header (the harness patches the vocabulary fields), then one 3-token, 1-segment instance
+    z() { for _ in $(seq "$1"); do printf '\0'; done; }
+    { printf 'BEESHARD\001'; z 15; printf '\001'; z 7; printf '\003'; z 7
+      printf '\003\0\0\0\001\0\0\0\006\0\0\0\011\0\0\0\007\0\0\0'; z 24; printf '\001\001\0'; z 4
+    } > "$dir/seed1" ;;
   fuzz_gguf)
     bee="build/bee"
     if [ -x "$bee" ] && [ ! -f "$dir/seed.gguf" ]; then

@@ -15,7 +15,8 @@
 #include "util/types.h"
 
 static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
-                                "safety check", "feedback export", "serve", "bench", "train", "index", "search", "ask"};
+                                "safety check", "feedback export", "serve", "bench", "train", "index", "search", "ask",
+                                "vocab build", "data"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {

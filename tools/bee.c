@@ -27,6 +27,8 @@ static const command k_commands[] = {
     {"bench", cmd_bench, "prefill and decode speed against this machine's measured roofline"},
     {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
+    {"vocab", cmd_vocab, "build a CPM-Bee vocabulary from a text corpus (bee vocab build)"},
+    {"data", cmd_data, "encode text or CPM-Bee JSONL into a binary token shard for bee train --shards"},
     {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"index", cmd_index, "add documents (txt, md, html, jsonl) to a search index, incrementally"},

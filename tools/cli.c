@@ -200,3 +200,16 @@ int cli_model_load(const char *cmd, const cli_args *a, bee_model **m) {
     }
     return 0;
 }
+
+int cli_dispatch(const char *cmd, const cli_subcommand *subs, size_t n, int argc, char **argv) {
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        printf("usage: bee %s SUBCOMMAND [options]   (bee %s SUBCOMMAND --help for details)\n\n", cmd, cmd);
+        for (size_t i = 0; i < n; i++) printf("  %-10s %s\n", subs[i].name, subs[i].summary);
+        return 0;
+    }
+    if (argc < 1) return cli_error(cmd, "missing subcommand (see 'bee %s --help')", cmd) + 1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(argv[0], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
+    if (argv[0][0] == '-') return cli_error(cmd, "unknown option '%s' (see 'bee %s --help')", argv[0], cmd) + 1;
+    return cli_error(cmd, "unknown subcommand '%s' (see 'bee %s --help')", argv[0], cmd) + 1;
+}

@@ -49,6 +49,15 @@ int cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* Commands with subcommands ("bee safety check"): runs the one named by
+ * argv[0], or prints their list for --help. */
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} cli_subcommand;
+int cli_dispatch(const char *cmd, const cli_subcommand *subs, size_t n, int argc, char **argv);
+
 /* Loads -m MODEL with the options -t/--threads and --kv-type (when the
  * command has them); prints the error and returns 1 on failure. */
 struct bee_model;
@@ -74,5 +83,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
+int cmd_vocab(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

@@ -13,27 +13,6 @@
 #include "util/error.h"
 #include "util/file.h"
 
-/* ================================================================ subcommand dispatch */
-
-typedef struct {
-    const char *name;
-    int (*fn)(int, char **);
-    const char *summary;
-} subcommand;
-
-static int dispatch(const char *cmd, const subcommand *subs, size_t n, int argc, char **argv) {
-    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-        printf("usage: bee %s SUBCOMMAND [options]   (bee %s SUBCOMMAND --help for details)\n\n", cmd, cmd);
-        for (size_t i = 0; i < n; i++) printf("  %-10s %s\n", subs[i].name, subs[i].summary);
-        return 0;
-    }
-    if (argc < 1) return cli_error(cmd, "missing subcommand (see 'bee %s --help')", cmd) + 1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(argv[0], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
-    if (argv[0][0] == '-') return cli_error(cmd, "unknown option '%s' (see 'bee %s --help')", argv[0], cmd) + 1;
-    return cli_error(cmd, "unknown subcommand '%s' (see 'bee %s --help')", argv[0], cmd) + 1;
-}
-
 /* ================================================================ safety check */
 
 static int read_input(const char *path, char **buf, size_t *len) {
@@ -159,10 +138,10 @@ static int safety_check(int argc, char **argv) {
 }
 
 int cmd_safety(int argc, char **argv) {
-    static const subcommand subs[] = {
+    static const cli_subcommand subs[] = {
         {"check", safety_check, "check a text against a policy: decision, matches, masked text"},
     };
-    return dispatch("safety", subs, sizeof subs / sizeof *subs, argc, argv);
+    return cli_dispatch("safety", subs, sizeof subs / sizeof *subs, argc, argv);
 }
 
 /* ================================================================ feedback export */
@@ -199,8 +178,8 @@ static int feedback_export(int argc, char **argv) {
 }
 
 int cmd_feedback(int argc, char **argv) {
-    static const subcommand subs[] = {
+    static const cli_subcommand subs[] = {
         {"export", feedback_export, "write fine-tuning JSONL and preference pairs from the feedback store"},
     };
-    return dispatch("feedback", subs, sizeof subs / sizeof *subs, argc, argv);
+    return cli_dispatch("feedback", subs, sizeof subs / sizeof *subs, argc, argv);
 }

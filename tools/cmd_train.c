@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "model/model.h"
 #include "train/data.h"
+#include "train/shard.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -20,6 +21,7 @@ typedef struct {
     unsigned long long steps, warmup, stop_after, ckpt_every, seed;
     double lr, min_lr, wd, clip, beta1, beta2;
     const char *model, *data, *text, *out, *ckpt;
+    const char **shards; /* NULL-terminated; NULL without --shards */
     int resume;
 } train_opts;
 
@@ -51,7 +53,10 @@ static int parse_opts(cli_args *a, train_opts *o) {
         cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2))
         return 2;
     if (!o->model) return cli_error("train", "missing -m MODEL.gguf") + 1;
-    if (!o->data == !o->text) return cli_error("train", "give exactly one of --data FILE.jsonl and --text FILE") + 1;
+    o->shards = cli_get(a, "shards") ? cli_list(a, "shards") : NULL;
+    if (cli_get(a, "shards") && !o->shards) return cli_error("train", "out of memory") + 1;
+    if ((o->data != NULL) + (o->text != NULL) + (o->shards != NULL) != 1)
+        return cli_error("train", "give exactly one of --data FILE.jsonl, --text FILE and --shards FILE") + 1;
     if (!o->out && !o->ckpt) return cli_error("train", "nothing would be saved: give -o OUT.gguf and/or --ckpt FILE") + 1;
     if (o->resume && !o->ckpt) return cli_error("train", "--resume needs --ckpt FILE") + 1;
     if (o->steps == 0) return cli_error("train", "--steps must be at least 1") + 1;
@@ -64,8 +69,13 @@ static int setup(train_run *r, const train_opts *o) {
     if (bee_model_load(o->model, &r->m) || bee_train_model_from(r->m, &r->t) ||
         bee_train_set_threads(&r->t, (int)o->threads) || bee_adamw_init(&r->opt, &r->t))
         return -1;
-    const char *path = o->data ? o->data : o->text;
-    if (bee_train_data_load(r->m->tok, path, o->text != NULL, (uint32_t)o->ctx, &r->data)) return -1;
+    if (o->shards) {
+        for (size_t i = 0; o->shards[i]; i++)
+            if (bee_shard_load(o->shards[i], r->m->tok, (uint32_t)o->ctx, &r->data)) return -1;
+    } else {
+        const char *path = o->data ? o->data : o->text;
+        if (bee_train_data_load(r->m->tok, path, o->text != NULL, (uint32_t)o->ctx, &r->data)) return -1;
+    }
     r->order = malloc(r->data.n * sizeof *r->order);
     if (!r->order) return bee_fail("out of memory");
     r->st = (bee_train_state){0, 0, 0, o->seed, r->data.n};
@@ -159,6 +169,7 @@ int cmd_train(int argc, char **argv) {
         {"model", 'm', "MODEL.gguf", "starting weights and vocabulary (any weight type; trained in fp32)", "BEE_MODEL", 0},
         {"data", 0, "FILE.jsonl", "one CPM-Bee dict per line, training form: {\"input\": ..., \"<ans>\": \"answer\"}", NULL, 0},
         {"text", 0, "FILE", "plain text: every non-empty line is one example, all of it predicted", NULL, 0},
+        {"shards", 0, "SHARD.bin", "token shards from bee data (repeat for several; read in the order given)", NULL, 1},
         {"out", 'o', "OUT.gguf", "write the trained model here (fp32) at the end", NULL, 0},
         {"ckpt", 0, "FILE", "training checkpoint (weights + AdamW state + data position), written atomically", NULL, 0},
         {"resume", 0, NULL, "continue from --ckpt if it exists (bit-identical to not stopping)", NULL, 0},
@@ -180,7 +191,7 @@ int cmd_train(int argc, char **argv) {
         {"log-every", 0, "N", "progress line every N steps (default 1)", NULL, 0},
         {0},
     };
-    cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE) (-o OUT.gguf | --ckpt FILE) [options]",
+    cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE | --shards SHARD.bin...) (-o OUT.gguf | --ckpt FILE) [options]",
                   "Trains all weights in fp32 with AdamW (warmup + cosine learning rate, global-norm clipping,\n"
                   "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.",
                   opts};
@@ -188,6 +199,7 @@ int cmd_train(int argc, char **argv) {
     if (cli_begin(&a, argc, argv, &rc)) return rc;
     train_opts o;
     if ((rc = parse_opts(&a, &o))) {
+        free((void *)o.shards);
         cli_free(&a);
         return rc;
     }
@@ -198,6 +210,7 @@ int cmd_train(int argc, char **argv) {
         rc = cli_fail("train");
     if (rc == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
     run_free(&r);
+    free((void *)o.shards);
     cli_free(&a);
     return rc;
 }

@@ -14,7 +14,7 @@
 
 /* ================================================================ loading */
 
-static void inst_free(bee_train_inst *x) {
+void bee_train_inst_free(bee_train_inst *x) {
     free(x->ids), free(x->subs), free(x->segs), free(x->ctx), free(x->seg_rel);
 }
 
@@ -26,7 +26,7 @@ static int inst_from_enc(const bee_dict_enc *e, uint32_t max_len, bee_train_inst
     x->segs = malloc(n * sizeof *x->segs + 1), x->ctx = malloc(n + 1);
     x->seg_rel = malloc(nr * sizeof *x->seg_rel + 1);
     if (!x->ids || !x->subs || !x->segs || !x->ctx || !x->seg_rel) {
-        inst_free(x);
+        bee_train_inst_free(x);
         return bee_fail("out of memory");
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -38,7 +38,7 @@ static int inst_from_enc(const bee_dict_enc *e, uint32_t max_len, bee_train_inst
     return 0;
 }
 
-static int data_push(bee_train_data *d, const bee_train_inst *x) {
+int bee_train_data_push(bee_train_data *d, const bee_train_inst *x) {
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 64;
         bee_train_inst *v = realloc(d->v, cap * sizeof *v);
@@ -78,7 +78,7 @@ static int load_line(const bee_tokenizer *t, const char *s, size_t n, int is_tex
     int rc = bee_dict_encode(t, j, &e);
     if (rc == 0 && e.ids.n < 2) rc = bee_fail("encodes to fewer than 2 tokens");
     if (rc == 0) rc = inst_from_enc(&e, max_len, &x);
-    if (rc == 0 && (rc = data_push(d, &x))) inst_free(&x);
+    if (rc == 0 && (rc = bee_train_data_push(d, &x))) bee_train_inst_free(&x);
     bee_dict_enc_free(&e);
     json_decref(j);
     return rc;
@@ -108,7 +108,7 @@ int bee_train_data_load(const bee_tokenizer *t, const char *path, int is_text, u
 }
 
 void bee_train_data_free(bee_train_data *d) {
-    for (size_t i = 0; i < d->n; i++) inst_free(&d->v[i]);
+    for (size_t i = 0; i < d->n; i++) bee_train_inst_free(&d->v[i]);
     free(d->v);
     memset(d, 0, sizeof *d);
 }

@@ -30,6 +30,9 @@ typedef struct {
  * than max_len are cut to max_len tokens. Errors name the file and line. */
 int bee_train_data_load(const bee_tokenizer *t, const char *path, int is_text, uint32_t max_len, bee_train_data *d);
 void bee_train_data_free(bee_train_data *d);
+/* Appends x, taking ownership of its arrays. */
+int bee_train_data_push(bee_train_data *d, const bee_train_inst *x);
+void bee_train_inst_free(bee_train_inst *x);
 
 /* A packed batch owning its arrays; `b` points into them. */
 typedef struct {
