@@ -27,7 +27,8 @@ static const command k_commands[] = {
     {"bench", cmd_bench, "prefill and decode speed against this machine's measured roofline"},
     {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},
-    {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints)"},
+    {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints, LoRA)"},
+    {"lora", cmd_lora, "LoRA adapters: bee lora merge folds one into a model's weights"},
 };
 
 static void usage(FILE *f) {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "train/data.h"
 #include "train/train.h"
@@ -21,6 +22,8 @@ typedef struct {
     double lr, min_lr, wd, clip, beta1, beta2;
     const char *model, *data, *text, *out, *ckpt;
     int resume;
+    unsigned long lora_rank; /* 0 = train every weight */
+    double lora_alpha;
 } train_opts;
 
 typedef struct {
@@ -30,9 +33,19 @@ typedef struct {
     bee_train_data data;
     uint32_t *order;
     bee_train_state st;
+    bee_lora lora;
 } train_run;
 
 /* ================================================================ options */
+
+static int parse_lora(const char *s, train_opts *o) {
+    char *end;
+    o->lora_rank = strtoul(s, &end, 10);
+    if (end == s || *end != ',' || o->lora_rank == 0 || o->lora_rank > 65536) return -1;
+    const char *p = end + 1;
+    o->lora_alpha = strtod(p, &end);
+    return end == p || *end || !(o->lora_alpha > 0) || !isfinite(o->lora_alpha) ? -1 : 0;
+}
 
 static int parse_opts(cli_args *a, train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -50,6 +63,8 @@ static int parse_opts(cli_args *a, train_opts *o) {
         cli_float(a, "wd", 0, 10, &o->wd) || cli_float(a, "clip", 0, 1e9, &o->clip) ||
         cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2))
         return 2;
+    const char *lora = cli_get(a, "lora");
+    if (lora && parse_lora(lora, o)) return cli_error("train", "--lora wants RANK,ALPHA (e.g. 8,16), got '%s'", lora) + 1;
     if (!o->model) return cli_error("train", "missing -m MODEL.gguf") + 1;
     if (!o->data == !o->text) return cli_error("train", "give exactly one of --data FILE.jsonl and --text FILE") + 1;
     if (!o->out && !o->ckpt) return cli_error("train", "nothing would be saved: give -o OUT.gguf and/or --ckpt FILE") + 1;
@@ -62,8 +77,14 @@ static int parse_opts(cli_args *a, train_opts *o) {
 
 static int setup(train_run *r, const train_opts *o) {
     if (bee_model_load(o->model, &r->m) || bee_train_model_from(r->m, &r->t) ||
-        bee_train_set_threads(&r->t, (int)o->threads) || bee_adamw_init(&r->opt, &r->t))
+        bee_train_set_threads(&r->t, (int)o->threads))
         return -1;
+    /* LoRA: A from the data seed, B = 0; the base weights stay frozen. */
+    if (o->lora_rank && (bee_lora_init(&r->lora, &r->m->hp, r->t.has_att, (uint32_t)o->lora_rank,
+                                       (float)o->lora_alpha, o->seed ^ 0x4c6f5241ull) ||
+                         bee_train_lora_attach(&r->t, &r->lora)))
+        return -1;
+    if (bee_adamw_init(&r->opt, &r->t)) return -1;
     const char *path = o->data ? o->data : o->text;
     if (bee_train_data_load(r->m->tok, path, o->text != NULL, (uint32_t)o->ctx, &r->data)) return -1;
     r->order = malloc(r->data.n * sizeof *r->order);
@@ -77,8 +98,10 @@ static int setup(train_run *r, const train_opts *o) {
         fprintf(stderr, "train: resumed from %s at step %llu\n", o->ckpt, (unsigned long long)r->st.step);
     }
     bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
-    fprintf(stderr, "train: %zu examples, %zu tokens; %zu parameters; %ld x %ld tokens per batch, accum %ld\n",
-            r->data.n, r->data.n_tokens, r->t.n_params, o->batch, o->ctx, o->accum);
+    fprintf(stderr, "train: %zu examples, %zu tokens; %zu parameters", r->data.n, r->data.n_tokens, r->t.n_params);
+    if (o->lora_rank)
+        fprintf(stderr, " (frozen), LoRA rank %lu alpha %g: %zu trainable", o->lora_rank, o->lora_alpha, r->lora.n);
+    fprintf(stderr, "; %ld x %ld tokens per batch, accum %ld\n", o->batch, o->ctx, o->accum);
     return 0;
 }
 
@@ -87,6 +110,7 @@ static void run_free(train_run *r) {
     bee_train_model_free(&r->t);
     bee_train_data_free(&r->data);
     bee_model_free(r->m);
+    bee_lora_free(&r->lora);
     free(r->order);
 }
 
@@ -154,12 +178,18 @@ static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
 
 /* ================================================================ command */
 
+static int write_out(const train_run *r, const train_opts *o) {
+    if (o->lora_rank) return bee_lora_write(&r->lora, o->out, r->m->name);
+    return bee_train_model_write(&r->t, o->out, "bee-train");
+}
+
 int cmd_train(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "starting weights and vocabulary (any weight type; trained in fp32)", "BEE_MODEL", 0},
         {"data", 0, "FILE.jsonl", "one CPM-Bee dict per line, training form: {\"input\": ..., \"<ans>\": \"answer\"}", NULL, 0},
         {"text", 0, "FILE", "plain text: every non-empty line is one example, all of it predicted", NULL, 0},
-        {"out", 'o', "OUT.gguf", "write the trained model here (fp32) at the end", NULL, 0},
+        {"out", 'o', "OUT.gguf", "write the trained model here (fp32; with --lora: the adapter) at the end", NULL, 0},
+        {"lora", 0, "RANK,ALPHA", "train only LoRA adapters on project_q / project_v (base frozen)", NULL, 0},
         {"ckpt", 0, "FILE", "training checkpoint (weights + AdamW state + data position), written atomically", NULL, 0},
         {"resume", 0, NULL, "continue from --ckpt if it exists (bit-identical to not stopping)", NULL, 0},
         {"ckpt-every", 0, "N", "also checkpoint every N steps (default: only at the end)", NULL, 0},
@@ -194,8 +224,7 @@ int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
     double loss = NAN;
-    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && bee_train_model_write(&r.t, o.out, "bee-train")))
-        rc = cli_fail("train");
+    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && write_out(&r, &o))) rc = cli_fail("train");
     if (rc == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
     run_free(&r);
     cli_free(&a);

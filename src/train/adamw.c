@@ -1,6 +1,7 @@
 /* AdamW (torch 1.13 `_single_tensor_adamw`), learning-rate schedule and
  * gradient-norm helpers. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/lora.h"
@@ -9,8 +10,22 @@
 
 /* ================================================================ adamw */
 
+/* LoRA: moments only for the adapter (the frozen base has none). */
+static int moments_alloc(bee_params *p, size_t n) {
+    p->n = n;
+    p->mem = calloc(n ? n : 1, sizeof *p->mem);
+    return p->mem ? 0 : bee_fail("out of memory for the optimizer state");
+}
+
 int bee_adamw_init(bee_adamw *o, const bee_train_model *t) {
     memset(o, 0, sizeof *o);
+    if (t->lora) {
+        if (moments_alloc(&o->m, t->lora->n) || moments_alloc(&o->v, t->lora->n)) {
+            bee_adamw_free(o);
+            return -1;
+        }
+        return 0;
+    }
     if (bee_params_alloc(t, &o->m) || bee_params_alloc(t, &o->v)) {
         bee_adamw_free(o);
         return -1;
@@ -47,7 +62,8 @@ void bee_adamw_update(float *p, const float *g, float *m, float *v, size_t n, ui
 
 void bee_adamw_step(bee_adamw *o, bee_train_model *t, const bee_adamw_cfg *c, double lr) {
     o->step++;
-    bee_adamw_update(t->w.mem, t->g.mem, o->m.mem, o->v.mem, t->w.n, o->step, c, lr);
+    if (t->lora) bee_adamw_update(t->lora->mem, t->lora_g, o->m.mem, o->v.mem, t->lora->n, o->step, c, lr);
+    else bee_adamw_update(t->w.mem, t->g.mem, o->m.mem, o->v.mem, t->w.n, o->step, c, lr);
 }
 
 /* ================================================================ schedule */
