@@ -311,3 +311,14 @@ int bee_train_lora_merge(bee_train_model *t, const bee_lora *lo) {
     }
     return 0;
 }
+
+float *bee_train_flat(bee_train_model *t, float **grad, size_t *n) {
+    if (t->lora) {
+        if (grad) *grad = t->lora_g;
+        *n = t->lora->n;
+        return t->lora->mem;
+    }
+    if (grad) *grad = t->g.mem;
+    *n = t->w.n;
+    return t->w.mem;
+}

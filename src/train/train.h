@@ -83,6 +83,9 @@ void bee_train_zero_grad(bee_train_model *t);
  * the backward writes only the adapter's gradient (t->lora_g). The base
  * gradients are freed and never computed: the base weights are frozen. */
 int bee_train_lora_attach(bee_train_model *t, struct bee_lora *lo);
+/* The flat buffer the optimizer updates (every weight, or the LoRA adapter
+ * when one is attached), its gradient (*grad, may be NULL) and length. */
+float *bee_train_flat(bee_train_model *t, float **grad, size_t *n);
 /* Folds an adapter into the weights: W += sqrt(dim) * (alpha / r) * B A (the
  * base linear divides its output by sqrt(dim), the adapter path does not). */
 int bee_train_lora_merge(bee_train_model *t, const struct bee_lora *lo);
