@@ -449,8 +449,9 @@ static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_
         return -1;
     if (m->lora) { /* unmerged adapter: a separate low-rank path, whatever the base layout */
         uint32_t l = (uint32_t)(L - m->layers);
-        bee_lora_add(m->lora, l, BEE_LORA_Q, c->total, b->a, b->q, w);
-        bee_lora_add(m->lora, l, BEE_LORA_V, c->total, b->a, b->v, w);
+        if (bee_lora_add(m->lora, l, BEE_LORA_Q, c->total, b->a, b->q, w) ||
+            bee_lora_add(m->lora, l, BEE_LORA_V, c->total, b->a, b->v, w))
+            return -1;
     }
     if (attention(c, cache_l, b->q, b->k, b->v, b->o)) return -1;
     if (linear(c, b->a, d, b->o, &L->wo, sw)) return -1;

@@ -78,19 +78,20 @@ int bee_lora_init(bee_lora *lo, const bee_hparams *hp, const uint8_t *has_att, u
     return 0;
 }
 
-void bee_lora_add(const bee_lora *lo, uint32_t layer, int which, size_t n, const float *x, float *y, size_t ldy) {
+int bee_lora_add(const bee_lora *lo, uint32_t layer, int which, size_t n, const float *x, float *y, size_t ldy) {
     const float *A = lo->a[2 * layer + which], *B = lo->b[2 * layer + which];
-    if (!A) return;
+    if (!A) return 0;
     size_t r = lo->rank, d = lo->dim, W = lo->width;
     float s = bee_lora_scale(lo), u[256], *heap = r > 256 ? malloc(r * sizeof *heap) : NULL;
+    if (r > 256 && !heap) return bee_fail("out of memory");
     float *ub = heap ? heap : u;
-    if (r > 256 && !heap) return; /* rank is bounded by dim; init refuses absurd sizes first */
     for (size_t t = 0; t < n; t++) {
         for (size_t k = 0; k < r; k++) ub[k] = bee_dot_ref(x + t * d, A + k * d, d);
         float *yt = y + t * ldy;
         for (size_t o = 0; o < W; o++) yt[o] += s * bee_dot_ref(ub, B + o * r, r);
     }
     free(heap);
+    return 0;
 }
 
 /* ================================================================ GGUF */

@@ -46,7 +46,7 @@ void bee_lora_free(bee_lora *lo);
 float bee_lora_scale(const bee_lora *lo);
 
 /* y[t] += scale * B (A x[t]) for n rows; x (n, dim), y (n, ldy). */
-void bee_lora_add(const bee_lora *lo, uint32_t layer, int which, size_t n, const float *x, float *y, size_t ldy);
+int bee_lora_add(const bee_lora *lo, uint32_t layer, int which, size_t n, const float *x, float *y, size_t ldy);
 
 int bee_lora_write(const bee_lora *lo, const char *path, const char *base_name);
 /* Reads an adapter and checks it fits a model of this shape (has_att: NULL = all). */

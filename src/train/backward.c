@@ -300,7 +300,7 @@ static void residual(const train_ctx *c, const float *y) {
     for (size_t i = 0; i < c->T * c->d; i++) c->h[i] = (c->h[i] + y[i]) / s;
 }
 
-static void att_fwd(train_ctx *c, uint32_t l, float *tmp) {
+static int att_fwd(train_ctx *c, uint32_t l, float *tmp) {
     const bee_tlayer *L = &c->t->w.layers[l];
     att_acts *a = &c->att[l];
     bee_pool *pool = c->t->pool;
@@ -311,14 +311,14 @@ static void att_fwd(train_ctx *c, uint32_t l, float *tmp) {
     bee_mm_fwd(pool, a->q, A, a->a, L->wq, T, A, d, sd);
     bee_mm_fwd(pool, a->k, A, a->a, L->wk, T, A, d, sd);
     bee_mm_fwd(pool, a->v, A, a->a, L->wv, T, A, d, sd);
-    if (c->t->lora) {
-        bee_lora_add(c->t->lora, l, BEE_LORA_Q, T, a->a, a->q, A);
-        bee_lora_add(c->t->lora, l, BEE_LORA_V, T, a->a, a->v, A);
-    }
+    if (c->t->lora && (bee_lora_add(c->t->lora, l, BEE_LORA_Q, T, a->a, a->q, A) ||
+                       bee_lora_add(c->t->lora, l, BEE_LORA_V, T, a->a, a->v, A)))
+        return -1;
     attn_job j = {c, a, c->scratch, NULL, NULL, NULL, NULL};
     bee_pool_for(pool, (size_t)c->b->B * c->H, 1, attn_fwd_range, &j);
     bee_mm_fwd(pool, tmp, d, a->o, L->wo, T, d, A, sa);
     residual(c, tmp);
+    return 0;
 }
 
 static void ffn_fwd(train_ctx *c, uint32_t l, float *tmp) {
@@ -345,7 +345,10 @@ static int forward(train_ctx *c) {
     for (size_t x = 0; x < c->T; x++) embed(t, b->inputs[x], b->inputs_sub[x], c->h + x * d);
     for (size_t j = 0; j < b->n_ext; j++) embed(t, b->ext_ids[j], b->ext_sub[j], c->ext + j * d);
     for (uint32_t l = 0; l < t->hp.n_layers; l++) {
-        if (t->has_att[l]) att_fwd(c, l, tmp);
+        if (t->has_att[l] && att_fwd(c, l, tmp)) {
+            free(tmp);
+            return -1;
+        }
         if (t->has_ffn[l]) ffn_fwd(c, l, tmp);
     }
     memcpy(c->hl, c->h, c->T * d * sizeof(float));
