@@ -12,6 +12,8 @@
 #include "util/error.h"
 #include "util/file.h"
 
+/* OpenMPI leaks at MPI_Finalize by design: ASan builds keep address and UB checks there */
+#define MPIRUN "ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe -np 2"
 #define HEADER 64 /* ckpt.c header: magic, two counts, five state words */
 
 static int run(const char *launcher, const char *args) {
@@ -23,8 +25,10 @@ static int run(const char *launcher, const char *args) {
     return rc;
 }
 
-/* Max |a - b| over the weights (first third after the header) of two checkpoints. */
-static double weight_diff(const char *p1, const char *p2, size_t *n_out) {
+/* Max |a - b| over the weights (first third after the header) of two
+ * checkpoints; *mdiff: the same over both AdamW moments (gathered from the
+ * ranks' ZeRO-1 slices when written by mpirun). */
+static double weight_diff(const char *p1, const char *p2, size_t *n_out, double *mdiff) {
     bee_mmap a, b;
     if (bee_mmap_open(p1, &a) || bee_mmap_open(p2, &b)) fail_msg("%s", bee_error_message());
     assert_int_equal(a.size, b.size);
@@ -34,25 +38,33 @@ static double weight_diff(const char *p1, const char *p2, size_t *n_out) {
     const float *x = (const float *)(a.data + HEADER), *y = (const float *)(b.data + HEADER);
     double d = 0;
     for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)x[i] - y[i]));
+    *mdiff = 0;
+    for (size_t i = n; i < 3 * n; i++) *mdiff = fmax(*mdiff, fabs((double)x[i] - y[i]));
     bee_mmap_close(&a), bee_mmap_close(&b);
     *n_out = n;
     return d;
 }
 
 static void compare(const char *base, const char *data, const char *extra, const char *tag, double tol) {
-    char args[4096], c1[512], c2[600];
+    char args[4096], c1[512], c2[600], c3[600];
     snprintf(c1, sizeof c1, "%s", tu_tmp(tag));
     snprintf(c2, sizeof c2, "%s.np2", c1);
+    snprintf(c3, sizeof c3, "%s.resumed", c1);
     const char *common = "--steps 3 --batch 2 --ctx 32 --accum 4 --lr 1e-3 --warmup 1 -t 1";
     snprintf(args, sizeof args, "-m %s --data %s %s %s --ckpt %s", base, data, common, extra, c1);
     assert_int_equal(run("", args), 0);
     snprintf(args, sizeof args, "-m %s --data %s %s %s --ckpt %s", base, data, common, extra, c2);
-    /* OpenMPI leaks at MPI_Finalize by design: keep ASan builds to address and UB checks there */
-    assert_int_equal(run("ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe -np 2", args), 0);
+    assert_int_equal(run(MPIRUN, args), 0);
+    /* 2 ranks for 2 steps, then one process resumes from their checkpoint */
+    snprintf(args, sizeof args, "-m %s --data %s %s %s --ckpt %s --stop-after 2", base, data, common, extra, c3);
+    assert_int_equal(run(MPIRUN, args), 0);
+    snprintf(args, sizeof args, "-m %s --data %s %s %s --ckpt %s --resume", base, data, common, extra, c3);
+    assert_int_equal(run("", args), 0);
     size_t n;
-    double d = weight_diff(c1, c2, &n);
-    fprintf(stderr, "  %s: %zu trained floats, 1 process vs 2 ranks: max abs diff %.3g\n", tag, n, d);
-    assert_true(d <= tol);
+    double md, md3, d = weight_diff(c1, c2, &n, &md), d3 = weight_diff(c1, c3, &n, &md3);
+    fprintf(stderr, "  %s: %zu trained floats, 1 process vs 2 ranks: max abs diff %.3g (moments %.3g); "
+                    "2 ranks then resumed by 1: %.3g (moments %.3g)\n", tag, n, d, md, d3, md3);
+    assert_true(d <= tol && md <= tol && d3 <= tol && md3 <= tol);
 }
 
 static void test_two_ranks_match_one(void **state) {
