@@ -298,7 +298,10 @@ int cmd_train(int argc, char **argv) {
     };
     cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE) (-o OUT.gguf | --ckpt FILE) [options]",
                   "Trains all weights in fp32 with AdamW (warmup + cosine learning rate, global-norm clipping,\n"
-                  "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.",
+                  "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.\n"
+                  "--lora R,ALPHA trains only LoRA adapters (base frozen) and -o writes the adapter.\n"
+                  "Under `mpirun -np N` the --accum micro-batches of a step are split across the ranks\n"
+                  "(gradient allreduce, optimizer state sharded); rank 0 logs and writes the outputs.",
                   opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
