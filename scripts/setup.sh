@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev clang libclang-rt-14-dev)
+# libopenmpi-dev / openmpi-bin are optional: data-parallel `mpirun bee train`.
+pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev clang libclang-rt-14-dev
+      libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "model/lora.h"
 #include "model/model.h"
 #include "util/types.h"
 
@@ -193,7 +194,9 @@ int cli_model_load(const char *cmd, const cli_args *a, bee_model **m) {
     *m = NULL;
     if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
     if (cli_int(a, "threads", 0, 1024, &threads) || cli_kv_type(cmd, a, &kvt)) return 1;
-    if (bee_model_load(path, m) || bee_model_set_threads(*m, (int)threads) || bee_model_set_kv_type(*m, kvt)) {
+    const char *lora = cli_get(a, "lora");
+    if (bee_model_load(path, m) || bee_model_set_threads(*m, (int)threads) || bee_model_set_kv_type(*m, kvt) ||
+        (lora && bee_model_apply_lora(*m, lora))) {
         bee_model_free(*m);
         *m = NULL;
         return cli_fail(cmd);

@@ -58,13 +58,15 @@ typedef struct {
 } cli_subcommand;
 int cli_dispatch(const char *cmd, const cli_subcommand *subs, size_t n, int argc, char **argv);
 
-/* Loads -m MODEL with the options -t/--threads and --kv-type (when the
+/* Loads -m MODEL with the options -t/--threads, --kv-type and --lora (when the
  * command has them); prints the error and returns 1 on failure. */
 struct bee_model;
 int cli_model_load(const char *cmd, const cli_args *a, struct bee_model **m);
 /* The --kv-type option as a bee type (F32 when absent); 1 after printing an error. */
 int cli_kv_type(const char *cmd, const cli_args *a, uint32_t *out);
 #define CLI_OPT_KV_TYPE {"kv-type", 0, "TYPE", "KV cache element type: f32 (default, exact), f16 or bf16 (half the memory)", "BEE_KV_TYPE", 0}
+
+#define CLI_OPT_LORA {"lora", 0, "ADAPTER.gguf", "apply a LoRA adapter (bee train --lora) without merging it", "BEE_LORA", 0}
 
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -85,5 +87,6 @@ int cmd_search(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
 
 #endif

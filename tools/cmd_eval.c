@@ -19,6 +19,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         CLI_OPT_KV_TYPE,
+        CLI_OPT_LORA,
         {"ctx", 'c', "N", "window of answer tokens (default 512); windows advance by N/2", NULL, 0},
         {"json", 0, NULL, "print {\"tokens\": N, \"ppl\": X}", NULL, 0},
         {0},

@@ -9,9 +9,11 @@
 #include <time.h>
 
 #include "cli.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "train/data.h"
 #include "train/shard.h"
+#include "train/dist.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -23,6 +25,8 @@ typedef struct {
     const char *model, *data, *text, *out, *ckpt;
     const char **shards; /* NULL-terminated; NULL without --shards */
     int resume;
+    unsigned long lora_rank; /* 0 = train every weight */
+    double lora_alpha;
 } train_opts;
 
 typedef struct {
@@ -32,9 +36,86 @@ typedef struct {
     bee_train_data data;
     uint32_t *order;
     bee_train_state st;
+    bee_lora lora;
+    bee_dist dist;   /* ranks of an mpirun job (size 1 otherwise) */
 } train_run;
 
+#define LOG(r, ...) ((r)->dist.rank == 0 ? fprintf(stderr, __VA_ARGS__) : 0)
+
+/* ================================================================ optimizer state (ZeRO-1 when distributed) */
+
+/* Each rank keeps AdamW moments only for its slice of the flat parameters. */
+static int opt_init(train_run *r) {
+    if (r->dist.size == 1) return bee_adamw_init(&r->opt, &r->t);
+    size_t n, lo, hi;
+    bee_train_flat(&r->t, NULL, &n);
+    bee_dist_slice(&r->dist, r->dist.rank, n, &lo, &hi);
+    memset(&r->opt, 0, sizeof r->opt);
+    r->opt.m.n = r->opt.v.n = hi - lo;
+    r->opt.m.mem = calloc(hi - lo + 1, sizeof(float));
+    r->opt.v.mem = calloc(hi - lo + 1, sizeof(float));
+    return r->opt.m.mem && r->opt.v.mem ? 0 : bee_fail("out of memory for the optimizer state");
+}
+
+/* Update this rank's slice, then every rank gathers the whole buffer. */
+static int opt_step(train_run *r, const bee_adamw_cfg *c, double lr) {
+    if (r->dist.size == 1) {
+        bee_adamw_step(&r->opt, &r->t, c, lr);
+        return 0;
+    }
+    size_t n, lo, hi;
+    float *g, *w = bee_train_flat(&r->t, &g, &n);
+    bee_dist_slice(&r->dist, r->dist.rank, n, &lo, &hi);
+    r->opt.step++;
+    bee_adamw_update(w + lo, g + lo, r->opt.m.mem, r->opt.v.mem, hi - lo, r->opt.step, c, lr);
+    return bee_dist_allgather(&r->dist, w, n);
+}
+
+/* The checkpoint holds full moments: rank 0 gathers the slices and writes. */
+static int ckpt_save(train_run *r, const char *path) {
+    if (r->dist.size == 1) return bee_train_ckpt_save(path, &r->t, &r->opt, &r->st);
+    bee_adamw full;
+    memset(&full, 0, sizeof full);
+    size_t n;
+    bee_train_flat(&r->t, NULL, &n);
+    int rc = r->dist.rank == 0 ? bee_adamw_init(&full, &r->t) : 0;
+    if (bee_dist_any(&r->dist, rc)) rc = -1;
+    if (rc == 0) rc = bee_dist_gather(&r->dist, r->opt.m.mem, full.m.mem, n);
+    if (rc == 0) rc = bee_dist_gather(&r->dist, r->opt.v.mem, full.v.mem, n);
+    full.step = r->opt.step;
+    if (rc == 0 && r->dist.rank == 0) rc = bee_train_ckpt_save(path, &r->t, &full, &r->st);
+    bee_adamw_free(&full);
+    return bee_dist_any(&r->dist, rc) ? (rc ? -1 : bee_fail("rank 0 could not write %s", path)) : 0;
+}
+
+/* Every rank reads the checkpoint and keeps its slice of the moments. */
+static int ckpt_load(train_run *r, const char *path) {
+    if (r->dist.size == 1) return bee_train_ckpt_load(path, &r->t, &r->opt, &r->st);
+    bee_adamw full;
+    size_t n, lo, hi;
+    bee_train_flat(&r->t, NULL, &n);
+    bee_dist_slice(&r->dist, r->dist.rank, n, &lo, &hi);
+    int rc = bee_adamw_init(&full, &r->t);
+    if (rc == 0) rc = bee_train_ckpt_load(path, &r->t, &full, &r->st);
+    if (rc == 0) {
+        memcpy(r->opt.m.mem, full.m.mem + lo, (hi - lo) * sizeof(float));
+        memcpy(r->opt.v.mem, full.v.mem + lo, (hi - lo) * sizeof(float));
+        r->opt.step = full.step;
+    }
+    bee_adamw_free(&full);
+    return rc;
+}
+
 /* ================================================================ options */
+
+static int parse_lora(const char *s, train_opts *o) {
+    char *end;
+    o->lora_rank = strtoul(s, &end, 10);
+    if (end == s || *end != ',' || o->lora_rank == 0 || o->lora_rank > 65536) return -1;
+    const char *p = end + 1;
+    o->lora_alpha = strtod(p, &end);
+    return end == p || *end || !(o->lora_alpha > 0) || !isfinite(o->lora_alpha) ? -1 : 0;
+}
 
 static int parse_opts(cli_args *a, train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -52,6 +133,8 @@ static int parse_opts(cli_args *a, train_opts *o) {
         cli_float(a, "wd", 0, 10, &o->wd) || cli_float(a, "clip", 0, 1e9, &o->clip) ||
         cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2))
         return 2;
+    const char *lora = cli_get(a, "lora");
+    if (lora && parse_lora(lora, o)) return cli_error("train", "--lora wants RANK,ALPHA (e.g. 8,16), got '%s'", lora) + 1;
     if (!o->model) return cli_error("train", "missing -m MODEL.gguf") + 1;
     o->shards = cli_get(a, "shards") ? cli_list(a, "shards") : NULL;
     if (cli_get(a, "shards") && !o->shards) return cli_error("train", "out of memory") + 1;
@@ -67,8 +150,14 @@ static int parse_opts(cli_args *a, train_opts *o) {
 
 static int setup(train_run *r, const train_opts *o) {
     if (bee_model_load(o->model, &r->m) || bee_train_model_from(r->m, &r->t) ||
-        bee_train_set_threads(&r->t, (int)o->threads) || bee_adamw_init(&r->opt, &r->t))
+        bee_train_set_threads(&r->t, (int)o->threads))
         return -1;
+    /* LoRA: A from the data seed, B = 0; the base weights stay frozen. */
+    if (o->lora_rank && (bee_lora_init(&r->lora, &r->m->hp, r->t.has_att, (uint32_t)o->lora_rank,
+                                       (float)o->lora_alpha, o->seed ^ 0x4c6f5241ull) ||
+                         bee_train_lora_attach(&r->t, &r->lora)))
+        return -1;
+    if (opt_init(r)) return -1;
     if (o->shards) {
         for (size_t i = 0; o->shards[i]; i++)
             if (bee_shard_load(o->shards[i], r->m->tok, (uint32_t)o->ctx, &r->data)) return -1;
@@ -80,23 +169,28 @@ static int setup(train_run *r, const train_opts *o) {
     if (!r->order) return bee_fail("out of memory");
     r->st = (bee_train_state){0, 0, 0, o->seed, r->data.n};
     if (o->resume && bee_file_exists(o->ckpt)) {
-        if (bee_train_ckpt_load(o->ckpt, &r->t, &r->opt, &r->st)) return -1;
+        if (ckpt_load(r, o->ckpt)) return -1;
         if (r->st.n_examples != r->data.n || r->st.seed != o->seed)
             return bee_fail("%s was made with other data or seed (%llu examples, seed %llu)", o->ckpt,
                              (unsigned long long)r->st.n_examples, (unsigned long long)r->st.seed);
-        fprintf(stderr, "train: resumed from %s at step %llu\n", o->ckpt, (unsigned long long)r->st.step);
+        LOG(r, "train: resumed from %s at step %llu\n", o->ckpt, (unsigned long long)r->st.step);
     }
     bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
-    fprintf(stderr, "train: %zu examples, %zu tokens; %zu parameters; %ld x %ld tokens per batch, accum %ld\n",
-            r->data.n, r->data.n_tokens, r->t.n_params, o->batch, o->ctx, o->accum);
+    LOG(r, "train: %zu examples, %zu tokens; %zu parameters", r->data.n, r->data.n_tokens, r->t.n_params);
+    if (o->lora_rank) LOG(r, " (frozen), LoRA rank %lu alpha %g: %zu trainable", o->lora_rank, o->lora_alpha, r->lora.n);
+    LOG(r, "; %ld x %ld tokens per batch, accum %ld", o->batch, o->ctx, o->accum);
+    if (r->dist.size > 1) LOG(r, " over %d ranks (ZeRO-1 optimizer shards)", r->dist.size);
+    LOG(r, "\n");
     return 0;
 }
 
 static void run_free(train_run *r) {
-    bee_adamw_free(&r->opt);
+    if (r->dist.size > 1) free(r->opt.m.mem), free(r->opt.v.mem);
+    else bee_adamw_free(&r->opt);
     bee_train_model_free(&r->t);
     bee_train_data_free(&r->data);
     bee_model_free(r->m);
+    bee_lora_free(&r->lora);
     free(r->order);
 }
 
@@ -109,7 +203,7 @@ static double now_s(void) {
 }
 
 /* One micro-batch: the next packed batch of the epoch (a new epoch reshuffles). */
-static int micro_batch(train_run *r, const train_opts *o, double *loss, size_t *tokens) {
+static int micro_batch(train_run *r, const train_opts *o, int mine, double *loss, size_t *tokens) {
     if (r->st.cursor >= r->data.n) {
         r->st.epoch++, r->st.cursor = 0;
         bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
@@ -119,12 +213,24 @@ static int micro_batch(train_run *r, const train_opts *o, double *loss, size_t *
     if (bee_train_pack(&r->data, r->m->tok, r->order, r->data.n, &cur, (uint32_t)o->batch, (uint32_t)o->ctx, &pb))
         return -1;
     r->st.cursor = cur;
-    bee_train_result res;
-    int rc = bee_train_forward_backward(&r->t, &pb.b, 1, 1.0f / (float)o->accum, &res, NULL);
+    bee_train_result res = {0, 0};
+    /* Every rank packs every micro-batch (cheap) so all walk the data alike;
+     * only the owner runs it. */
+    int rc = mine ? bee_train_forward_backward(&r->t, &pb.b, 1, 1.0f / (float)o->accum, &res, NULL) : 0;
     *loss += res.loss / (double)o->accum;
-    *tokens += pb.n_tokens;
+    *tokens += mine ? pb.n_tokens : 0;
     bee_packed_batch_free(&pb);
     return rc;
+}
+
+/* Sum of the ranks' gradients (each already scaled by 1 / accum, so the sum
+ * is what one process computes) and of their losses. */
+static int reduce_grads(train_run *r, int rc, double *loss) {
+    if (bee_dist_any(&r->dist, rc)) return rc ? -1 : bee_fail("another rank failed");
+    size_t n;
+    float *g;
+    bee_train_flat(&r->t, &g, &n);
+    return bee_dist_sum_f32(&r->dist, g, n) || bee_dist_sum_f64(&r->dist, loss, 1) ? -1 : 0;
 }
 
 static void progress(const train_run *r, const train_opts *o, double loss, double lr, double gnorm, double tok_s,
@@ -143,20 +249,23 @@ static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
     while (r->st.step < o->steps && !(o->stop_after && done >= o->stop_after)) {
         bee_train_zero_grad(&r->t);
         double loss = 0;
-        for (long k = 0; k < o->accum; k++)
-            if (micro_batch(r, o, &loss, &tokens)) return -1;
+        int rc = 0;
+        for (long k = 0; rc == 0 && k < o->accum; k++)
+            rc = micro_batch(r, o, k % r->dist.size == r->dist.rank, &loss, &tokens);
+        if (r->dist.size > 1 && reduce_grads(r, rc, &loss)) return -1;
+        if (rc) return -1;
         double gnorm = o->clip > 0 ? bee_grad_clip(&r->t, o->clip) : bee_grad_norm(&r->t);
         double lr = bee_lr_at(&sch, r->st.step);
-        bee_adamw_step(&r->opt, &r->t, &cfg, lr);
+        if (opt_step(r, &cfg, lr)) return -1;
         r->st.step = r->opt.step, done++;
         *last_loss = loss;
         int last = r->st.step == o->steps || (o->stop_after && done >= o->stop_after);
         if (o->ckpt && (last || (o->ckpt_every && r->st.step % o->ckpt_every == 0)) &&
-            bee_train_ckpt_save(o->ckpt, &r->t, &r->opt, &r->st))
+            ckpt_save(r, o->ckpt))
             return -1;
         double el = now_s() - t0;
-        if (last || r->st.step % (unsigned long long)o->log_every == 0)
-            progress(r, o, loss, lr, gnorm, (double)tokens / (el > 0 ? el : 1e-9),
+        if (r->dist.rank == 0 && (last || r->st.step % (unsigned long long)o->log_every == 0))
+            progress(r, o, loss, lr, gnorm, (double)tokens * r->dist.size / (el > 0 ? el : 1e-9),
                      el / (double)done * (double)(o->steps - r->st.step));
     }
     return 0;
@@ -164,13 +273,20 @@ static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
 
 /* ================================================================ command */
 
+static int write_out(const train_run *r, const train_opts *o) {
+    if (r->dist.rank != 0) return 0;
+    if (o->lora_rank) return bee_lora_write(&r->lora, o->out, r->m->name);
+    return bee_train_model_write(&r->t, o->out, "bee-train");
+}
+
 int cmd_train(int argc, char **argv) {
     static const cli_opt opts[] = {
         {"model", 'm', "MODEL.gguf", "starting weights and vocabulary (any weight type; trained in fp32)", "BEE_MODEL", 0},
         {"data", 0, "FILE.jsonl", "one CPM-Bee dict per line, training form: {\"input\": ..., \"<ans>\": \"answer\"}", NULL, 0},
         {"text", 0, "FILE", "plain text: every non-empty line is one example, all of it predicted", NULL, 0},
         {"shards", 0, "SHARD.bin", "token shards from bee data (repeat for several; read in the order given)", NULL, 1},
-        {"out", 'o', "OUT.gguf", "write the trained model here (fp32) at the end", NULL, 0},
+        {"out", 'o', "OUT.gguf", "write the trained model here (fp32; with --lora: the adapter) at the end", NULL, 0},
+        {"lora", 0, "RANK,ALPHA", "train only LoRA adapters on project_q / project_v (base frozen)", NULL, 0},
         {"ckpt", 0, "FILE", "training checkpoint (weights + AdamW state + data position), written atomically", NULL, 0},
         {"resume", 0, NULL, "continue from --ckpt if it exists (bit-identical to not stopping)", NULL, 0},
         {"ckpt-every", 0, "N", "also checkpoint every N steps (default: only at the end)", NULL, 0},
@@ -193,7 +309,10 @@ int cmd_train(int argc, char **argv) {
     };
     cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE | --shards SHARD.bin...) (-o OUT.gguf | --ckpt FILE) [options]",
                   "Trains all weights in fp32 with AdamW (warmup + cosine learning rate, global-norm clipping,\n"
-                  "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.",
+                  "gradient accumulation) on packed batches in the upstream CPM-Bee training layout.\n"
+                  "--lora R,ALPHA trains only LoRA adapters (base frozen) and -o writes the adapter.\n"
+                  "Under `mpirun -np N` the --accum micro-batches of a step are split across the ranks\n"
+                  "(gradient allreduce, optimizer state sharded); rank 0 logs and writes the outputs.",
                   opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
@@ -205,12 +324,23 @@ int cmd_train(int argc, char **argv) {
     }
     train_run r;
     memset(&r, 0, sizeof r);
+    if (bee_dist_init(&r.dist, NULL, NULL)) {
+        cli_free(&a);
+        return cli_fail("train");
+    }
+    if (r.dist.size > 1 && o.accum < r.dist.size) {
+        bee_dist_finalize(&r.dist);
+        cli_free(&a);
+        return cli_error("train", "--accum %ld is less than the %d ranks: each rank needs a micro-batch", o.accum,
+                         r.dist.size) + 1;
+    }
     double loss = NAN;
-    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && bee_train_model_write(&r.t, o.out, "bee-train")))
-        rc = cli_fail("train");
-    if (rc == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
+    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && write_out(&r, &o))) rc = cli_fail("train");
+    if (rc && r.dist.size > 1) bee_dist_abort(&r.dist, rc);
+    if (rc == 0 && r.dist.rank == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
     run_free(&r);
     free((void *)o.shards);
+    bee_dist_finalize(&r.dist);
     cli_free(&a);
     return rc;
 }

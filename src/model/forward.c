@@ -7,6 +7,7 @@
 #include "kernels/vec.h"
 #include "model/linear.h"
 #include "model/model.h"
+#include "model/lora.h"
 #include "util/error.h"
 #include "util/types.h"
 
@@ -446,6 +447,12 @@ static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_
     if (linear(c, b->q, w, b->a, &L->wq, sd) || linear(c, b->k, w, b->a, &L->wk, sd) ||
         linear(c, b->v, w, b->a, &L->wv, sd))
         return -1;
+    if (m->lora) { /* unmerged adapter: a separate low-rank path, whatever the base layout */
+        uint32_t l = (uint32_t)(L - m->layers);
+        if (bee_lora_add(m->lora, l, BEE_LORA_Q, c->total, b->a, b->q, w) ||
+            bee_lora_add(m->lora, l, BEE_LORA_V, c->total, b->a, b->v, w))
+            return -1;
+    }
     if (attention(c, cache_l, b->q, b->k, b->v, b->o)) return -1;
     if (linear(c, b->a, d, b->o, &L->wo, sw)) return -1;
     rows_apply(c, ROW_RESIDUAL, b->h, b->a, NULL, d);

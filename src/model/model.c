@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "model/lora.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -281,6 +282,8 @@ void bee_model_free(bee_model *m) {
     free(m->f32_pool);
     free(m->pos_tab);
     free(m->name);
+    bee_lora_free(m->lora);
+    free(m->lora);
     free(m);
 }
 

@@ -47,6 +47,7 @@ typedef struct bee_model {
     uint32_t kv_type;      /* element type of new sequences' KV caches (F32 default, F16, BF16) */
     void *panel_buf;       /* the matrices repacked into the panel layout (kernels/panel.h), or NULL */
     size_t panel_bytes;
+    struct bee_lora *lora; /* adapter added to project_q / project_v (model/lora.h), or NULL */
 } bee_model;
 
 /* Starts n worker threads for this model's forward passes (0 = all cores). */

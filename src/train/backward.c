@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "model/lora.h"
 #include "train/ops.h"
 #include "train/train.h"
 #include "util/error.h"
@@ -182,6 +183,7 @@ static void embed(const bee_train_model *t, int32_t id, int32_t sub, float *out)
 
 /* Transposed rotation of dout, scaled by 1/sqrt(d), into dE[id]. */
 static void embed_bwd(bee_train_model *t, int32_t id, int32_t sub, const float *dout) {
+    if (!t->g.mem) return; /* frozen base (LoRA) */
     uint32_t d = t->hp.dim, half = d / 2;
     float *g = t->g.tok_embd + (size_t)id * d;
     float sd = sqrtf((float)d), p = (float)sub * t->hp.rope_scale;
@@ -273,7 +275,7 @@ static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, floa
             dq[e] += ds * kv[e] / sd;
             dk[e] += ds * qv[e] / sd;
         }
-        gb[(size_t)rows[k] * H + h] += ds;
+        if (gb) gb[(size_t)rows[k] * H + h] += ds;
     }
 }
 
@@ -298,7 +300,7 @@ static void residual(const train_ctx *c, const float *y) {
     for (size_t i = 0; i < c->T * c->d; i++) c->h[i] = (c->h[i] + y[i]) / s;
 }
 
-static void att_fwd(train_ctx *c, uint32_t l, float *tmp) {
+static int att_fwd(train_ctx *c, uint32_t l, float *tmp) {
     const bee_tlayer *L = &c->t->w.layers[l];
     att_acts *a = &c->att[l];
     bee_pool *pool = c->t->pool;
@@ -309,10 +311,14 @@ static void att_fwd(train_ctx *c, uint32_t l, float *tmp) {
     bee_mm_fwd(pool, a->q, A, a->a, L->wq, T, A, d, sd);
     bee_mm_fwd(pool, a->k, A, a->a, L->wk, T, A, d, sd);
     bee_mm_fwd(pool, a->v, A, a->a, L->wv, T, A, d, sd);
+    if (c->t->lora && (bee_lora_add(c->t->lora, l, BEE_LORA_Q, T, a->a, a->q, A) ||
+                       bee_lora_add(c->t->lora, l, BEE_LORA_V, T, a->a, a->v, A)))
+        return -1;
     attn_job j = {c, a, c->scratch, NULL, NULL, NULL, NULL};
     bee_pool_for(pool, (size_t)c->b->B * c->H, 1, attn_fwd_range, &j);
     bee_mm_fwd(pool, tmp, d, a->o, L->wo, T, d, A, sa);
     residual(c, tmp);
+    return 0;
 }
 
 static void ffn_fwd(train_ctx *c, uint32_t l, float *tmp) {
@@ -339,7 +345,10 @@ static int forward(train_ctx *c) {
     for (size_t x = 0; x < c->T; x++) embed(t, b->inputs[x], b->inputs_sub[x], c->h + x * d);
     for (size_t j = 0; j < b->n_ext; j++) embed(t, b->ext_ids[j], b->ext_sub[j], c->ext + j * d);
     for (uint32_t l = 0; l < t->hp.n_layers; l++) {
-        if (t->has_att[l]) att_fwd(c, l, tmp);
+        if (t->has_att[l] && att_fwd(c, l, tmp)) {
+            free(tmp);
+            return -1;
+        }
         if (t->has_ffn[l]) ffn_fwd(c, l, tmp);
     }
     memcpy(c->hl, c->h, c->T * d * sizeof(float));
@@ -364,53 +373,78 @@ static void scale_rows(float *dst, const float *src, size_t n, float s) {
 
 typedef struct {
     float *dy, *da, *b0, *b1, *b2; /* (T, d), (T, d), 3 x (T, max(A, F)) */
+    float *lu, *ldu;               /* (T, rank) LoRA: A x and its gradient */
 } bwd_bufs;
+
+/* Weight gradients are skipped when the base is frozen (dW NULL). */
+static void mm_dw(bee_pool *p, float *dW, const float *dy, const float *x, size_t n, size_t rows, size_t cols) {
+    if (dW) bee_mm_dw(p, dW, dy, x, n, rows, cols);
+}
+
+/* Adapter y += k' B (A x) with dys = dL/dy / sd (the base linear's scaled
+ * output gradient), so dL/dy = sd dys and the factor is k = scale * sd. */
+static void lora_bwd(train_ctx *c, uint32_t l, int which, const float *dys, const float *x, bwd_bufs *s) {
+    bee_train_model *t = c->t;
+    const bee_lora *lo = t->lora;
+    const float *A = lo->a[2 * l + which], *B = lo->b[2 * l + which];
+    float *gA = t->lora_g + (A - lo->mem), *gB = t->lora_g + (B - lo->mem);
+    size_t T = c->T, r = lo->rank;
+    float k = bee_lora_scale(lo) * sqrtf((float)c->d);
+    bee_mm_fwd(t->pool, s->lu, r, x, A, T, r, c->d, 1.0f);
+    for (size_t i = 0; i < T * r; i++) s->lu[i] *= k;
+    bee_mm_dw(t->pool, gB, dys, s->lu, T, c->A, r);
+    bee_mm_dx(t->pool, s->ldu, dys, B, T, c->A, r, 0);
+    for (size_t i = 0; i < T * r; i++) s->ldu[i] *= k;
+    bee_mm_dw(t->pool, gA, s->ldu, x, T, r, c->d);
+    bee_mm_dx(t->pool, s->da, s->ldu, A, T, r, c->d, 1);
+}
 
 static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_train_model *t = c->t;
     const bee_tlayer *L = &t->w.layers[l];
-    bee_tlayer *G = &t->g.layers[l];
+    bee_tlayer *G = t->g.mem ? &t->g.layers[l] : &(bee_tlayer){0};
     att_acts *a = &c->att[l];
     bee_pool *pool = t->pool;
     size_t T = c->T, d = c->d, A = c->A, H = c->H;
     float sd = sqrtf((float)d), sa = sqrtf((float)A), rs = t->hp.residual_scale;
     for (size_t i = 0; i < T * d; i++) dh[i] /= rs; /* now dy: gradient of the block output and of h_in */
     scale_rows(s->dy, dh, T * d, sa);
-    bee_mm_dw(pool, G->wo, s->dy, a->o, T, d, A);
+    mm_dw(pool, G->wo, s->dy, a->o, T, d, A);
     float *dout = s->b0, *dq = s->b1, *dk = s->b2, *dv = a->o; /* o is no longer needed */
     bee_mm_dx(pool, dout, s->dy, L->wo, T, d, A, 0);
     memset(dq, 0, T * A * sizeof(float)), memset(dk, 0, T * A * sizeof(float)), memset(dv, 0, T * A * sizeof(float));
     attn_job j = {c, a, c->scratch, dq, dk, dv, dout};
     bee_pool_for(pool, H, 1, attn_bwd_range, &j);
     scale_rows(dq, dq, T * A, sd), scale_rows(dk, dk, T * A, sd), scale_rows(dv, dv, T * A, sd);
-    bee_mm_dw(pool, G->wq, dq, a->a, T, A, d);
-    bee_mm_dw(pool, G->wk, dk, a->a, T, A, d);
-    bee_mm_dw(pool, G->wv, dv, a->a, T, A, d);
+    mm_dw(pool, G->wq, dq, a->a, T, A, d);
+    mm_dw(pool, G->wk, dk, a->a, T, A, d);
+    mm_dw(pool, G->wv, dv, a->a, T, A, d);
     bee_mm_dx(pool, s->da, dq, L->wq, T, A, d, 0);
     bee_mm_dx(pool, s->da, dk, L->wk, T, A, d, 1);
     bee_mm_dx(pool, s->da, dv, L->wv, T, A, d, 1);
+    if (t->lora) lora_bwd(c, l, BEE_LORA_Q, dq, a->a, s), lora_bwd(c, l, BEE_LORA_V, dv, a->a, s);
     norm_bwd(c, dh, s->da, a->in, L->att_norm, a->r, G->att_norm);
 }
 
 static void ffn_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_train_model *t = c->t;
     const bee_tlayer *L = &t->w.layers[l];
-    bee_tlayer *G = &t->g.layers[l];
+    bee_tlayer *G = t->g.mem ? &t->g.layers[l] : &(bee_tlayer){0};
     ffn_acts *f = &c->ffn[l];
     bee_pool *pool = t->pool;
     size_t T = c->T, d = c->d, F = c->F;
     float sd = sqrtf((float)d), sf = sqrtf((float)F), rs = t->hp.residual_scale;
     for (size_t i = 0; i < T * d; i++) dh[i] /= rs;
     scale_rows(s->dy, dh, T * d, sf);
-    bee_mm_dw(pool, G->w_down, s->dy, f->z, T, d, F);
+    mm_dw(pool, G->w_down, s->dy, f->z, T, d, F);
     float *dz = s->b0, *dg = s->b1, *du = s->b2;
     bee_mm_dx(pool, dz, s->dy, L->w_down, T, d, F, 0);
     for (size_t i = 0; i < T * F; i++) {
         dg[i] = dz[i] * f->u[i] * bee_gelu_grad(f->g[i]) / sd;
         du[i] = dz[i] * bee_gelu_ref(f->g[i]) / sd;
     }
-    bee_mm_dw(pool, G->w_gate, dg, f->a, T, F, d);
-    bee_mm_dw(pool, G->w_up, du, f->a, T, F, d);
+    mm_dw(pool, G->w_gate, dg, f->a, T, F, d);
+    mm_dw(pool, G->w_up, du, f->a, T, F, d);
     bee_mm_dx(pool, s->da, dg, L->w_gate, T, F, d, 0);
     bee_mm_dx(pool, s->da, du, L->w_up, T, F, d, 1);
     norm_bwd(c, dh, s->da, f->in, L->ffn_norm, f->r, G->ffn_norm);
@@ -425,6 +459,8 @@ static int backward_pass(train_ctx *c, float *dhf) {
     s.dy = zalloc(T * d, sizeof(float), &ok), s.da = zalloc(T * d, sizeof(float), &ok);
     s.b0 = zalloc(T * big, sizeof(float), &ok), s.b1 = zalloc(T * big, sizeof(float), &ok);
     s.b2 = zalloc(T * big, sizeof(float), &ok);
+    size_t r = t->lora ? t->lora->rank : 0;
+    s.lu = zalloc(T * r, sizeof(float), &ok), s.ldu = zalloc(T * r, sizeof(float), &ok);
     if (ok) {
         for (size_t x = 0; x < T; x++)
             bee_rms_bwd(dh + x * d, t->g.out_norm, dhf + x * d, c->hl + x * d, t->w.out_norm, c->fr[x], d, 0);
@@ -434,7 +470,7 @@ static int backward_pass(train_ctx *c, float *dhf) {
         }
         for (size_t x = 0; x < T; x++) embed_bwd(t, c->b->inputs[x], c->b->inputs_sub[x], dh + x * d);
     }
-    free(dh), free(s.dy), free(s.da), free(s.b0), free(s.b1), free(s.b2);
+    free(dh), free(s.dy), free(s.da), free(s.b0), free(s.b1), free(s.b2), free(s.lu), free(s.ldu);
     return ok ? 0 : bee_fail("out of memory");
 }
 
@@ -491,7 +527,7 @@ static void logit_chunk(train_ctx *c, logit_bufs *lb, size_t n, int backward, fl
     }
     if (!backward) return;
     bee_mm_dx(t->pool, lb->dhs, lb->lg, t->w.tok_embd, n, V, d, 0);
-    bee_mm_dw(t->pool, t->g.tok_embd, lb->lg, lb->hs, n, V, d);
+    mm_dw(t->pool, t->g.tok_embd, lb->lg, lb->hs, n, V, d);
     for (size_t r = 0; r < n; r++) {
         float *g = dhf + lb->rows[r] * d;
         const float *hf = c->hf + lb->rows[r] * d;

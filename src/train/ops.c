@@ -135,7 +135,7 @@ void bee_rms_bwd(float *dx, float *dw, const float *dy, const float *x, const fl
     for (size_t i = 0; i < n; i++) {
         float g = dy[i] * w[i] * r - c * x[i];
         dx[i] = accumulate ? dx[i] + g : g;
-        dw[i] += dy[i] * x[i] * r;
+        if (dw) dw[i] += dy[i] * x[i] * r;
     }
 }
 

@@ -19,7 +19,7 @@ void bee_mm_dw(bee_pool *p, float *dW, const float *dy, const float *x, size_t n
 
 /* y = x * r * w with r = rsqrt(mean(x^2) + eps) (as bee_rmsnorm_ref); returns r. */
 float bee_rms_fwd(float *y, const float *x, const float *w, size_t n, float eps);
-/* dx (+)= d/dx, dw += d/dw of the above for the output gradient dy. */
+/* dx (+)= d/dx, dw += d/dw of the above for the output gradient dy (dw NULL: frozen weights). */
 void bee_rms_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, float r, size_t n, int accumulate);
 
 float bee_gelu_grad(float x);

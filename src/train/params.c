@@ -8,6 +8,7 @@
 #include "format/convert.h"
 #include "model/arch.h"
 #include "model/init.h"
+#include "model/lora.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/types.h"
@@ -209,6 +210,7 @@ int bee_train_model_random(const bee_hparams *hp, const uint8_t *mask, uint64_t 
 void bee_train_model_free(bee_train_model *t) {
     bee_params_free(&t->w);
     bee_params_free(&t->g);
+    free(t->lora_g);
     for (uint32_t i = 0; t->tokens && i < t->hp.n_vocab; i++) free(t->tokens[i]);
     free(t->tokens);
     free(t->token_lens);
@@ -232,7 +234,24 @@ int bee_train_find_tensor(const bee_train_model *t, const char *name) {
     return -1;
 }
 
-void bee_train_zero_grad(bee_train_model *t) { memset(t->g.mem, 0, t->g.n * sizeof *t->g.mem); }
+void bee_train_zero_grad(bee_train_model *t) {
+    if (t->g.mem) memset(t->g.mem, 0, t->g.n * sizeof *t->g.mem);
+    if (t->lora_g) memset(t->lora_g, 0, t->lora->n * sizeof *t->lora_g);
+}
+
+int bee_train_lora_attach(bee_train_model *t, bee_lora *lo) {
+    if (lo->n_layers != t->hp.n_layers || lo->dim != t->hp.dim || lo->width != t->hp.n_heads * t->hp.dim_head)
+        return bee_fail("the adapter's shape does not match the model");
+    for (uint32_t l = 0; l < t->hp.n_layers; l++)
+        if (lo->has[l] && !t->has_att[l]) return bee_fail("the adapter has layer %u, whose attention is pruned", l);
+    float *g = calloc(lo->n ? lo->n : 1, sizeof *g);
+    if (!g) return bee_fail("out of memory for the adapter's gradient");
+    free(t->lora_g);
+    t->lora_g = g;
+    t->lora = lo;
+    bee_params_free(&t->g); /* frozen base: the backward skips every base gradient */
+    return 0;
+}
 
 int bee_train_model_write(const bee_train_model *t, const char *path, const char *name) {
     if (!t->tokens) return bee_fail("%s: this model has no vocabulary (random in-memory model); cannot write GGUF", path);
@@ -257,4 +276,38 @@ int bee_train_model_write(const bee_train_model *t, const char *path, const char
                              (const char *const *)t->tokens, t->token_lens, mt, t->n_tensors);
     free(mt), free(mask);
     return rc;
+}
+
+static void merge_one(float *W, const float *A, const float *B, size_t rows, size_t cols, size_t r, float k) {
+    for (size_t o = 0; o < rows; o++)
+        for (size_t i = 0; i < cols; i++) {
+            float acc = 0;
+            for (size_t j = 0; j < r; j++) acc += B[o * r + j] * A[j * cols + i];
+            W[o * cols + i] += k * acc;
+        }
+}
+
+int bee_train_lora_merge(bee_train_model *t, const bee_lora *lo) {
+    if (lo->n_layers != t->hp.n_layers || lo->dim != t->hp.dim || lo->width != t->hp.n_heads * t->hp.dim_head)
+        return bee_fail("the adapter's shape does not match the model");
+    float k = bee_lora_scale(lo) * sqrtf((float)t->hp.dim);
+    for (uint32_t l = 0; l < t->hp.n_layers; l++) {
+        if (!lo->has[l]) continue;
+        if (!t->has_att[l]) return bee_fail("the adapter has layer %u, whose attention is pruned", l);
+        bee_tlayer *L = &t->w.layers[l];
+        merge_one(L->wq, lo->a[2 * l], lo->b[2 * l], lo->width, lo->dim, lo->rank, k);
+        merge_one(L->wv, lo->a[2 * l + 1], lo->b[2 * l + 1], lo->width, lo->dim, lo->rank, k);
+    }
+    return 0;
+}
+
+float *bee_train_flat(bee_train_model *t, float **grad, size_t *n) {
+    if (t->lora) {
+        if (grad) *grad = t->lora_g;
+        *n = t->lora->n;
+        return t->lora->mem;
+    }
+    if (grad) *grad = t->g.mem;
+    *n = t->w.n;
+    return t->w.mem;
 }

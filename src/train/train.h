@@ -62,6 +62,8 @@ typedef struct bee_train_model {
     char **tokens;              // (n_vocab) vocabulary for writing GGUF; NULL for in-memory models
     uint64_t *token_lens;       // (n_vocab)
     bee_pool *pool;             /* NULL = one thread */
+    struct bee_lora *lora;      /* adapter trained instead of the weights (not owned), or NULL */
+    float *lora_g;              // (lora->n) its gradient, same layout as lora->mem
 } bee_train_model;
 
 /* Dequantizes a loaded model into fp32 training tensors (grads zeroed). */
@@ -77,6 +79,16 @@ int bee_train_set_threads(bee_train_model *t, int n);
 /* Index of a tensor by GGUF name, or -1. */
 int bee_train_find_tensor(const bee_train_model *t, const char *name);
 void bee_train_zero_grad(bee_train_model *t);
+/* LoRA delta tuning: the forward adds the adapter to project_q / project_v and
+ * the backward writes only the adapter's gradient (t->lora_g). The base
+ * gradients are freed and never computed: the base weights are frozen. */
+int bee_train_lora_attach(bee_train_model *t, struct bee_lora *lo);
+/* The flat buffer the optimizer updates (every weight, or the LoRA adapter
+ * when one is attached), its gradient (*grad, may be NULL) and length. */
+float *bee_train_flat(bee_train_model *t, float **grad, size_t *n);
+/* Folds an adapter into the weights: W += sqrt(dim) * (alpha / r) * B A (the
+ * base linear divides its output by sqrt(dim), the adapter path does not). */
+int bee_train_lora_merge(bee_train_model *t, const struct bee_lora *lo);
 
 /* ================================================================ batch */
 
@@ -135,6 +147,9 @@ int bee_adamw_init(bee_adamw *o, const bee_train_model *t);
 void bee_adamw_free(bee_adamw *o);
 /* One AdamW step on every tensor with learning rate lr (the schedule's value). */
 void bee_adamw_step(bee_adamw *o, bee_train_model *t, const bee_adamw_cfg *c, double lr);
+/* The same update on n contiguous floats (step = steps taken including this one). */
+void bee_adamw_update(float *p, const float *g, float *m, float *v, size_t n, uint64_t step, const bee_adamw_cfg *c,
+                      double lr);
 
 /* Linear warmup over `warmup` steps (step s < warmup gets lr_max (s+1)/warmup),
  * then cosine decay from lr_max to lr_min at step `total` (lr_min after).
@@ -145,7 +160,7 @@ typedef struct {
 } bee_lr_schedule;
 double bee_lr_at(const bee_lr_schedule *s, uint64_t step);
 
-/* L2 norm of all gradients (fp64 accumulation). */
+/* L2 norm of all gradients (fp64 accumulation; the adapter's when training LoRA). */
 double bee_grad_norm(const bee_train_model *t);
 /* Scales the gradients so their global norm is at most max_norm (torch
  * clip_grad_norm_: coefficient max_norm / (norm + 1e-6)); returns the norm
