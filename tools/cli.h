@@ -71,5 +71,6 @@ int cmd_safety(int argc, char **argv);
 int cmd_feedback(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif
