@@ -212,15 +212,15 @@ json_t *bee_read_squad(const char *path) {
 
 /* ---------------------------------------------------------------- GAOKAO-Bench */
 
-/* Finds the option marker "X．", "X." or "X、" at or after `from`. */
-static const char *find_marker(const char *s, const char *from, char letter, size_t *mlen) {
-    for (const char *p = from; *p; p++) {
-        if (*p != letter) continue;
-        if (!strncmp(p + 1, "\xEF\xBC\x8E", 3)) return *mlen = 4, p; /* ． */
-        if (!strncmp(p + 1, "\xE3\x80\x81", 3)) return *mlen = 4, p; /* 、 */
-        if (p[1] == '.') return *mlen = 2, p;
-    }
-    (void)s;
+/* Option markers from the most to the least specific: the full-width stop
+ * GAOKAO-Bench uses, then "、", then an ASCII "." (which stems also contain,
+ * as in "A.B 型"). */
+static const char *const k_marks[] = {"\xEF\xBC\x8E", "\xE3\x80\x81", "."};
+
+static const char *find_marker(const char *from, char letter, int kind, size_t *mlen) {
+    size_t n = strlen(k_marks[kind]);
+    for (const char *p = from; *p; p++)
+        if (*p == letter && !strncmp(p + 1, k_marks[kind], n)) return *mlen = n + 1, p;
     return NULL;
 }
 
@@ -244,29 +244,26 @@ static json_t *gaokao_item(json_t *ex) {
     json_t *ans = json_object_get(ex, "answer");
     const char *a = json_string_value(json_array_get(ans, 0));
     if (!q || json_array_size(ans) != 1 || !a || strlen(a) != 1 || a[0] < 'A' || a[0] > 'D') return NULL;
-    for (const char *from = q;;) {
+    for (int kind = 0; kind < 3; kind++) {
         const char *m[5];
         size_t ml[4];
-        int ok = 1;
-        m[0] = find_marker(q, from, 'A', &ml[0]);
-        if (!m[0]) return NULL;
-        for (int k = 1; k < 4 && ok; k++) ok = (m[k] = find_marker(q, m[k - 1] + ml[k - 1], (char)('A' + k), &ml[k])) != NULL;
-        if (ok) {
-            m[4] = q + strlen(q);
-            json_t *o = json_object();
-            json_object_set_new(o, "question", trimmed(q, m[0]));
-            for (int k = 0; k < 4; k++) {
-                char key[2] = {(char)('A' + k), 0};
-                json_object_set_new(o, key, trimmed(m[k] + ml[k], m[k + 1]));
-            }
-            json_object_set_new(o, "answer", json_string(a));
-            json_t *idx = json_object_get(ex, "index"), *yr = json_object_get(ex, "year");
-            json_object_set_new(o, "id", json_integer_value(idx) || json_is_integer(idx) ? json_sprintf("%lld", (long long)json_integer_value(idx)) : json_string(""));
-            if (json_is_string(yr)) json_object_set(o, "year", yr);
-            return o;
+        int ok = (m[0] = find_marker(q, 'A', kind, &ml[0])) != NULL;
+        for (int k = 1; k < 4 && ok; k++) ok = (m[k] = find_marker(m[k - 1] + ml[k - 1], (char)('A' + k), kind, &ml[k])) != NULL;
+        if (!ok) continue;
+        m[4] = q + strlen(q);
+        json_t *o = json_object();
+        json_object_set_new(o, "question", trimmed(q, m[0]));
+        for (int k = 0; k < 4; k++) {
+            char key[2] = {(char)('A' + k), 0};
+            json_object_set_new(o, key, trimmed(m[k] + ml[k], m[k + 1]));
         }
-        from = m[0] + 1;
+        json_object_set_new(o, "answer", json_string(a));
+        json_object_set_new(o, "id", json_sprintf("%lld", (long long)json_integer_value(json_object_get(ex, "index"))));
+        json_t *yr = json_object_get(ex, "year");
+        if (json_is_string(yr)) json_object_set(o, "year", yr);
+        return o;
     }
+    return NULL;
 }
 
 json_t *bee_read_gaokao(const char *path) {
