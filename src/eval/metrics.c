@@ -113,8 +113,8 @@ double bee_metric_f1(const char *pred, const char *gold) {
     bee_eval_toks p, g;
     if (tokenize_pair(pred, gold, &p, &g)) return -1;
     /* multiset intersection by merging the sorted token lists */
-    qsort(p.v, p.n, sizeof *p.v, cmp_str);
-    qsort(g.v, g.n, sizeof *g.v, cmp_str);
+    if (p.n) qsort(p.v, p.n, sizeof *p.v, cmp_str);
+    if (g.n) qsort(g.v, g.n, sizeof *g.v, cmp_str);
     size_t i = 0, j = 0, common = 0;
     while (i < p.n && j < g.n) {
         int c = strcmp(p.v[i], g.v[j]);
