@@ -133,9 +133,15 @@ int bee_eval_generate(const bee_model *m, const char *prompt, int max_tokens, ch
         bee_gen_input_free(&in);
     }
     if (rc == 0) {
+        /* answers come back in the tokenizer's escaped form: "<<" is a literal "<" */
         const char *a = json_string_value(json_object_get(res, "<ans>"));
         *out = strdup(a ? a : "");
         if (!*out) rc = bee_fail("out of memory");
+        for (char *r = *out, *w = *out; r && *r; r++) {
+            *w++ = *r;
+            if (r[0] == '<' && r[1] == '<') r++;
+            *w = 0;
+        }
     }
     json_decref(res);
     json_decref(d);
