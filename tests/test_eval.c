@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "eval/eval.h"
 #include "model/model.h"
 #include "testutil.h"
@@ -362,6 +368,12 @@ static void test_cache_resume(void **s) {
     assert_int_equal(st.computed, 8);
     assert_int_equal(st.cached, 0);
     char *r1 = slurp(out, "results.json"), *s1 = slurp(out, "samples/f32__sanity.jsonl");
+    char *g1 = slurp(out, "samples/f32__sanity-gen.jsonl");
+    /* every generation record carries a non-empty prediction */
+    int preds = 0;
+    for (const char *p = g1; (p = strstr(p, "\"prediction\":\"")); p++) preds += p[14] != '"';
+    assert_int_equal(preds, 4);
+    free(g1);
     assert_int_equal(bee_eval_run(&o, &st), 0);
     assert_int_equal(st.computed, 0);
     assert_int_equal(st.cached, 8);
@@ -385,6 +397,75 @@ static void test_cache_resume(void **s) {
     assert_true(st.computed > 0);
     free(c);
     free(r1), free(r2), free(r3), free(s1), free(s2);
+}
+
+/* A fake OpenAI-compatible server: answers n requests, the first chunked;
+ * a request without the expected key gets 401. */
+static void fake_server(int lfd, int n) {
+    for (int k = 0; k < n; k++) {
+        int c = accept(lfd, NULL, NULL);
+        char req[65536];
+        size_t got = 0;
+        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
+            got += (size_t)r;
+            req[got] = 0;
+            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+        }
+        const char *body = strstr(req, "北京”重复") ? "{\"choices\":[{\"text\":\" 北京。\"}]}" : "{\"choices\":[{\"text\":\"x\"}]}";
+        char resp[1024];
+        if (!strstr(req, "POST /api/v1/completions") || !strstr(req, "Authorization: Bearer sekrit"))
+            snprintf(resp, sizeof resp, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}");
+        else if (k == 0)
+            snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n", strlen(body), body);
+        else
+            snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+        if (write(c, resp, strlen(resp)) < 0) _exit(1);
+        close(c);
+    }
+    _exit(0);
+}
+
+static void test_remote_model(void **s) {
+    (void)s;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    pid_t pid = fork();
+    if (pid == 0) fake_server(lfd, 3);
+    close(lfd);
+    char j[512];
+    snprintf(j, sizeof j, "[{\"name\":\"far\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/api/\",\"model\":\"m\","
+             "\"api_key_env\":\"BEE_TEST_KEY\",\"timeout_s\":20}]", ntohs(a.sin_port));
+    setenv("BEE_TEST_KEY", "sekrit", 1);
+    const char *out = tu_tmp("run_remote");
+    bee_eval_opts o = {fixture("remote.json", j), "sanity,sanity-gen", out, ".", ".", 1, 0, 1, 1, 1};
+    bee_eval_stats st;
+    int rc = bee_eval_run(&o, &st);
+    if (rc) fail_msg("%s", bee_error_message());
+    /* the mc item starts its answer with option A (北京), the gen answer matches the gold */
+    char *mc = slurp(out, "samples/far__sanity.jsonl"), *gen = slurp(out, "samples/far__sanity-gen.jsonl");
+    assert_non_null(strstr(mc, "\"prediction\":\"A\""));
+    assert_non_null(strstr(mc, "\"acc\":1.0"));
+    assert_non_null(strstr(gen, "\"prediction\":\" 北京。\""));
+    assert_non_null(strstr(gen, "\"em\":1.0"));
+    free(mc), free(gen);
+    /* the third request lacks the key: the error names the endpoint and status */
+    unsetenv("BEE_TEST_KEY");
+    o.out_dir = tu_tmp("run_remote2");
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "BEE_TEST_KEY"));
+    setenv("BEE_TEST_KEY", "wrong", 1);
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "HTTP 401"));
+    int ws;
+    waitpid(pid, &ws, 0);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
 static json_t *results_model(json_t *res, const char *name) {
@@ -452,7 +533,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize),       cmocka_unit_test(test_metrics),     cmocka_unit_test(test_stat),
         cmocka_unit_test(test_read_csv),       cmocka_unit_test(test_read_gaokao), cmocka_unit_test(test_read_squad_jsonl_tsv),
         cmocka_unit_test(test_read_shared_data), cmocka_unit_test(test_task),      cmocka_unit_test(test_loglik),
-        cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end),
+        cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

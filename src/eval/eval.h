@@ -101,6 +101,22 @@ int bee_eval_loglik(const bee_model *m, const char *prompt, const char *answer, 
 /* Greedy answer of at most max_tokens tokens (*out malloc'd). */
 int bee_eval_generate(const bee_model *m, const char *prompt, int max_tokens, char **out);
 
+/* ---------------------------------------------------------------- remote models
+ * OpenAI-compatible /v1/completions over plain http (e.g. `bee serve`):
+ * greedy generation only, so remote mc items are scored by the generated
+ * text (see docs/EVAL.md). */
+typedef struct {
+    const char *base_url; /* http://host:port[/prefix] */
+    const char *model;
+    const char *key_env;  /* environment variable holding the API key, or NULL */
+    int timeout_ms;
+} bee_remote;
+
+/* POSTs body to base_url + path; *resp receives the body (malloc'd). */
+int bee_http_post(const char *base_url, const char *path, const char *key, const char *body, int timeout_ms, int *status,
+                  char **resp);
+int bee_remote_complete(const bee_remote *r, const char *prompt, int max_tokens, char **out);
+
 /* ---------------------------------------------------------------- runs */
 typedef struct {
     const char *models_path; /* MODELS.json */

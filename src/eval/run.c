@@ -17,7 +17,10 @@
 #define N_METRICS 6
 
 typedef struct {
-    char *name, *path;
+    char *name, *path; /* path: the GGUF, or base_url for a remote model */
+    int remote;
+    char *model, *key_env;
+    int timeout_ms;
 } eval_model;
 
 typedef struct {
@@ -57,14 +60,24 @@ static int load_models(eval_run *r, const char *path) {
         if (rc) break;
         const char *name = json_string_value(json_object_get(m, "name")), *p = json_string_value(json_object_get(m, "path"));
         const char *type = json_string_value(json_object_get(m, "type"));
-        if (type && strcmp(type, "local"))
-            rc = bee_fail("%s: models[%zu]: type '%s' is not supported (only local GGUF models)", path, i, type);
-        else if (!name || !*name || !p) rc = bee_fail("%s: models[%zu]: needs string \"name\" and \"path\"", path, i);
+        int remote = type && !strcmp(type, "openai");
+        if (remote) p = json_string_value(json_object_get(m, "base_url"));
+        if (type && strcmp(type, "local") && !remote)
+            rc = bee_fail("%s: models[%zu]: type '%s' is not \"local\" or \"openai\"", path, i, type);
+        else if (!name || !*name || !p)
+            rc = bee_fail("%s: models[%zu]: needs string \"name\" and %s", path, i, remote ? "\"base_url\"" : "\"path\"");
         for (size_t k = 0; rc == 0 && k < r->n_models; k++)
             if (!strcmp(r->models[k].name, name)) rc = bee_fail("%s: models[%zu]: name '%s' used twice", path, i, name);
         if (rc == 0) {
-            r->models[r->n_models].name = strdup(name);
-            r->models[r->n_models++].path = strdup(p);
+            eval_model *em = &r->models[r->n_models++];
+            const char *mod = json_string_value(json_object_get(m, "model")), *ke = json_string_value(json_object_get(m, "api_key_env"));
+            json_t *to = json_object_get(m, "timeout_s");
+            em->name = strdup(name);
+            em->path = strdup(p);
+            em->remote = remote;
+            em->model = strdup(mod ? mod : name);
+            em->key_env = ke ? strdup(ke) : NULL;
+            em->timeout_ms = 1000 * (json_is_integer(to) && json_integer_value(to) > 0 ? (int)json_integer_value(to) : 600);
         }
     }
     json_decref(root);
@@ -196,11 +209,17 @@ static int score_mc(const bee_model *m, const bee_task *t, json_t *sample, json_
     return rc;
 }
 
-static int score_gen(const bee_model *m, const bee_task *t, json_t *sample, json_t *rec) {
+static bee_remote remote_of(const eval_model *em);
+
+/* Generation by the local model m, or by the remote model em when m is NULL. */
+static int score_gen(const bee_model *m, const bee_task *t, json_t *sample, json_t *rec, const eval_model *remote) {
     json_t *refs = gold_refs(t, sample), *ref;
     char *pred = NULL;
     if (!refs) return -1;
-    int rc = bee_eval_generate(m, json_string_value(json_object_get(rec, "prompt")), t->max_tokens, &pred);
+    const char *prompt = json_string_value(json_object_get(rec, "prompt"));
+    bee_remote rm = {0};
+    if (!m) rm = remote_of(remote);
+    int rc = m ? bee_eval_generate(m, prompt, t->max_tokens, &pred) : bee_remote_complete(&rm, prompt, t->max_tokens, &pred);
     double em = 0, f1 = 0, rl = 0;
     size_t i;
     json_array_foreach(refs, i, ref) { /* best over the references */
@@ -211,7 +230,8 @@ static int score_gen(const bee_model *m, const bee_task *t, json_t *sample, json
         rl = fmax(rl, bee_metric_rouge_l(pred, g));
     }
     if (rc == 0) {
-        json_object_set_new(rec, "prediction", json_string(pred));
+        json_t *pj = json_string(pred); /* NULL when a remote answer is not UTF-8 */
+        json_object_set_new(rec, "prediction", pj ? pj : json_string(""));
         json_object_set(rec, "gold", json_array_size(refs) == 1 ? json_array_get(refs, 0) : refs);
         json_t *ms = json_object();
         if (t->metrics & BEE_METRIC_EM) json_object_set_new(ms, "em", json_real(em));
@@ -234,6 +254,52 @@ static int score_ppl(const bee_model *m, json_t *rec) {
     return 0;
 }
 
+static bee_remote remote_of(const eval_model *em) {
+    return (bee_remote){em->path, em->model, em->key_env, em->timeout_ms};
+}
+
+static int starts_with_trimmed(const char *text, const char *opt) {
+    while (*text == ' ' || *text == '\n' || *text == '\t') text++;
+    return *opt && !strncmp(text, opt, strlen(opt));
+}
+
+/* Without per-token log-probs a remote model answers mc items by generation:
+ * the option its text starts with, else the first option it contains. */
+static int score_mc_remote(const eval_model *em, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
+    json_t *opts = json_object_get(rec, "options"), *labels = render_list(t, t->labels, sample), *refs = gold_refs(t, sample);
+    bee_remote rm = remote_of(em);
+    char *gen = NULL;
+    int rc = labels && refs ? bee_remote_complete(&rm, json_string_value(json_object_get(rec, "prompt")), 16, &gen) : -1;
+    const char *gold = json_string_value(json_array_get(refs, 0));
+    int gi = -1, pick = -1;
+    for (size_t k = 0; rc == 0 && k < json_array_size(opts); k++) {
+        if (!strcmp(json_string_value(json_array_get(labels, k)), gold)) gi = (int)k;
+        if (pick < 0 && starts_with_trimmed(gen, json_string_value(json_array_get(opts, k)))) pick = (int)k;
+    }
+    for (size_t k = 0; rc == 0 && pick < 0 && k < json_array_size(opts); k++)
+        if (*json_string_value(json_array_get(opts, k)) && strstr(gen, json_string_value(json_array_get(opts, k)))) pick = (int)k;
+    if (rc == 0 && gi < 0) rc = bee_fail("%s: item %zu: gold '%s' is not one of the labels", t->source, item, gold);
+    if (rc == 0) {
+        double acc = pick == gi ? 1.0 : 0.0;
+        json_t *gj = json_string(gen);
+        json_object_set_new(rec, "generated", gj ? gj : json_string(""));
+        json_object_set(rec, "prediction", pick >= 0 ? json_array_get(labels, (size_t)pick) : json_null());
+        json_object_set_new(rec, "gold", json_string(gold));
+        json_object_set_new(rec, "note", json_string("remote model: scored by generated text (no log-probs)"));
+        json_object_set_new(rec, "metrics", json_pack("{s:f,s:f}", "acc", acc, "acc_norm", acc));
+    }
+    free(gen);
+    json_decref(labels);
+    json_decref(refs);
+    return rc;
+}
+
+static int score_remote(const eval_model *em, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
+    if (t->type == BEE_TASK_MC) return score_mc_remote(em, t, sample, rec, item);
+    if (t->type == BEE_TASK_PPL) return bee_fail("%s: perplexity tasks need a local model", t->source);
+    return score_gen(NULL, t, sample, rec, em);
+}
+
 /* The record of item i: from the cache, or computed (model loaded on demand). */
 static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, bee_model **m) {
     json_t *sample = json_array_get(t->samples, i);
@@ -253,13 +319,20 @@ static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, bee_mo
     free(prompt);
     json_decref(opts);
     int rc = 0;
+    if (r->models[mi].remote) {
+        rc = score_remote(&r->models[mi], t, sample, rec, i);
+        if (rc) return json_decref(rec), NULL;
+        cache_put(r, key, rec);
+        r->st->computed++;
+        return rec;
+    }
     if (!*m) {
         rc = bee_model_load(r->models[mi].path, m);
         if (rc == 0) rc = bee_model_set_threads(*m, r->o->threads);
         if (rc) bee_fail_prefix("model '%s': ", r->models[mi].name);
     }
     if (rc == 0) {
-        rc = t->type == BEE_TASK_MC ? score_mc(*m, t, sample, rec, i) : t->type == BEE_TASK_GEN ? score_gen(*m, t, sample, rec)
+        rc = t->type == BEE_TASK_MC ? score_mc(*m, t, sample, rec, i) : t->type == BEE_TASK_GEN ? score_gen(*m, t, sample, rec, NULL)
                                                                                                 : score_ppl(*m, rec);
     }
     if (rc) return json_decref(rec), NULL;
@@ -516,7 +589,8 @@ static int load_tasks(eval_run *r) {
 }
 
 static void run_free(eval_run *r) {
-    for (size_t i = 0; i < r->n_models; i++) free(r->models[i].name), free(r->models[i].path);
+    for (size_t i = 0; i < r->n_models; i++)
+        free(r->models[i].name), free(r->models[i].path), free(r->models[i].model), free(r->models[i].key_env);
     free(r->models);
     for (size_t i = 0; i < r->n_tasks; i++) bee_task_free(&r->tasks[i]);
     free(r->tasks);

@@ -137,11 +137,12 @@ int bee_eval_generate(const bee_model *m, const char *prompt, int max_tokens, ch
         const char *a = json_string_value(json_object_get(res, "<ans>"));
         *out = strdup(a ? a : "");
         if (!*out) rc = bee_fail("out of memory");
-        for (char *r = *out, *w = *out; r && *r; r++) {
+        char *w = *out;
+        for (const char *r = *out; r && *r; r++) {
             *w++ = *r;
             if (r[0] == '<' && r[1] == '<') r++;
-            *w = 0;
         }
+        if (w) *w = 0;
     }
     json_decref(res);
     json_decref(d);
