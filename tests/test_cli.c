@@ -16,7 +16,7 @@
 
 static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
                                 "safety check", "feedback export", "serve", "bench", "train", "index", "search", "ask",
-                                "vocab build", "data"};
+                                "vocab build", "data", "lora merge", "eval"};
 
 static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bee(char **out, const char *fmt, ...) {

@@ -24,6 +24,7 @@ static const command k_commands[] = {
     {"generate", cmd_generate, "fill the <ans> slots of a CPM-Bee dict (beam search or sampling)"},
     {"chat", cmd_chat, "multi-turn chat in the CPM-Bee dialogue form"},
     {"perplexity", cmd_perplexity, "rolling perplexity of a text file"},
+    {"eval", cmd_eval, "evaluate models on tasks: results, leaderboard (md, csv, svg), resumable cache"},
     {"bench", cmd_bench, "prefill and decode speed against this machine's measured roofline"},
     {"safety", cmd_safety, "check text against a content-safety policy (bee safety check)"},
     {"feedback", cmd_feedback, "export collected feedback as fine-tuning data (bee feedback export)"},

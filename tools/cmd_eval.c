@@ -53,3 +53,54 @@ int cmd_perplexity(int argc, char **argv) {
     cli_free(&a);
     return rc;
 }
+
+/* ================================================================ bee eval */
+#include "eval/eval.h"
+
+#ifndef BEE_TASK_DIR_DEFAULT
+#define BEE_TASK_DIR_DEFAULT "tasks"
+#endif
+
+int cmd_eval(int argc, char **argv) {
+    static const cli_opt opts[] = {
+        {"models", 0, "MODELS.json", "models to evaluate: [{\"name\": N, \"path\": \"m.gguf\"}, ...]", "BEE_EVAL_MODELS", 0},
+        {"tasks", 0, "T1,T2", "task names (TASK_DIR/NAME.json, a .json path, or built-in sanity, sanity-gen)", "BEE_EVAL_TASKS", 0},
+        {"out", 'o', "DIR", "output folder (results, leaderboard, per-sample JSONL, cache)", "BEE_EVAL_OUT", 0},
+        {"limit", 0, "N", "evaluate the first N items of each task (default: all)", "BEE_EVAL_LIMIT", 0},
+        {"shots", 0, "K", "few-shot examples per prompt (default: each task's own)", "BEE_EVAL_SHOTS", 0},
+        {"seed", 0, "S", "seed of the few-shot draw (default 1)", "BEE_EVAL_SEED", 0},
+        {"task-dir", 0, "DIR", "folder of task JSON files (default: the source tree's tasks/)", "BEE_TASK_DIR", 0},
+        {"data-dir", 0, "DIR", "folder the tasks' data paths are relative to (default ../shared/data)", "BEE_DATA_DIR", 0},
+        {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        {"quiet", 'q', NULL, "no progress lines", "BEE_QUIET", 0},
+        {0},
+    };
+    cli_args a = {"eval", "--models MODELS.json --tasks T1,T2 --out DIR [--limit N] [--shots K] [--seed S]",
+                  "Evaluate local models on tasks: per-sample JSONL, results.json, leaderboard.{md,csv,svg}; "
+                  "an interrupted run resumes from DIR/cache.jsonl (docs/EVAL.md).",
+                  opts};
+    int rc = 0;
+    if (cli_begin(&a, argc, argv, &rc)) return rc;
+    bee_eval_opts o = {cli_get(&a, "models"), cli_get(&a, "tasks"), cli_get(&a, "out"), cli_get(&a, "task-dir"),
+                       cli_get(&a, "data-dir"), 0, -1, 1, 0, cli_get(&a, "quiet") != NULL};
+    long limit = 0, shots = -1, threads = 0;
+    unsigned long long seed = 1;
+    if (!o.task_dir) o.task_dir = BEE_TASK_DIR_DEFAULT;
+    if (!o.data_dir) o.data_dir = "../shared/data";
+    if (a.n_pos) rc = cli_error("eval", "unexpected argument '%s'", a.pos[0]) + 1;
+    else if (!o.models_path || !o.tasks || !o.out_dir) rc = cli_error("eval", "--models, --tasks and --out are required") + 1;
+    else if (cli_int(&a, "limit", 0, 1L << 30, &limit) || cli_int(&a, "shots", 0, 64, &shots) ||
+             cli_u64(&a, "seed", &seed) || cli_int(&a, "threads", 0, 1024, &threads))
+        rc = 2;
+    if (rc == 0) {
+        o.limit = limit;
+        o.shots = (int)shots;
+        o.seed = seed;
+        o.threads = (int)threads;
+        bee_eval_stats st;
+        if (bee_eval_run(&o, &st)) rc = cli_fail("eval");
+        else if (!o.quiet) fprintf(stderr, "eval: %zu items computed, %zu from the cache; results in %s\n", st.computed, st.cached, o.out_dir);
+    }
+    cli_free(&a);
+    return rc;
+}

@@ -1,0 +1,140 @@
+/* Evaluation harness: metrics, dataset readers, task definitions and scoring
+ * through a local model (docs/EVAL.md). */
+#ifndef BEE_EVAL_H
+#define BEE_EVAL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* ---------------------------------------------------------------- metrics
+ * Text is split into tokens: each CJK character (or other non-ASCII letter) is
+ * one token, ASCII letter/digit runs are lower-cased words; punctuation and
+ * spaces separate and are dropped, so Chinese is scored per character and
+ * English per word. */
+typedef struct {
+    char **v;
+    size_t n;
+} bee_eval_toks;
+
+int bee_eval_tokenize(const char *s, bee_eval_toks *out);
+void bee_eval_toks_free(bee_eval_toks *t);
+
+/* Scores in [0, 1]; -1 on out of memory. */
+double bee_metric_em(const char *pred, const char *gold);
+double bee_metric_f1(const char *pred, const char *gold);
+double bee_metric_rouge_l(const char *pred, const char *gold);
+
+/* Running mean and sample standard error (Welford). */
+typedef struct {
+    size_t n;
+    double mean, m2;
+} bee_stat;
+
+void bee_stat_add(bee_stat *s, double x);
+/* Standard error of the mean: sqrt(sample variance / n); 0 for n < 2. */
+double bee_stat_se(const bee_stat *s);
+
+/* ---------------------------------------------------------------- readers
+ * Every reader returns a JSON array of objects (one per sample) whose values
+ * are strings (SQuAD "answers" is an array of strings). */
+json_t *bee_read_csv(const char *path);             /* header row names the fields ("" → "id") */
+json_t *bee_read_gaokao(const char *path);          /* question, A..D, answer; analysis dropped */
+json_t *bee_read_squad(const char *path);           /* id, context, question, answer, answers */
+json_t *bee_read_jsonl(const char *path);           /* one object per line */
+json_t *bee_read_tsv(const char *path, json_t *columns); /* columns: array of names */
+
+/* ---------------------------------------------------------------- tasks */
+typedef enum { BEE_TASK_MC, BEE_TASK_GEN, BEE_TASK_PPL } bee_task_type;
+
+enum { BEE_METRIC_ACC = 1, BEE_METRIC_ACC_NORM = 2, BEE_METRIC_EM = 4, BEE_METRIC_F1 = 8, BEE_METRIC_ROUGE_L = 16,
+       BEE_METRIC_PPL = 32 };
+
+typedef struct {
+    char *name;
+    bee_task_type type;
+    json_t *def;      /* the task JSON (owned) */
+    json_t *samples;  /* evaluated items */
+    json_t *fewshot;  /* pool of few-shot examples (may be samples itself) */
+    int fewshot_is_samples;
+    const char *template_, *target, *gold; /* borrowed from def */
+    json_t *choices, *labels;              /* mc: answer texts and gold labels (templates) */
+    unsigned metrics;                      /* BEE_METRIC_* bits */
+    int shots, max_tokens;
+    char *source; /* file the task came from, for messages */
+} bee_task;
+
+/* Loads a task by name (TASK_DIR/NAME.json, a path ending in .json, or a
+ * built-in: "sanity", "sanity-gen") and reads its data under data_dir.
+ * shots < 0 keeps the task's own count. */
+int bee_task_load(bee_task *t, const char *name, const char *task_dir, const char *data_dir, int shots);
+void bee_task_free(bee_task *t);
+/* Renders "{field}" placeholders from a sample ("{{" is a literal brace). */
+char *bee_task_render(const char *tmpl, json_t *sample, const char *where);
+/* The full prompt of item i: few-shot examples (seeded draw) then the item. */
+char *bee_task_prompt(const bee_task *t, size_t i, uint64_t seed);
+/* Metric names in output order and their bits. */
+const char *bee_metric_name(unsigned bit);
+
+/* ---------------------------------------------------------------- scoring */
+/* {"input": prompt, "<ans>": answer} in training form: tokens[0..n_prefix)
+ * are the context, the rest the answer segment (<s> then answer tokens);
+ * target[i] is the output id (n_vocab + ext index for ext strings) of token
+ * n_prefix + i. */
+typedef struct {
+    bee_token *tokens;
+    size_t n, n_prefix;
+    int32_t *target;
+    bee_ivec ext_ids, ext_subs;
+    int32_t *seg_rel;
+    size_t n_seg_rel;
+} bee_eval_enc;
+
+int bee_eval_enc_init(const bee_model *m, const char *prompt, const char *answer, bee_eval_enc *e);
+void bee_eval_enc_free(bee_eval_enc *e);
+
+/* Log-likelihood of `answer` given `prompt`: sum of the log-softmax of each
+ * answer token (one forward pass, all logits). *n_tok receives the count. */
+int bee_eval_loglik(const bee_model *m, const char *prompt, const char *answer, double *ll, size_t *n_tok);
+/* Greedy answer of at most max_tokens tokens (*out malloc'd). */
+int bee_eval_generate(const bee_model *m, const char *prompt, int max_tokens, char **out);
+
+/* ---------------------------------------------------------------- remote models
+ * OpenAI-compatible /v1/completions over plain http (e.g. `bee serve`):
+ * greedy generation only, so remote mc items are scored by the generated
+ * text (see docs/EVAL.md). */
+typedef struct {
+    const char *base_url; /* http://host:port[/prefix] */
+    const char *model;
+    const char *key_env;  /* environment variable holding the API key, or NULL */
+    int timeout_ms;
+} bee_remote;
+
+/* POSTs body to base_url + path; *resp receives the body (malloc'd). */
+int bee_http_post(const char *base_url, const char *path, const char *key, const char *body, int timeout_ms, int *status,
+                  char **resp);
+int bee_remote_complete(const bee_remote *r, const char *prompt, int max_tokens, char **out);
+
+/* ---------------------------------------------------------------- runs */
+typedef struct {
+    const char *models_path; /* MODELS.json */
+    const char *tasks;       /* comma-separated names */
+    const char *out_dir;
+    const char *task_dir, *data_dir;
+    long limit;              /* 0 = all */
+    int shots;               /* -1 = task default */
+    uint64_t seed;
+    int threads;
+    int quiet;
+} bee_eval_opts;
+
+/* Counters of the last run (tests check that a resumed run recomputes nothing). */
+typedef struct {
+    size_t computed, cached;
+} bee_eval_stats;
+
+int bee_eval_run(const bee_eval_opts *o, bee_eval_stats *st);
+
+#endif

@@ -1,0 +1,288 @@
+/* Dataset readers: each returns a JSON array of flat sample objects. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/eval.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/file.h"
+
+static json_t *fail_null(void) { return NULL; }
+
+static char *read_text(const char *path, size_t *len) {
+    char *buf;
+    if (bee_read_file(path, &buf, len)) return NULL;
+    size_t bad = bee_utf8_check(buf, *len);
+    if (bad) {
+        bee_fail("%s: not valid UTF-8 (byte %zu)", path, bad - 1);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---------------------------------------------------------------- CSV (RFC 4180) */
+
+/* Parses one record starting at *pos into an array of strings; *line counts
+ * newlines for messages. Returns NULL at end of input (with *pos == len). */
+static json_t *csv_record(const char *s, size_t len, size_t *pos, size_t *line, const char *path, int *err) {
+    json_t *rec = json_array();
+    bee_str f = {0};
+    size_t i = *pos, start_line = *line;
+    int quoted = 0, done = 0;
+    while (!done) {
+        if (i >= len) done = 1;
+        else if (quoted) {
+            if (s[i] == '"' && i + 1 < len && s[i + 1] == '"') bee_str_append(&f, "\"", 1), i += 2;
+            else if (s[i] == '"') quoted = 0, i++;
+            else {
+                if (s[i] == '\n') (*line)++;
+                bee_str_append(&f, s + i++, 1);
+            }
+            continue;
+        } else if (s[i] == '"' && f.n == 0) quoted = 1, i++;
+        else if (s[i] == ',') {
+            json_array_append_new(rec, json_stringn(f.s ? f.s : "", f.n));
+            f.n = 0;
+            i++;
+        } else if (s[i] == '\n' || s[i] == '\r') {
+            i += (s[i] == '\r' && i + 1 < len && s[i + 1] == '\n') ? 2 : 1;
+            (*line)++;
+            done = 1;
+        } else bee_str_append(&f, s + i++, 1);
+        if (done) json_array_append_new(rec, json_stringn(f.s ? f.s : "", f.n));
+    }
+    if (quoted) {
+        bee_fail("%s:%zu: unterminated quoted field", path, start_line);
+        *err = 1;
+    }
+    bee_str_free(&f);
+    *pos = i;
+    return rec;
+}
+
+json_t *bee_read_csv(const char *path) {
+    size_t len, pos = 0, line = 1;
+    char *s = read_text(path, &len);
+    if (!s) return fail_null();
+    if (len >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) pos = 3;
+    int err = 0;
+    json_t *head = csv_record(s, len, &pos, &line, path, &err), *out = json_array();
+    size_t nf = json_array_size(head);
+    while (!err && pos < len) {
+        size_t at = line;
+        json_t *rec = csv_record(s, len, &pos, &line, path, &err);
+        size_t n = json_array_size(rec);
+        if (!err && n == 1 && json_string_length(json_array_get(rec, 0)) == 0) { /* blank line */
+            json_decref(rec);
+            continue;
+        }
+        if (!err && n != nf) {
+            bee_fail("%s:%zu: %zu fields, the header has %zu", path, at, n, nf);
+            err = 1;
+        }
+        json_t *o = json_object();
+        for (size_t k = 0; !err && k < n; k++) {
+            const char *name = json_string_value(json_array_get(head, k));
+            json_object_set(o, *name ? name : "id", json_array_get(rec, k));
+        }
+        json_array_append_new(out, o);
+        json_decref(rec);
+    }
+    if (!err && nf < 2) err = bee_fail("%s: no header row", path) ? 1 : 1;
+    json_decref(head);
+    free(s);
+    if (err) json_decref(out);
+    return err ? NULL : out;
+}
+
+/* ---------------------------------------------------------------- TSV */
+
+json_t *bee_read_tsv(const char *path, json_t *columns) {
+    size_t len, nc = json_array_size(columns);
+    if (nc == 0) return bee_fail("%s: the task gives no \"columns\" for the TSV reader", path) ? NULL : NULL;
+    char *s = read_text(path, &len);
+    if (!s) return NULL;
+    json_t *out = json_array();
+    size_t line = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(s, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        line++;
+        size_t ll = strlen(l);
+        if (ll && l[ll - 1] == '\r') l[--ll] = 0;
+        if (!ll) continue;
+        json_t *o = json_object();
+        char *p = l;
+        for (size_t k = 0; k < nc; k++) {
+            char *tab = k + 1 < nc ? strchr(p, '\t') : NULL;
+            if (k + 1 < nc && !tab) {
+                bee_fail("%s:%zu: %zu columns, expected %zu", path, line, k + 1, nc);
+                json_decref(o);
+                json_decref(out);
+                free(s);
+                return NULL;
+            }
+            json_object_set_new(o, json_string_value(json_array_get(columns, k)),
+                                json_stringn(p, tab ? (size_t)(tab - p) : strlen(p)));
+            p = tab ? tab + 1 : p;
+        }
+        json_array_append_new(out, o);
+    }
+    free(s);
+    return out;
+}
+
+/* ---------------------------------------------------------------- JSONL */
+
+json_t *bee_read_jsonl(const char *path) {
+    size_t len;
+    char *s = read_text(path, &len);
+    if (!s) return NULL;
+    json_t *out = json_array();
+    size_t line = 0;
+    char *p = s;
+    while (*p) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        line++;
+        size_t k = 0;
+        while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
+        if (k < n) {
+            json_error_t je;
+            json_t *o = json_loadb(p, n, 0, &je);
+            if (!json_is_object(o)) {
+                bee_fail("%s:%zu: %s", path, line, o ? "not a JSON object" : je.text);
+                json_decref(o);
+                json_decref(out);
+                free(s);
+                return NULL;
+            }
+            json_array_append_new(out, o);
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    free(s);
+    return out;
+}
+
+/* ---------------------------------------------------------------- SQuAD */
+
+static int squad_paragraph(json_t *para, json_t *out, const char *path) {
+    json_t *ctx = json_object_get(para, "context"), *qas = json_object_get(para, "qas"), *qa;
+    size_t i;
+    if (!json_is_string(ctx) || !json_is_array(qas)) return bee_fail("%s: a paragraph lacks \"context\" or \"qas\"", path);
+    json_array_foreach(qas, i, qa) {
+        json_t *q = json_object_get(qa, "question"), *ans = json_object_get(qa, "answers"), *a;
+        if (!json_is_string(q) || !json_is_array(ans)) return bee_fail("%s: qas[%zu] lacks \"question\" or \"answers\"", path, i);
+        json_t *texts = json_array(), *o = json_object();
+        size_t k;
+        json_array_foreach(ans, k, a) {
+            json_t *t = json_object_get(a, "text");
+            if (json_is_string(t)) json_array_append(texts, t);
+        }
+        json_t *id = json_object_get(qa, "id");
+        json_object_set_new(o, "id", json_string(json_is_string(id) ? json_string_value(id) : ""));
+        json_object_set(o, "context", ctx);
+        json_object_set(o, "question", q);
+        json_object_set(o, "answer", json_array_size(texts) ? json_array_get(texts, 0) : json_string(""));
+        json_object_set_new(o, "answers", texts);
+        json_array_append_new(out, o);
+    }
+    return 0;
+}
+
+json_t *bee_read_squad(const char *path) {
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je), *data = json_object_get(root, "data"), *art;
+    if (!root) return bee_fail("%s:%d: %s", path, je.line, je.text) ? NULL : NULL;
+    json_t *out = json_array();
+    int rc = json_is_array(data) ? 0 : bee_fail("%s: no \"data\" array", path);
+    size_t i;
+    json_array_foreach(data, i, art) {
+        json_t *paras = json_object_get(art, "paragraphs"), *p;
+        size_t k;
+        if (rc == 0 && !json_is_array(paras)) rc = bee_fail("%s: data[%zu] has no \"paragraphs\" array", path, i);
+        json_array_foreach(paras, k, p) if (rc == 0) rc = squad_paragraph(p, out, path);
+    }
+    json_decref(root);
+    if (rc) json_decref(out);
+    return rc ? NULL : out;
+}
+
+/* ---------------------------------------------------------------- GAOKAO-Bench */
+
+/* Option markers from the most to the least specific: the full-width stop
+ * GAOKAO-Bench uses, then "、", then an ASCII "." (which stems also contain,
+ * as in "A.B 型"). */
+static const char *const k_marks[] = {"\xEF\xBC\x8E", "\xE3\x80\x81", "."};
+
+static const char *find_marker(const char *from, char letter, int kind, size_t *mlen) {
+    size_t n = strlen(k_marks[kind]);
+    for (const char *p = from; *p; p++)
+        if (*p == letter && !strncmp(p + 1, k_marks[kind], n)) return *mlen = n + 1, p;
+    return NULL;
+}
+
+static json_t *trimmed(const char *b, const char *e) {
+    for (;;) {
+        if (b < e && (*b == ' ' || *b == '\n' || *b == '\r' || *b == '\t')) b++;
+        else if (e - b >= 3 && !memcmp(b, "\xE3\x80\x80", 3)) b += 3; /* ideographic space */
+        else break;
+    }
+    for (;;) {
+        if (e > b && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t')) e--;
+        else if (e - b >= 3 && !memcmp(e - 3, "\xE3\x80\x80", 3)) e -= 3;
+        else break;
+    }
+    return json_stringn(b, (size_t)(e - b));
+}
+
+/* Splits the stem from options A–D: the first "A" marker followed by B, C, D markers. */
+static json_t *gaokao_item(json_t *ex) {
+    const char *q = json_string_value(json_object_get(ex, "question"));
+    json_t *ans = json_object_get(ex, "answer");
+    const char *a = json_string_value(json_array_get(ans, 0));
+    if (!q || json_array_size(ans) != 1 || !a || strlen(a) != 1 || a[0] < 'A' || a[0] > 'D') return NULL;
+    for (int kind = 0; kind < 3; kind++) {
+        const char *m[5];
+        size_t ml[4];
+        int ok = (m[0] = find_marker(q, 'A', kind, &ml[0])) != NULL;
+        for (int k = 1; k < 4 && ok; k++) ok = (m[k] = find_marker(m[k - 1] + ml[k - 1], (char)('A' + k), kind, &ml[k])) != NULL;
+        if (!ok) continue;
+        m[4] = q + strlen(q);
+        json_t *o = json_object();
+        json_object_set_new(o, "question", trimmed(q, m[0]));
+        for (int k = 0; k < 4; k++) {
+            char key[2] = {(char)('A' + k), 0};
+            json_object_set_new(o, key, trimmed(m[k] + ml[k], m[k + 1]));
+        }
+        json_object_set_new(o, "answer", json_string(a));
+        json_object_set_new(o, "id", json_sprintf("%lld", (long long)json_integer_value(json_object_get(ex, "index"))));
+        json_t *yr = json_object_get(ex, "year");
+        if (json_is_string(yr)) json_object_set(o, "year", yr);
+        return o;
+    }
+    return NULL;
+}
+
+json_t *bee_read_gaokao(const char *path) {
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je), *ex;
+    if (!root) return bee_fail("%s:%d: %s", path, je.line, je.text) ? NULL : NULL;
+    json_t *list = json_object_get(root, "example");
+    if (!json_is_array(list)) {
+        json_decref(root);
+        return bee_fail("%s: no \"example\" array", path) ? NULL : NULL;
+    }
+    json_t *out = json_array();
+    size_t i;
+    /* multi-answer items and items whose options cannot be split are skipped:
+     * they are not single-choice A–D questions */
+    json_array_foreach(list, i, ex) {
+        json_t *o = gaokao_item(ex);
+        if (o) json_array_append_new(out, o);
+    }
+    json_decref(root);
+    return out;
+}

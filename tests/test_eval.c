@@ -1,0 +1,539 @@
+/* bee eval: metrics against hand-computed values, every dataset reader on
+ * small inline files, task rendering and few-shot draws, answer
+ * log-likelihoods against an incremental (KV-cached) forward pass, the
+ * resumable cache, and `bee eval` end to end over three quantizations. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "eval/eval.h"
+#include "model/model.h"
+#include "testutil.h"
+#include "util/error.h"
+#include "util/file.h"
+
+/* ================================================================ metrics */
+
+static void test_tokenize(void **s) {
+    (void)s;
+    bee_eval_toks t;
+    assert_int_equal(bee_eval_tokenize("Hello, World! 北京。ＡＢ1", &t), 0);
+    assert_int_equal(t.n, 5);
+    assert_string_equal(t.v[0], "hello");
+    assert_string_equal(t.v[1], "world");
+    assert_string_equal(t.v[2], "北");
+    assert_string_equal(t.v[3], "京");
+    assert_string_equal(t.v[4], "ab1");
+    bee_eval_toks_free(&t);
+}
+
+static void test_metrics(void **s) {
+    (void)s;
+    assert_true(bee_metric_em("The Cat.", "cat") == 1.0);
+    assert_true(bee_metric_em("北京", "北京市") == 0.0);
+    assert_true(bee_metric_em("“北京”", "北京") == 1.0);
+    assert_true(bee_metric_em("", "") == 1.0);
+    /* 北京市 vs 北京: 2 common, P = 2/3, R = 1 */
+    assert_true(fabs(bee_metric_f1("北京市", "北京") - 0.8) < 1e-12);
+    /* [cat sat on mat] vs [cat on mat]: P = 3/4, R = 1 */
+    assert_true(fabs(bee_metric_f1("the cat sat on mat", "a cat on the mat") - 6.0 / 7.0) < 1e-12);
+    assert_true(bee_metric_f1("abc", "") == 0.0);
+    assert_true(bee_metric_f1("x y", "z") == 0.0);
+    /* multiset: the duplicate counts once per occurrence in both */
+    assert_true(fabs(bee_metric_f1("好好好", "好") - 0.5) < 1e-12);
+    /* LCS(我爱北京天安门, 北京的天安门) = 北京天安门 = 5: P = 5/7, R = 5/6 */
+    assert_true(fabs(bee_metric_rouge_l("我爱北京天安门", "北京的天安门") - 50.0 / 65.0) < 1e-12);
+    assert_true(fabs(bee_metric_rouge_l("x y z w", "x z y w") - 0.75) < 1e-12);
+    assert_true(bee_metric_rouge_l("北京", "上海") == 0.0);
+    /* F1 ignores order, ROUGE-L does not */
+    assert_true(bee_metric_f1("京北", "北京") == 1.0);
+    assert_true(fabs(bee_metric_rouge_l("京北", "北京") - 0.5) < 1e-12);
+}
+
+static void test_stat(void **s) {
+    (void)s;
+    bee_stat st = {0};
+    double xs[] = {1, 0, 1, 1};
+    for (int i = 0; i < 4; i++) bee_stat_add(&st, xs[i]);
+    assert_true(fabs(st.mean - 0.75) < 1e-12);
+    /* sample variance 0.25, se = sqrt(0.25 / 4) */
+    assert_true(fabs(bee_stat_se(&st) - 0.25) < 1e-12);
+    bee_stat one = {0};
+    bee_stat_add(&one, 3);
+    assert_true(bee_stat_se(&one) == 0);
+}
+
+/* ================================================================ readers */
+
+static const char *fixture(const char *name, const char *text) {
+    const char *p = tu_tmp(name);
+    tu_write(p, text, strlen(text));
+    return p;
+}
+
+static const char *str(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static void test_read_csv(void **s) {
+    (void)s;
+    json_t *a = bee_read_csv(fixture("a.csv", ",Question,A,B,C,D,Answer\n0,\"He said \"\"hi\"\", then\",a,\"b\nline\",c,d,A\r\n\n1,q,1,2,3,4,B\n"));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 2);
+    json_t *r0 = json_array_get(a, 0);
+    assert_string_equal(str(r0, "Question"), "He said \"hi\", then");
+    assert_string_equal(str(r0, "B"), "b\nline");
+    assert_string_equal(str(r0, "id"), "0");
+    assert_string_equal(str(json_array_get(a, 1), "Answer"), "B");
+    json_decref(a);
+    assert_null(bee_read_csv(fixture("b.csv", ",Q,A\n0,\"open,x\n")));
+    assert_non_null(strstr(bee_error_message(), "b.csv:2: unterminated"));
+    assert_null(bee_read_csv(fixture("c.csv", ",Q,A\n0,x,y\n1,x\n")));
+    assert_non_null(strstr(bee_error_message(), "c.csv:3: 2 fields"));
+}
+
+static void test_read_gaokao(void **s) {
+    (void)s;
+    const char *j = "{\"keywords\":\"x\",\"example\":["
+                    "{\"year\":\"2010\",\"question\":\"1．题干 A.B 型（　）\\nA．甲  B．乙\\nC．丙　D．丁\\n\",\"answer\":[\"B\"],\"analysis\":\"secret\",\"index\":0},"
+                    "{\"question\":\"2．多选\\nA．1 B．2 C．3 D．4\",\"answer\":[\"A\",\"B\"],\"analysis\":\"y\",\"index\":1}]}";
+    json_t *a = bee_read_gaokao(fixture("g.json", j));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 1); /* the multi-answer item is skipped */
+    json_t *r = json_array_get(a, 0);
+    assert_string_equal(str(r, "question"), "1．题干 A.B 型（　）");
+    assert_string_equal(str(r, "A"), "甲");
+    assert_string_equal(str(r, "B"), "乙");
+    assert_string_equal(str(r, "C"), "丙");
+    assert_string_equal(str(r, "D"), "丁");
+    assert_string_equal(str(r, "answer"), "B");
+    assert_null(json_object_get(r, "analysis"));
+    json_decref(a);
+    assert_null(bee_read_gaokao(fixture("g2.json", "{\"example\": 3}")));
+    assert_non_null(strstr(bee_error_message(), "g2.json"));
+}
+
+static void test_read_squad_jsonl_tsv(void **s) {
+    (void)s;
+    const char *sq = "{\"data\":[{\"paragraphs\":[{\"context\":\"北京是首都。\",\"qas\":[{\"id\":\"q1\",\"question\":\"首都是？\","
+                     "\"answers\":[{\"text\":\"北京\",\"answer_start\":0},{\"text\":\"北京市\"}]}]}]}]}";
+    json_t *a = bee_read_squad(fixture("s.json", sq));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 1);
+    json_t *r = json_array_get(a, 0);
+    assert_string_equal(str(r, "context"), "北京是首都。");
+    assert_string_equal(str(r, "answer"), "北京");
+    assert_int_equal(json_array_size(json_object_get(r, "answers")), 2);
+    json_decref(a);
+    assert_null(bee_read_squad(fixture("s2.json", "{\"data\":[{\"paragraphs\":[{\"qas\":[]}]}]}")));
+    assert_non_null(strstr(bee_error_message(), "s2.json"));
+
+    a = bee_read_jsonl(fixture("j.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n\n{\"q\":\"y\",\"a\":2}\n"));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 2);
+    json_decref(a);
+    assert_null(bee_read_jsonl(fixture("j2.jsonl", "{\"q\":1}\n[1]\n")));
+    assert_non_null(strstr(bee_error_message(), "j2.jsonl:2:"));
+
+    json_t *cols = json_pack("[sss]", "task", "abstract", "title");
+    a = bee_read_tsv(fixture("t.tsv", "to title\t摘要一\t标题一\r\nto title\t摘要二\t标题二\n"), cols);
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(str(json_array_get(a, 0), "title"), "标题一");
+    assert_string_equal(str(json_array_get(a, 1), "abstract"), "摘要二");
+    json_decref(a);
+    assert_null(bee_read_tsv(fixture("t2.tsv", "a\tb\tc\nonly\n"), cols));
+    assert_non_null(strstr(bee_error_message(), "t2.tsv:2:"));
+    json_decref(cols);
+}
+
+/* The real files in ../shared/data, when present. */
+static void test_read_shared_data(void **s) {
+    (void)s;
+    const char *d = tu_shared("data/gaokao-bench/2010-2022_History_MCQs.json");
+    if (!bee_file_exists(d)) {
+        fprintf(stderr, "SKIP: %s not found\n", d);
+        skip();
+    }
+    json_t *a = bee_read_gaokao(d);
+    assert_non_null(a);
+    /* 287 single-answer items; a few have options the splitter cannot find */
+    assert_true(json_array_size(a) >= 280);
+    json_decref(a);
+    a = bee_read_csv(tu_shared("data/cmmlu/data/dev/agronomy.csv"));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 5);
+    assert_string_equal(str(json_array_get(a, 0), "Answer"), "C");
+    json_decref(a);
+    a = bee_read_squad(tu_shared("data/cmrc2018/cmrc2018_dev.json"));
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 3219);
+    json_decref(a);
+    json_t *cols = json_pack("[sss]", "task", "abstract", "title");
+    a = bee_read_tsv(tu_shared("data/csl/ts_dev.tsv"), cols);
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 1000);
+    json_decref(a);
+    json_decref(cols);
+}
+
+/* ================================================================ tasks */
+
+static const char *task_file(void) {
+    fixture("qa.jsonl", "{\"q\":\"一\",\"a\":\"1\"}\n{\"q\":\"二\",\"a\":\"2\"}\n{\"q\":\"三\",\"a\":\"3\"}\n{\"q\":\"四\",\"a\":\"4\"}\n");
+    return fixture("qa.json", "{\"name\":\"qa\",\"type\":\"mc\",\"reader\":\"jsonl\",\"path\":\"qa.jsonl\",\"shots\":2,"
+                              "\"template\":\"{q}={{\",\"target\":\"{a}}}\",\"choices\":[\"1\",\"2\",\"3\",\"4\"],\"gold\":\"{a}\"}");
+}
+
+static void test_task(void **s) {
+    (void)s;
+    bee_task t;
+    assert_int_equal(bee_task_load(&t, task_file(), ".", tu_tmpdir(), -1), 0);
+    assert_string_equal(t.name, "qa");
+    assert_int_equal(json_array_size(t.samples), 4);
+    assert_int_equal(t.metrics, BEE_METRIC_ACC | BEE_METRIC_ACC_NORM);
+    char *p = bee_task_prompt(&t, 1, 7), *p2 = bee_task_prompt(&t, 1, 7);
+    assert_string_equal(p, p2); /* fixed seed, fixed draw */
+    assert_non_null(strstr(p, "二={"));
+    assert_null(strstr(p, "二={2}")); /* the item never shows its own answer */
+    int shots = 0;
+    for (const char *q = p; (q = strstr(q, "}\n\n")); q++) shots++;
+    assert_int_equal(shots, 2);
+    int differs = 0;
+    for (uint64_t seed = 1; seed < 20; seed++) {
+        char *o = bee_task_prompt(&t, 1, seed);
+        differs |= strcmp(o, p) != 0;
+        free(o);
+    }
+    assert_true(differs);
+    free(p);
+    free(p2);
+    bee_task_free(&t);
+    /* bad definitions name the file and field */
+    const char *bad = fixture("bad.json", "{\"type\":\"mc\",\"reader\":\"jsonl\",\"path\":\"qa.jsonl\",\"template\":\"{q}\","
+                                          "\"choices\":[\"1\",\"2\"],\"gold\":\"{a}\",\"metrics\":[\"bleu\"]}");
+    assert_int_equal(bee_task_load(&t, bad, ".", tu_tmpdir(), -1), -1);
+    assert_non_null(strstr(bee_error_message(), "bad.json: metrics[0]"));
+    bee_task_free(&t);
+    assert_int_equal(bee_task_load(&t, "no-such-task", tu_tmpdir(), tu_tmpdir(), -1), -1);
+    bee_task_free(&t);
+    json_t *smp = json_pack("{s:s}", "x", "1");
+    char *r = bee_task_render("{y}", smp, "here");
+    assert_null(r);
+    assert_non_null(strstr(bee_error_message(), "{y}"));
+    json_decref(smp);
+}
+
+/* ================================================================ scoring */
+
+static const char *model_path(const char *type) {
+    static char paths[3][4096];
+    int k = !strcmp(type, "f32") ? 0 : !strcmp(type, "q8_0") ? 1 : 2;
+    if (!paths[k][0]) {
+        char cmd[16384], *out = NULL;
+        snprintf(paths[k], sizeof paths[k], "%s", tu_tmp(k == 0 ? "m_f32.gguf" : k == 1 ? "m_q8_0.gguf" : "m_q4_0.gguf"));
+        if (k == 0) snprintf(cmd, sizeof cmd, "%s init -o %s --seed 5", tu_bee(), paths[k]);
+        else snprintf(cmd, sizeof cmd, "%s quantize %s %s --type %s", tu_bee(), model_path("f32"), paths[k], type);
+        if (tu_run(cmd, &out)) fail_msg("%s: %s", cmd, out);
+        free(out);
+    }
+    return paths[k];
+}
+
+static double log_softmax_ref(const float *x, size_t w, int32_t t) {
+    double mx = x[0], sum = 0;
+    for (size_t v = 1; v < w; v++) mx = x[v] > mx ? x[v] : mx;
+    for (size_t v = 0; v < w; v++) sum += exp(x[v] - mx);
+    return x[t] - mx - log(sum);
+}
+
+/* The same sum computed token by token through the KV cache. */
+static double loglik_incremental(const bee_model *m, const char *prompt, const char *answer) {
+    bee_eval_enc e;
+    assert_int_equal(bee_eval_enc_init(m, prompt, answer, &e), 0);
+    size_t w = m->hp.n_vocab + e.ext_ids.n, n0 = e.n_prefix + 1;
+    float *logits = malloc(w * sizeof *logits);
+    bee_seq sq;
+    assert_int_equal(bee_seq_init(&sq, m, 4, e.seg_rel, e.n_seg_rel), 0);
+    bee_seq *sp[1] = {&sq};
+    bee_ext ext = {e.ext_ids.v, e.ext_subs.v, e.ext_ids.n};
+    const bee_token *tp[1] = {e.tokens};
+    assert_int_equal(bee_forward(m, sp, tp, &n0, 1, &ext, BEE_LOGITS_LAST, logits, NULL), 0);
+    double ll = 0;
+    for (size_t i = 1; i < e.n - e.n_prefix; i++) {
+        ll += log_softmax_ref(logits, w, e.target[i]);
+        size_t one = 1;
+        tp[0] = &e.tokens[e.n_prefix + i];
+        assert_int_equal(bee_forward(m, sp, tp, &one, 1, &ext, BEE_LOGITS_LAST, logits, NULL), 0);
+    }
+    bee_seq_free(&sq);
+    free(logits);
+    bee_eval_enc_free(&e);
+    return ll;
+}
+
+static void test_loglik(void **s) {
+    (void)s;
+    bee_model *m;
+    assert_int_equal(bee_model_load(model_path("f32"), &m), 0);
+    const char *opts[] = {"北京", "上海市", "hello <b>", "天"};
+    for (int k = 0; k < 4; k++) {
+        double ll;
+        size_t n;
+        assert_int_equal(bee_eval_loglik(m, "中国的首都是哪里？<<答案>>", opts[k], &ll, &n), 0);
+        assert_true(n >= 1);
+        assert_true(ll < 0);
+        double ref = loglik_incremental(m, "中国的首都是哪里？<<答案>>", opts[k]);
+        if (fabs(ll - ref) > 1e-3) fail_msg("option %d: one pass %.6f, incremental %.6f", k, ll, ref);
+    }
+    char *g = NULL;
+    assert_int_equal(bee_eval_generate(m, "你好", 3, &g), 0);
+    assert_non_null(g);
+    free(g);
+    bee_model_free(m);
+}
+
+/* ================================================================ runs */
+
+static const char *models_file(int n) {
+    char j[16384];
+    snprintf(j, sizeof j, "[{\"name\":\"f32\",\"path\":\"%s\"}%s%s%s%s%s]", model_path("f32"), n > 1 ? ",{\"name\":\"q8_0\",\"path\":\"" : "",
+             n > 1 ? model_path("q8_0") : "", n > 1 ? "\"},{\"name\":\"q4_0\",\"path\":\"" : "", n > 1 ? model_path("q4_0") : "",
+             n > 1 ? "\"}" : "");
+    return fixture(n > 1 ? "models3.json" : "models1.json", j);
+}
+
+__attribute__((noinline)) static char *slurp(const char *dir, const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    char *text = NULL;
+    size_t n = 0;
+    int rc = bee_read_file(p, &text, &n);
+    assert_int_equal(rc, 0);
+    return text;
+}
+
+/* MC picks the option with the highest summed log-likelihood. */
+static void test_mc_pick(void **s) {
+    (void)s;
+    const char *out = tu_tmp("run_mc");
+    task_file();
+    bee_eval_opts o = {models_file(1), tu_tmp("qa.json"), out, ".", tu_tmpdir(), 0, 0, 1, 1, 1};
+    bee_eval_stats st;
+    if (bee_eval_run(&o, &st)) fail_msg("%s", bee_error_message());
+    assert_int_equal(st.computed, 4);
+    char *jl = slurp(out, "samples/f32__qa.jsonl");
+    bee_model *m;
+    assert_int_equal(bee_model_load(model_path("f32"), &m), 0);
+    int lines = 0;
+    for (char *p = jl, *nl; (nl = strchr(p, '\n')); p = nl + 1, lines++) {
+        json_t *rec = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        assert_non_null(rec);
+        const char *prompt = str(rec, "prompt");
+        int best = -1;
+        double bv = -INFINITY;
+        for (int k = 0; k < 4; k++) {
+            char opt[2] = {(char)('1' + k), 0};
+            double ll;
+            size_t n;
+            assert_int_equal(bee_eval_loglik(m, prompt, opt, &ll, &n), 0);
+            assert_true(fabs(ll - json_real_value(json_array_get(json_object_get(rec, "scores"), (size_t)k))) < 1e-9);
+            if (ll > bv) bv = ll, best = k;
+        }
+        char want[2] = {(char)('1' + best), 0};
+        assert_string_equal(str(rec, "prediction"), want);
+        double acc = json_real_value(json_object_get(json_object_get(rec, "metrics"), "acc"));
+        assert_true(acc == (strcmp(want, str(rec, "gold")) == 0 ? 1.0 : 0.0));
+        json_decref(rec);
+    }
+    assert_int_equal(lines, 4);
+    bee_model_free(m);
+    free(jl);
+}
+
+/* A second run computes nothing and writes the same results; a run cut
+ * short (cache with a torn last line) recomputes only what is missing. */
+static void test_cache_resume(void **s) {
+    (void)s;
+    const char *out = tu_tmp("run_cache");
+    bee_eval_opts o = {models_file(1), "sanity,sanity-gen", out, ".", ".", 4, -1, 3, 1, 1};
+    bee_eval_stats st;
+    assert_int_equal(bee_eval_run(&o, &st), 0);
+    assert_int_equal(st.computed, 8);
+    assert_int_equal(st.cached, 0);
+    char *r1 = slurp(out, "results.json"), *s1 = slurp(out, "samples/f32__sanity.jsonl");
+    char *g1 = slurp(out, "samples/f32__sanity-gen.jsonl");
+    /* every generation record carries a non-empty prediction */
+    int preds = 0;
+    for (const char *p = g1; (p = strstr(p, "\"prediction\":\"")); p++) preds += p[14] != '"';
+    assert_int_equal(preds, 4);
+    free(g1);
+    assert_int_equal(bee_eval_run(&o, &st), 0);
+    assert_int_equal(st.computed, 0);
+    assert_int_equal(st.cached, 8);
+    char *r2 = slurp(out, "results.json"), *s2 = slurp(out, "samples/f32__sanity.jsonl");
+    assert_string_equal(r1, r2);
+    assert_string_equal(s1, s2);
+    /* keep 3 records and half of the 4th */
+    char *c = slurp(out, "cache.jsonl"), *p = c;
+    for (int k = 0; k < 3; k++) p = strchr(p, '\n') + 1;
+    char cp[4200];
+    snprintf(cp, sizeof cp, "%s/cache.jsonl", out);
+    tu_write(cp, c, (size_t)(p - c) + (strchr(p, '\n') - p) / 2);
+    assert_int_equal(bee_eval_run(&o, &st), 0);
+    assert_int_equal(st.cached, 3);
+    assert_int_equal(st.computed, 5);
+    char *r3 = slurp(out, "results.json");
+    assert_string_equal(r1, r3);
+    /* another seed draws other few-shot examples: new prompts, new keys */
+    o.seed = 4;
+    assert_int_equal(bee_eval_run(&o, &st), 0);
+    assert_true(st.computed > 0);
+    free(c);
+    free(r1), free(r2), free(r3), free(s1), free(s2);
+}
+
+/* A fake OpenAI-compatible server: answers n requests, the first chunked;
+ * a request without the expected key gets 401. */
+static void fake_server(int lfd, int n) {
+    for (int k = 0; k < n; k++) {
+        int c = accept(lfd, NULL, NULL);
+        char req[65536];
+        size_t got = 0;
+        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
+            got += (size_t)r;
+            req[got] = 0;
+            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+        }
+        const char *body = strstr(req, "北京”重复") ? "{\"choices\":[{\"text\":\" 北京。\"}]}" : "{\"choices\":[{\"text\":\"x\"}]}";
+        char resp[1024];
+        if (!strstr(req, "POST /api/v1/completions") || !strstr(req, "Authorization: Bearer sekrit"))
+            snprintf(resp, sizeof resp, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}");
+        else if (k == 0)
+            snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n", strlen(body), body);
+        else
+            snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+        if (write(c, resp, strlen(resp)) < 0) _exit(1);
+        close(c);
+    }
+    _exit(0);
+}
+
+static void test_remote_model(void **s) {
+    (void)s;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    pid_t pid = fork();
+    if (pid == 0) fake_server(lfd, 3);
+    close(lfd);
+    char j[512];
+    snprintf(j, sizeof j, "[{\"name\":\"far\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/api/\",\"model\":\"m\","
+             "\"api_key_env\":\"BEE_TEST_KEY\",\"timeout_s\":20}]", ntohs(a.sin_port));
+    setenv("BEE_TEST_KEY", "sekrit", 1);
+    const char *out = tu_tmp("run_remote");
+    bee_eval_opts o = {fixture("remote.json", j), "sanity,sanity-gen", out, ".", ".", 1, 0, 1, 1, 1};
+    bee_eval_stats st;
+    int rc = bee_eval_run(&o, &st);
+    if (rc) fail_msg("%s", bee_error_message());
+    /* the mc item starts its answer with option A (北京), the gen answer matches the gold */
+    char *mc = slurp(out, "samples/far__sanity.jsonl"), *gen = slurp(out, "samples/far__sanity-gen.jsonl");
+    assert_non_null(strstr(mc, "\"prediction\":\"A\""));
+    assert_non_null(strstr(mc, "\"acc\":1.0"));
+    assert_non_null(strstr(gen, "\"prediction\":\" 北京。\""));
+    assert_non_null(strstr(gen, "\"em\":1.0"));
+    free(mc), free(gen);
+    /* the third request lacks the key: the error names the endpoint and status */
+    unsetenv("BEE_TEST_KEY");
+    o.out_dir = tu_tmp("run_remote2");
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "BEE_TEST_KEY"));
+    setenv("BEE_TEST_KEY", "wrong", 1);
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "HTTP 401"));
+    int ws;
+    waitpid(pid, &ws, 0);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+}
+
+static json_t *results_model(json_t *res, const char *name) {
+    json_t *m;
+    size_t i;
+    json_array_foreach(json_object_get(res, "models"), i, m) if (!strcmp(str(m, "name"), name)) return m;
+    fail_msg("model %s missing from results.json", name);
+    return NULL;
+}
+
+static void test_cli_end_to_end(void **s) {
+    (void)s;
+    const char *out = tu_tmp("run_cli");
+    task_file();
+    char cmd[16384], *log = NULL;
+    snprintf(cmd, sizeof cmd, "%s eval --models %s --tasks sanity,sanity-gen,%s --out %s --limit 5 --data-dir %s -t 1",
+             tu_bee(), models_file(3), tu_tmp("qa.json"), out, tu_tmpdir());
+    if (tu_run(cmd, &log)) fail_msg("%s\n%s", cmd, log);
+    assert_non_null(strstr(log, "q4_0: 14/14 items"));
+    assert_non_null(strstr(log, "42 items computed"));
+    free(log);
+    char *rj = slurp(out, "results.json"), *md = slurp(out, "leaderboard.md"), *csv = slurp(out, "leaderboard.csv"),
+         *svg = slurp(out, "leaderboard.svg");
+    json_t *res = json_loads(rj, 0, NULL);
+    assert_non_null(res);
+    assert_int_equal(json_array_size(json_object_get(res, "models")), 3);
+    /* the CSV lists the models by descending average, with results.json's numbers */
+    char *line = strchr(csv, '\n') + 1;
+    double prev = INFINITY;
+    int rows = 0, bars = 0;
+    for (char *nl; (nl = strchr(line, '\n')); line = nl + 1, rows++) {
+        int rank;
+        char name[64];
+        double avg;
+        assert_int_equal(sscanf(line, "%d,\"%63[^\"]\",%lf", &rank, name, &avg), 3);
+        assert_int_equal(rank, rows + 1);
+        assert_true(avg <= prev);
+        prev = avg;
+        json_t *m = results_model(res, name);
+        assert_true(fabs(100 * json_real_value(json_object_get(m, "average")) - avg) < 1e-3);
+        json_t *t = json_object_get(json_object_get(m, "tasks"), "sanity");
+        assert_int_equal(json_integer_value(json_object_get(t, "n")), 5);
+        char cell[256];
+        snprintf(cell, sizeof cell, "| %d | %s | %.2f |", rank, name, avg);
+        assert_non_null(strstr(md, cell));
+    }
+    assert_int_equal(rows, 3);
+    for (const char *p = svg; (p = strstr(p, "class=\"bar\"")); p++) bars++;
+    assert_int_equal(bars, 3);
+    assert_non_null(strstr(svg, "</svg>"));
+    json_decref(res);
+    free(rj), free(md), free(csv), free(svg);
+    /* usage and input errors */
+    snprintf(cmd, sizeof cmd, "%s eval --tasks sanity --out %s", tu_bee(), out);
+    assert_int_equal(tu_run(cmd, &log), 2);
+    free(log);
+    snprintf(cmd, sizeof cmd, "%s eval --models %s --tasks sanity --out %s", tu_bee(), fixture("badm.json", "[{\"name\":\"x\"}]"), out);
+    assert_int_equal(tu_run(cmd, &log), 1);
+    assert_non_null(strstr(log, "badm.json: models[0]"));
+    free(log);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokenize),       cmocka_unit_test(test_metrics),     cmocka_unit_test(test_stat),
+        cmocka_unit_test(test_read_csv),       cmocka_unit_test(test_read_gaokao), cmocka_unit_test(test_read_squad_jsonl_tsv),
+        cmocka_unit_test(test_read_shared_data), cmocka_unit_test(test_task),      cmocka_unit_test(test_loglik),
+        cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
