@@ -140,7 +140,8 @@ static void test_bench_cli(void **s) {
         assert_string_equal(json_string_value(json_object_get(j, "type")), "f32");
         assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
         assert_true(tps > 0 && fpt > 0 && bw > 0 && size > 0);
-        assert_true(fabs(pct - 100 * tps * bpt / bw) < 0.01 * pct + 0.01);
+        /* the ratio is a median of per-repetition ratios against probes taken around each one */
+        assert_true(pct > 0 && fabs(pct - 100 * tps * bpt / bw) < 0.6 * pct + 0.01);
         if (strcmp(test, "tg") == 0) { /* decode reads every weight once per token */
             n_tg++;
             assert_int_equal(json_integer_value(json_object_get(j, "n_tokens")), 4);

@@ -150,6 +150,8 @@ typedef struct {
     const char *kv;
 } bench_ctx;
 
+static long g_model_rss; /* peak RSS over the timed runs only (probe buffers excluded) */
+
 static long peak_rss_bytes(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -160,14 +162,30 @@ static long peak_rss_bytes(void) {
     return kb < 0 ? -1 : kb * 1024;
 }
 
-static void report(const bench_ctx *b, const roofline *r, const char *test, uint32_t n, int threads, double *tps_reps) {
-    double lo = tps_reps[0], hi = tps_reps[0];
-    for (int i = 1; i < b->reps; i++) lo = fmin(lo, tps_reps[i]), hi = fmax(hi, tps_reps[i]);
-    double tps = median(tps_reps, b->reps), bytes, flops;
-    if (strcmp(test, "pp") == 0) cost_pp(b->c, n, &bytes, &flops);
+/* tps_reps[i]: tokens/s of repetition i; roof_reps[i]: the roofline probed
+ * just before and after it (read bandwidth for tg, FMA peak for pp), so each
+ * ratio compares figures taken within seconds of each other: the host's
+ * bandwidth seen by this VM moves by 2x over minutes. */
+static void report(const bench_ctx *b, const roofline *r0, const char *test, uint32_t n, int threads, double *tps_reps,
+                   const double *roof_reps) {
+    int is_pp = strcmp(test, "pp") == 0, R = b->reps;
+    double bytes, flops;
+    if (is_pp) cost_pp(b->c, n, &bytes, &flops);
     else cost_tg(b->c, n, &bytes, &flops);
+    double ratio[64], roofs[64];
+    for (int i = 0; i < R; i++) {
+        ratio[i] = tps_reps[i] * (is_pp ? flops : bytes) / roof_reps[i];
+        roofs[i] = roof_reps[i];
+    }
+    roofline rr = *r0, *r = &rr;
+    if (is_pp) rr.fma = median(roofs, R);
+    else rr.read_bw = median(roofs, R);
+    double lo = tps_reps[0], hi = tps_reps[0];
+    for (int i = 1; i < R; i++) lo = fmin(lo, tps_reps[i]), hi = fmax(hi, tps_reps[i]);
+    double tps = median(tps_reps, R), med_ratio = median(ratio, R);
     double gbs = tps * bytes / 1e9, gflops = tps * flops / 1e9;
-    double pct_bw = 100 * tps * bytes / r->read_bw, x_fma = tps * flops / r->fma;
+    double pct_bw = is_pp ? 100 * tps * bytes / r->read_bw : 100 * med_ratio;
+    double x_fma = is_pp ? med_ratio : tps * flops / r->fma;
     if (b->json) {
         printf("{\"model\": \"%s\", \"type\": \"%s\", \"embd_type\": \"%s\", \"kv_type\": \"%s\", \"size_bytes\": %llu, "
                "\"params\": %llu, \"cpu\": \"%s\", \"test\": \"%s\", \"n_tokens\": %u, \"threads\": %d, \"reps\": %d, "
@@ -178,7 +196,7 @@ static void report(const bench_ctx *b, const roofline *r, const char *test, uint
                b->model, bee_type_name(b->c->type), bee_type_name(b->c->embd_type), b->kv,
                (unsigned long long)b->file_bytes, (unsigned long long)b->params, bee_cpu_path(), test, n, threads,
                b->reps, tps, lo, hi, bytes, flops, gbs, gflops, r->read_bw, r->fma, r->int8, pct_bw, x_fma,
-               peak_rss_bytes());
+               g_model_rss);
     } else {
         char name[32], roof[48];
         snprintf(name, sizeof name, "%s%u", test, n);
@@ -196,6 +214,15 @@ static void reset_peak_rss(void) {
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (f) fputs("5", f), fclose(f);
 }
+
+static void note_model_rss(void) {
+    long r = peak_rss_bytes();
+    if (r > g_model_rss) g_model_rss = r;
+}
+
+/* Around every repetition: smaller than the 1 GiB headline probe (it runs
+ * twice per repetition) but still far larger than any last-level cache. */
+#define PROBE_BYTES ((size_t)256 << 20)
 
 static int measure_roofline(int threads, roofline *r) {
     bee_pool *p = bee_pool_init(threads);
@@ -240,19 +267,34 @@ static int run_tests(bee_model *m, const bench_ctx *b, const long *ths, int n_th
                    "| threads | test    | tokens/s median (min-max) |   GB/s   |  GFLOP/s  | of roofline      |\n"
                    "|--------:|---------|---------------------------|---------:|----------:|------------------|\n",
                    th, r.read_bw / 1e9, r.fma / 1e9, r.int8 / 1e9);
-        double secs;
+        double secs, roof[64];
+        bee_pool *probe = rc == 0 ? bee_pool_init(th) : NULL;
+        if (rc == 0 && !probe) rc = -1;
         for (int k = 0; rc == 0 && k < n_pp; k++) {
             rc = time_pp(m, (uint32_t)pp[k], logits, &secs); /* warm-up: page in the weights */
-            for (int i = 0; rc == 0 && i < b->reps; i++)
+            for (int i = 0; rc == 0 && i < b->reps; i++) {
+                double before = bee_roofline_fma_peak(probe, 3);
+                reset_peak_rss();
                 if ((rc = time_pp(m, (uint32_t)pp[k], logits, &secs)) == 0) tps[i] = (double)pp[k] / secs;
-            if (rc == 0) report(b, &r, "pp", (uint32_t)pp[k], th, tps);
+                note_model_rss();
+                roof[i] = (before + bee_roofline_fma_peak(probe, 3)) / 2;
+            }
+            if (rc == 0) report(b, &r, "pp", (uint32_t)pp[k], th, tps, roof);
         }
         for (int k = 0; rc == 0 && k < n_tg; k++) {
             rc = time_tg(m, 2, logits, &secs);
-            for (int i = 0; rc == 0 && i < b->reps; i++)
+            for (int i = 0; rc == 0 && i < b->reps; i++) {
+                double before = bee_roofline_read_bw(probe, PROBE_BYTES, 3);
+                reset_peak_rss();
                 if ((rc = time_tg(m, (uint32_t)tg[k], logits, &secs)) == 0) tps[i] = (double)tg[k] / secs;
-            if (rc == 0) report(b, &r, "tg", (uint32_t)tg[k], th, tps);
+                note_model_rss();
+                roof[i] = (before + bee_roofline_read_bw(probe, PROBE_BYTES, 3)) / 2;
+                if (!(roof[i] > 0)) rc = bee_fail("bandwidth probe failed");
+            }
+            if (rc == 0) report(b, &r, "tg", (uint32_t)tg[k], th, tps, roof);
         }
+        bee_pool_free(probe);
+        reset_peak_rss(); /* the probes' buffers are not the model's memory */
     }
     free(logits);
     free(tps);
@@ -265,7 +307,7 @@ int cmd_bench(int argc, char **argv) {
         {"threads", 't', "N[,N...]", "thread counts to test (default: all cores)", "BEE_THREADS", 0},
         {"n-prompt", 'p', "N[,N...]", "prefill lengths (default 512; 0 = none)", NULL, 0},
         {"n-gen", 'n', "N[,N...]", "decode lengths (default 128; 0 = none)", NULL, 0},
-        {"reps", 'r', "N", "repetitions per test, median reported (default 3)", NULL, 0},
+        {"reps", 'r', "N", "repetitions per test, median reported (default 3, at most 64)", NULL, 0},
         CLI_OPT_KV_TYPE,
         {"json", 0, NULL, "one JSON object per line and test", NULL, 0},
         {0},
@@ -285,7 +327,7 @@ int cmd_bench(int argc, char **argv) {
     else if (parse_list("bench", "threads", t ? t : "0", 0, 1024, ths, 16, &n_th) ||
              parse_list("bench", "n-prompt", p ? p : "512", 0, 1 << 16, pp, 16, &n_pp) ||
              parse_list("bench", "n-gen", n ? n : "128", 0, 1 << 16, tg, 16, &n_tg) ||
-             cli_int(&a, "reps", 1, 1000, &reps))
+             cli_int(&a, "reps", 1, 64, &reps))
         rc = 2;
     uint32_t kvt = BEE_TYPE_F32;
     if (rc == 0 && cli_kv_type("bench", &a, &kvt)) rc = 2;
@@ -312,7 +354,7 @@ int cmd_bench(int argc, char **argv) {
                    bee_type_name(c.type), bee_type_name(c.embd_type), (double)b.file_bytes / (1 << 20),
                    (double)b.params / 1e9, kv, bee_cpu_path());
         if (run_tests(m, &b, ths, n_th, pp, n_pp, tg, n_tg)) rc = cli_fail("bench");
-        else if (!b.json) printf("\npeak RSS %.1f MiB (file %.1f MiB)\n", (double)peak_rss_bytes() / (1 << 20),
+        else if (!b.json) printf("\npeak RSS %.1f MiB (file %.1f MiB)\n", (double)g_model_rss / (1 << 20),
                                  (double)b.file_bytes / (1 << 20));
     }
     bee_model_free(m);

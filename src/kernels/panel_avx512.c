@@ -98,7 +98,9 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *blk = pw + b * bb;
+#ifndef BEE_NO_PF
         for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PF_AHEAD + o, PF_HINT);
+#endif
         __m512i wv[8], ia[TMAX][4];
         int xoff[8];
         block_groups(q4, blk, wv, xoff);
