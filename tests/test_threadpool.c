@@ -362,16 +362,19 @@ static void test_null_pool(void **s) {
 
 /* ---------------------------------------------------------------- roofline */
 
+/* Sanity only (finite, positive, not absurd): speed belongs to bee bench, and a
+ * sanitizer build on a loaded 2-core machine measured 0.5 GFLOP/s for the
+ * scalar FMA probe. */
 static void check_roofline(bee_pool *p, const char *label) {
     double bw = bee_roofline_read_bw(p, (size_t)64 << 20, 3);
     double fma = bee_roofline_fma_peak(p, 3);
     double i8 = bee_roofline_int8_peak(p, 3);
     print_message("roofline %-6s %d thr: read %.2f GB/s, fma %.1f GFLOP/s, int8 %.1f GOP/s\n", label, bee_pool_size(p),
                   bw * 1e-9, fma * 1e-9, i8 * 1e-9);
-    assert_true(isfinite(bw) && bw > 1e8);
-    assert_true(isfinite(fma) && fma > 1e9);
+    assert_true(isfinite(bw) && bw > 1e7);
+    assert_true(isfinite(fma) && fma > 1e7);
     assert_true(isfinite(i8) && i8 >= 0);
-    if (i8 > 0) assert_true(i8 > 1e9);
+    if (i8 > 0) assert_true(i8 > 1e7);
 }
 
 static void test_roofline(void **s) {
