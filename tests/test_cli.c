@@ -18,20 +18,10 @@ static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward",
                                 "safety check", "feedback export", "serve", "bench", "train", "index", "search", "ask",
                                 "vocab build", "data", "lora merge", "eval"};
 
-static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bee(char **out, const char *fmt, ...) {
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_bee(), args);
-    return tu_run(cmd, out);
-}
 
 static void expect_run(int want_rc, const char *needle, const char *fmt, const char *arg) {
     char *out = NULL;
-    int rc = bee(&out, fmt, arg);
+    int rc = tu_bee_run(&out, fmt, arg);
     if (rc != want_rc || (needle && !strstr(out, needle)))
         fail_msg("bee %s: exit %d (want %d), output:\n%s\n(expected to contain '%s')", arg, rc, want_rc, out,
                  needle ? needle : "");
@@ -60,7 +50,7 @@ static const char *demo_model(void) {
     if (!path[0]) {
         snprintf(path, sizeof path, "%s", tu_tmp("demo.gguf"));
         char *out;
-        if (bee(&out, "init -o %s --seed 3", path)) fail_msg("init failed: %s", out);
+        if (tu_bee_run(&out, "init -o %s --seed 3", path)) fail_msg("init failed: %s", out);
         free(out);
     }
     return path;
@@ -73,11 +63,11 @@ static void test_demo_model(void **s) {
     char *out;
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "generate -m %s -p '今天天气' --max-length 5", m);
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     assert_true(strlen(out) > 1);
     free(out);
     snprintf(cmd, sizeof cmd, "generate -m %s --data '{\"q\":\"x\",\"<ans>\":{\"a\":\"\",\"b\":\"\"}}' --beam 2 --max-length 3 --json", m);
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     json_error_t err;
     json_t *j = json_loads(out, 0, &err);
     if (!j) fail_msg("not JSON: %s", out);
@@ -86,11 +76,11 @@ static void test_demo_model(void **s) {
     free(out);
     /* quantize, then run the quantized model; a bad type is refused */
     snprintf(cmd, sizeof cmd, "quantize %s %s --type q4_0", m, tu_tmp("demo_q4.gguf"));
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     free(out);
     expect_run(0, "q4_0 x", "info %s", tu_tmp("demo_q4.gguf"));
     snprintf(cmd, sizeof cmd, "generate -m %s -p '天气' --greedy -n 3", tu_tmp("demo_q4.gguf"));
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     free(out);
     snprintf(cmd, sizeof cmd, "quantize %s %s --type q3_k", m, tu_tmp("x.gguf"));
     expect_run(2, "--type", "%s", cmd);
@@ -99,7 +89,7 @@ static void test_demo_model(void **s) {
     /* perplexity of a file, as JSON */
     tu_write(tu_tmp("text.txt"), "今天天气真好。hello world", strlen("今天天气真好。hello world"));
     snprintf(cmd, sizeof cmd, "perplexity -m %s --ctx 8 --json %s", m, tu_tmp("text.txt"));
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     json_error_t perr;
     json_t *pj = json_loads(out, 0, &perr);
     if (!pj) fail_msg("perplexity printed %s", out);
@@ -123,7 +113,7 @@ static void test_bench_cli(void **s) {
     const char *m = demo_model();
     char cmd[4400], *out;
     snprintf(cmd, sizeof cmd, "bench -m %s -t 1,2 -p 16 -n 4 -r 2 --json --kv-type f16", m);
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     int n_pp = 0, n_tg = 0;
     for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
         json_error_t err;
@@ -164,7 +154,7 @@ static void test_bench_cli(void **s) {
     snprintf(cmd, sizeof cmd, "info %s --ctx 1000", m);
     expect_run(0, "memory @ctx 1000", "%s", cmd);
     snprintf(cmd, sizeof cmd, "generate -m %s -p '天气' --greedy -n 3 --kv-type bf16", m);
-    assert_int_equal(bee(&out, "%s", cmd), 0);
+    assert_int_equal(tu_bee_run(&out, "%s", cmd), 0);
     free(out);
 }
 
@@ -210,7 +200,7 @@ static const char *golden_dir(const char *rel) {
 
 static void convert(const char *src, const char *extra, const char *out) {
     char *o;
-    if (bee(&o, "convert %s -o %s %s", src, out, extra)) fail_msg("convert %s failed:\n%s", src, o);
+    if (tu_bee_run(&o, "convert %s -o %s %s", src, out, extra)) fail_msg("convert %s failed:\n%s", src, o);
     free(o);
 }
 
@@ -288,7 +278,7 @@ static void test_convert_variants(void **s) {
     for (int i = 0; i < 2; i++) {
         char *o;
         const char *dir = tu_tmp(i ? "out_hf" : "out_fp16");
-        if (bee(&o, "forward -m %s --data %s --out %s --steps 1", fp16_models[i], data_file("zh"), dir))
+        if (tu_bee_run(&o, "forward -m %s --data %s --out %s --steps 1", fp16_models[i], data_file("zh"), dir))
             fail_msg("forward: %s", o);
         free(o);
         char p[4200];
@@ -348,7 +338,7 @@ static void test_convert_safetensors_and_mask(void **s) {
     assert_non_null(bee_gguf_find_tensor(g, "blk.1.attn_q.weight"));
     bee_gguf_free(g);
     char *o;
-    if (bee(&o, "forward -m %s --data %s --out %s --steps 0", tu_tmp("masked.gguf"), data_file("zh"), tu_tmp("out_m")))
+    if (tu_bee_run(&o, "forward -m %s --data %s --out %s --steps 0", tu_tmp("masked.gguf"), data_file("zh"), tu_tmp("out_m")))
         fail_msg("forward: %s", o);
     free(o);
     char p[4200];
@@ -372,7 +362,7 @@ static void test_forward_cli(void **s) {
     for (int i = 0; i < 3; i++) {
         const char *dir = tu_tmp(ex[i]);
         char *o;
-        if (bee(&o, "forward -m %s --data %s --out %s_out --steps 6", tu_tmp("ref.gguf"), data_file(ex[i]), dir))
+        if (tu_bee_run(&o, "forward -m %s --data %s --out %s_out --steps 6", tu_tmp("ref.gguf"), data_file(ex[i]), dir))
             fail_msg("forward: %s", o);
         free(o);
         char p[4300], g[256];
@@ -392,7 +382,7 @@ static void test_generate_cli(void **s) {
     const char *ex[] = {"zh", "en", "mixed"};
     for (int i = 0; i < 3; i++) {
         char *o;
-        if (bee(&o, "generate -m %s --data %s --beam 3 --max-length 8 --repetition-penalty 1.1 --json 2>/dev/null",
+        if (tu_bee_run(&o, "generate -m %s --data %s --beam 3 --max-length 8 --repetition-penalty 1.1 --json 2>/dev/null",
                 tu_tmp("ref.gguf"), data_file(ex[i])))
             fail_msg("generate: %s", o);
         json_error_t err;
@@ -421,7 +411,7 @@ static void test_tokenize_cli(void **s) {
             continue; /* not expressible in a simple quoted shell argument */
         }
         char *o;
-        int rc = bee(&o, "tokenize -m %s --json -- '%s' 2>&1", tu_tmp("ref.gguf"), text);
+        int rc = tu_bee_run(&o, "tokenize -m %s --json -- '%s' 2>&1", tu_tmp("ref.gguf"), text);
         if (json_object_get(c, "error")) {
             assert_int_equal(rc, 1);
         } else {

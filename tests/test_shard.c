@@ -185,16 +185,6 @@ static void test_corrupt(void **s) {
 
 /* ================================================================ CLI */
 
-static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bee(char **out, const char *fmt, ...) {
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_bee(), args);
-    return tu_run(cmd, out);
-}
 
 static char *last_line_with(char *out, const char *needle) {
     char *p = strstr(out, needle);
@@ -209,20 +199,20 @@ static void test_cli(void **s) {
     snprintf(txt, sizeof txt, "%s", tu_tmp("cli.txt"));
     snprintf(shard, sizeof shard, "%s", tu_tmp("cli.bin"));
     tu_write(txt, k_text, strlen(k_text));
-    if (bee(&out, "init -o %s --seed 3", model)) fail_msg("%s", out);
+    if (tu_bee_run(&out, "init -o %s --seed 3", model)) fail_msg("%s", out);
     free(out);
-    if (bee(&out, "data -m %s --text %s -o %s", model, txt, shard)) fail_msg("%s", out);
+    if (tu_bee_run(&out, "data -m %s --text %s -o %s", model, txt, shard)) fail_msg("%s", out);
     assert_non_null(strstr(out, "3 instances"));
     free(out);
     /* same data, same seed: --shards trains exactly like --text */
     const char *common = "--steps 2 --batch 1 --ctx 16 --lr 1e-2 --warmup 1 -t 2";
     char *a, *b;
-    if (bee(&a, "train -m %s --text %s -o %s %s", model, txt, tu_tmp("a.gguf"), common)) fail_msg("%s", a);
-    if (bee(&b, "train -m %s --shards %s -o %s %s", model, shard, tu_tmp("b.gguf"), common)) fail_msg("%s", b);
+    if (tu_bee_run(&a, "train -m %s --text %s -o %s %s", model, txt, tu_tmp("a.gguf"), common)) fail_msg("%s", a);
+    if (tu_bee_run(&b, "train -m %s --shards %s -o %s %s", model, shard, tu_tmp("b.gguf"), common)) fail_msg("%s", b);
     assert_string_equal(last_line_with(a, "last loss"), last_line_with(b, "last loss"));
     free(a), free(b);
     /* two shards: twice the examples */
-    if (bee(&out, "train -m %s --shards %s --shards %s --steps 1 --ctx 16 -o %s", model, shard, shard, tu_tmp("c.gguf")))
+    if (tu_bee_run(&out, "train -m %s --shards %s --shards %s --steps 1 --ctx 16 -o %s", model, shard, shard, tu_tmp("c.gguf")))
         fail_msg("%s", out);
     assert_non_null(strstr(out, "6 examples"));
     free(out);
@@ -230,19 +220,19 @@ static void test_cli(void **s) {
     const char *vocab = "<pad>\n<unk>\n<mask>\n<sep>\n</n>\n</_>\n<s>\n</s>\n<root>\n<ans>\n<option>\n<eod>\na\nb\n";
     tu_write(tu_tmp("v.txt"), vocab, strlen(vocab));
     tu_write(tu_tmp("ab.txt"), "ab ba\n", 6);
-    if (bee(&out, "data --vocab %s --text %s -o %s", tu_tmp("v.txt"), tu_tmp("ab.txt"), tu_tmp("v.bin")))
+    if (tu_bee_run(&out, "data --vocab %s --text %s -o %s", tu_tmp("v.txt"), tu_tmp("ab.txt"), tu_tmp("v.bin")))
         fail_msg("%s", out);
     free(out);
-    assert_int_equal(bee(&out, "train -m %s --shards %s --steps 1 -o %s", model, tu_tmp("v.bin"), tu_tmp("d.gguf")), 1);
+    assert_int_equal(tu_bee_run(&out, "train -m %s --shards %s --steps 1 -o %s", model, tu_tmp("v.bin"), tu_tmp("d.gguf")), 1);
     assert_non_null(strstr(out, "v.bin: offset 12: made with another vocabulary"));
     free(out);
-    assert_int_equal(bee(&out, "data --text %s -o %s", txt, tu_tmp("x.bin")), 2);
+    assert_int_equal(tu_bee_run(&out, "data --text %s -o %s", txt, tu_tmp("x.bin")), 2);
     assert_non_null(strstr(out, "--vocab"));
     free(out);
-    assert_int_equal(bee(&out, "data -m %s -o %s", model, tu_tmp("x.bin")), 2);
+    assert_int_equal(tu_bee_run(&out, "data -m %s -o %s", model, tu_tmp("x.bin")), 2);
     assert_non_null(strstr(out, "--text"));
     free(out);
-    assert_int_equal(bee(&out, "train -m %s --text %s --shards %s --steps 1 -o %s", model, txt, shard, tu_tmp("x.gguf")), 2);
+    assert_int_equal(tu_bee_run(&out, "train -m %s --text %s --shards %s --steps 1 -o %s", model, txt, shard, tu_tmp("x.gguf")), 2);
     assert_non_null(strstr(out, "exactly one"));
     free(out);
     assert_false(bee_file_exists(tu_tmp("x.bin")));

@@ -11,16 +11,6 @@
 #include "util/error.h"
 #include "util/file.h"
 
-static int bee(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bee(char **out, const char *fmt, ...) {
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_bee(), args);
-    return tu_run(cmd, out);
-}
 
 static const char *k_data =
     "{\"input\": \"今天天气真好，\", \"<ans>\": \"出去玩吧。\"}\n"
@@ -34,7 +24,7 @@ static const char *demo(void) {
     if (!path[0]) {
         snprintf(path, sizeof path, "%s", tu_tmp("demo.gguf"));
         char *out;
-        if (bee(&out, "init -o %s --seed 3", path)) fail_msg("init failed: %s", out);
+        if (tu_bee_run(&out, "init -o %s --seed 3", path)) fail_msg("init failed: %s", out);
         free(out);
         tu_write(tu_tmp("d.jsonl"), k_data, strlen(k_data));
     }
@@ -42,7 +32,7 @@ static const char *demo(void) {
 }
 
 static void run_ok(char **out, const char *args) {
-    int rc = bee(out, "train -m %s --data %s --batch 1 --ctx 64 --lr 1e-2 --warmup 2 --accum 2 -t 2 %s", demo(),
+    int rc = tu_bee_run(out, "train -m %s --data %s --batch 1 --ctx 64 --lr 1e-2 --warmup 2 --accum 2 -t 2 %s", demo(),
                  tu_tmp("d.jsonl"), args);
     if (rc) fail_msg("bee train %s: exit %d\n%s", args, rc, *out);
 }
@@ -95,7 +85,7 @@ static void test_loss_decreases_and_resume(void **s) {
     assert_true(same_file(tu_tmp("full.gguf"), part));
     assert_true(same_file(tu_tmp("full.ckpt"), ck));
     /* the trained model is a normal model */
-    assert_int_equal(bee(&out, "info %s", tu_tmp("full.gguf")), 0);
+    assert_int_equal(tu_bee_run(&out, "info %s", tu_tmp("full.gguf")), 0);
     free(out);
 }
 
@@ -104,7 +94,7 @@ static void test_text_mode(void **s) {
     const char *txt = "the quick brown fox\n\njumps over <the> lazy dog\n";
     tu_write(tu_tmp("t.txt"), txt, strlen(txt));
     char *out;
-    int rc = bee(&out, "train -m %s --text %s --steps 2 --ctx 32 -o %s", demo(), tu_tmp("t.txt"), tu_tmp("t.gguf"));
+    int rc = tu_bee_run(&out, "train -m %s --text %s --steps 2 --ctx 32 -o %s", demo(), tu_tmp("t.txt"), tu_tmp("t.gguf"));
     if (rc) fail_msg("%s", out);
     assert_non_null(strstr(out, "2 examples"));
     free(out);
@@ -112,7 +102,7 @@ static void test_text_mode(void **s) {
 
 static void expect_error(const char *args, int want_rc, const char *needle) {
     char *out;
-    int rc = bee(&out, "train %s", args);
+    int rc = tu_bee_run(&out, "train %s", args);
     if (rc != want_rc || !strstr(out, needle))
         fail_msg("bee train %s: exit %d (want %d), output:\n%s\n(expected '%s')", args, rc, want_rc, out, needle);
     free(out);

@@ -130,3 +130,13 @@ void tu_buf_le(tu_buf *b, uint64_t v, size_t n) {
         tu_buf_put(b, &c, 1);
     }
 }
+
+int tu_bee_run(char **out, const char *fmt, ...) {
+    char args[6000], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", tu_bee(), args);
+    return tu_run(cmd, out);
+}

@@ -34,5 +34,7 @@ void tu_buf_le(tu_buf *b, uint64_t v, size_t n);
 
 /* Path of the bee CLI binary. */
 const char *tu_bee(void);
+/* Runs `bee ARGS` (printf-formatted), like tu_run. */
+int tu_bee_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

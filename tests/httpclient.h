@@ -1,0 +1,28 @@
+/* A small raw-socket HTTP/1.1 client for the server tests (loopback only):
+ * one request per connection, chunked bodies de-chunked. */
+#ifndef BEE_TESTS_HTTPCLIENT_H
+#define BEE_TESTS_HTTPCLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct {
+    int status;
+    char *head; /* status line and headers */
+    char *body; /* de-chunked */
+    size_t n;
+} resp;
+
+void resp_free(resp *r);
+int connect_to(int port);
+void send_all(int fd, const char *p, size_t n);
+/* Sends a request on a new connection and returns its socket (-1 on failure). */
+int send_request(int port, const char *method, const char *path, const char *headers, const char *body, size_t n);
+/* A whole exchange; 0 on success (r filled), -1 when there was no valid response. */
+int http(int port, const char *method, const char *path, const char *headers, const char *body, resp *r);
+/* The body as JSON (fails the test otherwise). */
+json_t *json_of(const resp *r);
+/* POST, expecting `status`; returns the JSON body. */
+json_t *post(int port, const char *path, const char *body, int status);
+
+#endif
