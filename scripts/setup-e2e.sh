@@ -10,7 +10,11 @@ if ! command -v chromium >/dev/null; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
 fi
-command -v node >/dev/null || { echo "setup-e2e: node is missing (apt-get install nodejs npm)" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+fi
 mkdir -p .cache/e2e
 if [ ! -d .cache/e2e/node_modules/playwright-core ]; then
   (cd .cache/e2e && npm init -y >/dev/null && npm install --no-audit --no-fund playwright-core)
