@@ -48,22 +48,7 @@ static void make_batch(tiny_batch *r, uint32_t seed) {
                              r->rel, 1, r->ext_ids, r->ext_sub, 0, r->tgt};
 }
 
-static double loss_of(bee_train_model *t, const bee_train_batch *b) {
-    bee_train_result res;
-    if (bee_train_forward_backward(t, b, 0, 1.0f, &res, NULL)) fail_msg("%s", bee_error_message());
-    return res.loss;
-}
 
-static double fd_grad(bee_train_model *t, const bee_train_batch *b, float *x, double h) {
-    float x0 = *x;
-    double f[4], s[4] = {-2, -1, 1, 2};
-    for (int k = 0; k < 4; k++) {
-        *x = (float)(x0 + s[k] * h);
-        f[k] = loss_of(t, b);
-    }
-    *x = x0;
-    return (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
-}
 
 static void randomize_b(bee_lora *lo, uint32_t seed, float amp) {
     for (uint32_t l = 0; l < lo->n_layers; l++)
@@ -102,7 +87,7 @@ static void test_lora_gradients(void **state) {
                 for (size_t q = 0; q < 6; q++) {
                     size_t i = (q * 37 + 5) % sizes[m];
                     float *x = mats[m] + i;
-                    double an = t.lora_g[x - lo.mem], fd = fd_grad(&t, &tb.b, x, 1e-2);
+                    double an = t.lora_g[x - lo.mem], fd = tu_fd_grad(&t, &tb.b, x, 1e-2);
                     double err = fabs(fd - an), tol = 3e-3 * fabs(an) + 2e-4 * mg + 2e-5;
                     if (fabs(an) > 1e-3 * mg) worst = fmax(worst, err / fabs(an));
                     if (!(err <= tol)) {
@@ -127,10 +112,10 @@ static void test_lora_identity_at_init(void **state) {
     if (bee_train_model_random(&hp, NULL, 6, &t)) fail_msg("%s", bee_error_message());
     tiny_batch tb;
     make_batch(&tb, 4);
-    double base = loss_of(&t, &tb.b);
+    double base = tu_train_loss(&t, &tb.b);
     assert_int_equal(bee_lora_init(&lo, &hp, NULL, 2, 4.0f, 1), 0);
     assert_int_equal(bee_train_lora_attach(&t, &lo), 0);
-    assert_true(loss_of(&t, &tb.b) == base);
+    assert_true(tu_train_loss(&t, &tb.b) == base);
     bee_train_model_free(&t);
     bee_lora_free(&lo);
 }

@@ -375,25 +375,9 @@ static void random_batch(rand_batch *r, uint32_t seed) {
                              r->rel, RREL, r->ext_ids, r->ext_sub, 2, r->tgt};
 }
 
-static double loss_of(bee_train_model *t, const bee_train_batch *b) {
-    bee_train_result res;
-    if (bee_train_forward_backward(t, b, 0, 1.0f, &res, NULL)) fail_msg("%s", bee_error_message());
-    return res.loss;
-}
 
 /* ================================================================ finite differences */
 
-/* Fourth-order central difference of the loss in weight x. */
-static double fd_grad(bee_train_model *t, const bee_train_batch *b, float *x, double h) {
-    float x0 = *x;
-    double f[4], s[4] = {-2, -1, 1, 2};
-    for (int k = 0; k < 4; k++) {
-        *x = (float)(x0 + s[k] * h);
-        f[k] = loss_of(t, b);
-    }
-    *x = x0;
-    return (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
-}
 
 /* Compares analytic gradients g (a copy of t->g) with finite differences on
  * the 3 largest-|g| and 3 random entries of every tensor; returns the number of
@@ -420,7 +404,7 @@ static int fd_check(bee_train_model *t, const bee_train_batch *b, const float *g
         }
         for (int r = 0; r < 3; r++) pick[np++] = lcg(&rng) % n;
         for (size_t q = 0; q < np; q++) {
-            double fd = fd_grad(t, b, t->w.mem + p->offset + pick[q], h), an = gk[pick[q]];
+            double fd = tu_fd_grad(t, b, t->w.mem + p->offset + pick[q], h), an = gk[pick[q]];
             double err = fabs(fd - an), tol = 3e-3 * fabs(an) + 2e-4 * mg + 2e-5;
             worst = err / (fabs(an) + 1e-12) > worst && q < 3 ? err / (fabs(an) + 1e-12) : worst;
             if (!(err <= tol)) {

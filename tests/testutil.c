@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "util/error.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,4 +141,21 @@ int tu_bee_run(char **out, const char *fmt, ...) {
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s %s", tu_bee(), args);
     return tu_run(cmd, out);
+}
+
+double tu_train_loss(bee_train_model *t, const bee_train_batch *b) {
+    bee_train_result res;
+    if (bee_train_forward_backward(t, b, 0, 1.0f, &res, NULL)) fail_msg("%s", bee_error_message());
+    return res.loss;
+}
+
+double tu_fd_grad(bee_train_model *t, const bee_train_batch *b, float *x, double h) {
+    float x0 = *x;
+    double f[4], s[4] = {-2, -1, 1, 2};
+    for (int k = 0; k < 4; k++) {
+        *x = (float)(x0 + s[k] * h);
+        f[k] = tu_train_loss(t, b);
+    }
+    *x = x0;
+    return (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
 }

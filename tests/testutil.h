@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "train/train.h"
+
 /* Path under the shared golden folder, or NULL (after printing why) when the
  * folder is absent: tests that need it then exit with 77 (skipped). */
 const char *tu_shared(const char *rel);
@@ -36,5 +38,10 @@ void tu_buf_le(tu_buf *b, uint64_t v, size_t n);
 const char *tu_bee(void);
 /* Runs `bee ARGS` (printf-formatted), like tu_run. */
 int tu_bee_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Training: the loss of a batch (no backward) and a fourth-order central
+ * difference of it in one weight x (restored afterwards). */
+double tu_train_loss(bee_train_model *t, const bee_train_batch *b);
+double tu_fd_grad(bee_train_model *t, const bee_train_batch *b, float *x, double h);
 
 #endif
