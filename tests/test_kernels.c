@@ -26,6 +26,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/dot.h"
+#include "kernels/gemm.h"
 #include "kernels/panel.h"
 #include "kernels/vec.h"
 #include "kernels/quant.h"
@@ -795,6 +796,68 @@ static void test_env_override(void **state) {
     free(out);
 }
 
+/* ---------------------------------------------------------------- gemm */
+
+/* One product in the three stride layouts the training pass uses, on every
+ * path, with 1 and 3 threads: bit-identical to the reference. The reference
+ * itself is held to a double-precision product. */
+static void gemm_case(size_t M, size_t N, size_t K, int layout, int accumulate, float div) {
+    size_t na = M * K, nb = K * N;
+    float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B);
+    float *C0 = malloc(M * N * sizeof(float)), *C1 = malloc(M * N * sizeof(float));
+    assert_non_null(A), assert_non_null(B), assert_non_null(C0), assert_non_null(C1);
+    for (size_t i = 0; i < na; i++) A[i] = (float)rng_unif() * 2 - 1;
+    for (size_t i = 0; i < nb; i++) B[i] = (float)rng_unif() * 2 - 1;
+    for (size_t i = 0; i < M * N; i++) C0[i] = (float)rng_unif();
+    bee_gemm_args g = {M, N, K, A, K, 1, B, N, 1, C0, N, accumulate, div};
+    if (layout == 1) g.rsb = 1, g.csb = K;   /* B = W^T, W (N, K): forward */
+    if (layout == 2) g.rsa = 1, g.csa = M;   /* A = dy^T, dy (K, M): weight gradient */
+    float *init = malloc(M * N * sizeof(float));
+    assert_non_null(init);
+    memcpy(init, C0, M * N * sizeof(float));
+    bee_gemm_ref(&g);
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = 0; n < N; n++) {
+            double e = accumulate ? init[m * N + n] : 0, mag = fabs(e);
+            for (size_t k = 0; k < K; k++) {
+                double t = (double)A[m * g.rsa + k * g.csa] * B[k * g.rsb + n * g.csb];
+                e += t, mag += fabs(t);
+            }
+            double got = (double)C0[m * N + n] * div;
+            assert_true(fabs(got - e) <= (double)(K / 8 + 8) * FLT_EPSILON * mag + 1e-30);
+        }
+    bee_pool *pools[2] = {NULL, bee_pool_init(3)};
+    for (int lvl = BEE_CPU_SCALAR; lvl <= bee_cpu_max_level(); lvl++)
+        for (int pi = 0; pi < 2; pi++) {
+            memcpy(C1, init, M * N * sizeof(float));
+            g.C = C1;
+            bee_gemm_at(pools[pi], &g, lvl);
+            g.C = C0;
+            if (memcmp(C0, C1, M * N * sizeof(float)) != 0) {
+                print_error("gemm %zux%zux%zu layout %d acc %d div %g level %d threads %d differs\n", M, N, K, layout,
+                            accumulate, (double)div, lvl, pi ? 3 : 1);
+                fail();
+            }
+        }
+    bee_pool_free(pools[1]);
+    free(A), free(B), free(C0), free(C1), free(init);
+}
+
+static void test_gemm(void **state) {
+    (void)state;
+    g_rng = 0x9e3779b97f4a7c15ull;
+    static const size_t sizes[][3] = {{1, 1, 1},   {12, 32, 7},  {13, 33, 256}, {11, 31, 257}, {25, 70, 600},
+                                      {6, 16, 3},  {7, 17, 513}, {40, 300, 64}, {3, 520, 33},  {100, 9, 1000}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int layout = 0; layout < 3; layout++)
+            gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], layout, (int)(i + layout) % 2, i % 3 == 0 ? 16.0f : 1.0f);
+    /* K = 0: the empty sum, divided */
+    float C[2] = {3, 5};
+    bee_gemm_args g = {1, 2, 0, C, 0, 1, C, 2, 1, C, 2, 1, 2.0f};
+    bee_gemm(NULL, &g);
+    assert_true(C[0] == 1.5f && C[1] == 2.5f);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-path") == 0) {
         printf("%s\n", bee_cpu_path());
@@ -821,6 +884,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
         cmocka_unit_test(test_panel_quant),
+        cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
