@@ -8,14 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/dot.h"
 #include "kernels/kernels.h"
 #include "model/lora.h"
 #include "train/ops.h"
 #include "train/train.h"
 #include "util/error.h"
+#include "util/types.h"
 
 #define IGNORE_INDEX (-100)
-#define LOGIT_CHUNK 32 /* rows of logits materialised at a time */
+#define LOGIT_CHUNK 128 /* rows of logits materialised at a time */
 
 /* ================================================================ state */
 
@@ -38,7 +40,8 @@ typedef struct {
     float *hl, *fr;   // (T, d), (T): input of the final norm and its rsqrt
     float *hf;        // (T, d) after the final norm
     float *ext;       // (n_ext, d) ext-table embeddings
-    float *scratch;   // (n_threads, L) attention probability rows
+    float *scratch;   // (n_threads, 2 L) attention probability and dP rows
+    const bee_dot_kernel *dotk; /* fp32 dot product of the attention scores */
     att_acts *att;    // (n_layers)
     ffn_acts *ffn;    // (n_layers)
     size_t n_targets;
@@ -61,7 +64,8 @@ static int ctx_alloc(train_ctx *c) {
     c->hf = zalloc(T * d, sizeof(float), &ok);
     c->fr = zalloc(T, sizeof(float), &ok);
     c->ext = zalloc(c->b->n_ext * d, sizeof(float), &ok);
-    c->scratch = zalloc((size_t)bee_pool_size(t->pool) * c->b->L, sizeof(float), &ok);
+    c->scratch = zalloc((size_t)bee_pool_size(t->pool) * 2 * c->b->L, sizeof(float), &ok);
+    c->dotk = bee_dot_kernel_get(BEE_TYPE_F32);
     c->att = zalloc(t->hp.n_layers, sizeof *c->att, &ok);
     c->ffn = zalloc(t->hp.n_layers, sizeof *c->ffn, &ok);
     for (uint32_t l = 0; ok && l < t->hp.n_layers; l++) {
@@ -194,6 +198,51 @@ static void embed_bwd(bee_train_model *t, int32_t id, int32_t sub, const float *
     }
 }
 
+/* ================================================================ element-wise, threaded */
+
+#define ELT_GRAIN 16384 /* elements per block of a threaded element-wise loop */
+
+typedef struct {
+    float *dst, *dst2;
+    const float *src, *src2, *src3;
+    float s;
+} elt_job;
+
+static void scale_range(void *ctx, size_t b, size_t e, int ith) {
+    const elt_job *j = ctx;
+    (void)ith;
+    for (size_t i = b; i < e; i++) j->dst[i] = j->src[i] / j->s;
+}
+
+/* dst = src / s */
+static void scale_rows(bee_pool *p, float *dst, const float *src, size_t n, float s) {
+    elt_job j = {dst, NULL, src, NULL, NULL, s};
+    bee_pool_for(p, n, ELT_GRAIN, scale_range, &j);
+}
+
+static void residual_range(void *ctx, size_t b, size_t e, int ith) {
+    const elt_job *j = ctx;
+    (void)ith;
+    for (size_t i = b; i < e; i++) j->dst[i] = (j->dst[i] + j->src[i]) / j->s;
+}
+
+static void gelu_fwd_range(void *ctx, size_t b, size_t e, int ith) {
+    const elt_job *j = ctx;
+    (void)ith;
+    for (size_t i = b; i < e; i++) j->dst[i] = bee_gelu_ref(j->src[i]) * j->src2[i];
+}
+
+/* dg = dz u gelu'(g) / s, du = dz gelu(g) / s: src dz, src2 g, src3 u. */
+static void gelu_bwd_range(void *ctx, size_t b, size_t e, int ith) {
+    const elt_job *j = ctx;
+    (void)ith;
+    for (size_t i = b; i < e; i++) {
+        float dz = j->src[i], g = j->src2[i];
+        j->dst[i] = dz * j->src3[i] * bee_gelu_grad(g) / j->s;
+        j->dst2[i] = dz * bee_gelu_ref(g) / j->s;
+    }
+}
+
 /* ================================================================ attention */
 
 typedef struct {
@@ -211,10 +260,11 @@ static void attn_probs(const train_ctx *c, const att_acts *a, size_t i, size_t h
     float sd = sqrtf((float)dh), mx = -INFINITY, sum = 0;
     const float *bias = c->t->w.pos_bias, *qv = a->q + (i * L + q) * A + h * dh;
     const int32_t *rows = c->brow + (i * L + q) * L;
+    const bee_dot_kernel *kd = c->dotk;
     for (size_t k = 0; k < L; k++) {
         p[k] = 0;
         if (rows[k] < 0) continue;
-        p[k] = bee_dot_ref(qv, a->k + (i * L + k) * A + h * dh, dh) / sd + bias[(size_t)rows[k] * H + h];
+        p[k] = kd->dot(dh, a->k + (i * L + k) * A + h * dh, qv) / sd + bias[(size_t)rows[k] * H + h];
         if (p[k] > mx) mx = p[k];
     }
     for (size_t k = 0; k < L; k++) {
@@ -224,6 +274,10 @@ static void attn_probs(const train_ctx *c, const att_acts *a, size_t i, size_t h
     }
     for (size_t k = 0; k < L; k++)
         if (rows[k] >= 0) p[k] /= sum;
+}
+
+static void axpy_f(float *restrict y, float a, const float *restrict x, size_t n) {
+    for (size_t e = 0; e < n; e++) y[e] += a * x[e];
 }
 
 /* One (row, head) pair: P V for every query of the row. */
@@ -236,25 +290,26 @@ static void attn_fwd_one(const train_ctx *c, att_acts *a, size_t i, size_t h, fl
         memset(o, 0, dh * sizeof *o);
         for (size_t k = 0; k < L; k++) {
             if (rows[k] < 0) continue;
-            const float *v = a->v + (i * L + k) * A + h * dh;
-            for (size_t e = 0; e < dh; e++) o[e] += p[k] * v[e];
+            axpy_f(o, p[k], a->v + (i * L + k) * A + h * dh, dh);
         }
     }
 }
 
 static void attn_fwd_range(void *ctx, size_t begin, size_t end, int ith) {
     attn_job *j = ctx;
-    float *p = j->scratch + (size_t)ith * j->c->b->L;
+    float *p = j->scratch + (size_t)ith * 2 * j->c->b->L;
     for (size_t x = begin; x < end; x++) attn_fwd_one(j->c, j->a, x / j->c->H, x % j->c->H, p);
 }
 
 /* Backward of query q of row i, head h: dQ, dK, dV of that head's columns and
- * dS = P (dP - sum P dP) into the head's column of the bias-table gradient. */
-static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, float *p) {
+ * dS = P (dP - sum P dP) into the head's column of the bias-table gradient.
+ * dq and dk are accumulated without the 1/sqrt(dh) factor, which the caller
+ * applies once per element. */
+static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, float *p, float *dp) {
     const train_ctx *c = j->c;
     const att_acts *a = j->a;
     size_t L = c->b->L, A = c->A, dh = c->dh, H = c->H;
-    float sd = sqrtf((float)dh), *gb = c->t->g.pos_bias;
+    float *gb = c->t->g.pos_bias;
     const int32_t *rows = c->brow + (i * L + q) * L;
     size_t qo = (i * L + q) * A + h * dh;
     const float *dout = j->dout + qo, *qv = a->q + qo;
@@ -262,19 +317,14 @@ static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, floa
     attn_probs(c, a, i, h, q, p);
     double s = 0;
     for (size_t k = 0; k < L; k++)
-        if (rows[k] >= 0) s += (double)p[k] * bee_dot_ref(dout, a->v + (i * L + k) * A + h * dh, dh);
+        if (rows[k] >= 0) dp[k] = c->dotk->dot(dh, a->v + (i * L + k) * A + h * dh, dout), s += (double)p[k] * dp[k];
     for (size_t k = 0; k < L; k++) {
         if (rows[k] < 0) continue;
         size_t ko = (i * L + k) * A + h * dh;
-        float dp = bee_dot_ref(dout, a->v + ko, dh);
-        float ds = p[k] * (dp - (float)s);
-        float *dv = j->dv + ko, *dk = j->dk + ko;
-        const float *kv = a->k + ko;
-        for (size_t e = 0; e < dh; e++) {
-            dv[e] += p[k] * dout[e];
-            dq[e] += ds * kv[e] / sd;
-            dk[e] += ds * qv[e] / sd;
-        }
+        float ds = p[k] * (dp[k] - (float)s);
+        axpy_f(j->dv + ko, p[k], dout, dh);
+        axpy_f(dq, ds, a->k + ko, dh);
+        axpy_f(j->dk + ko, ds, qv, dh);
         if (gb) gb[(size_t)rows[k] * H + h] += ds;
     }
 }
@@ -283,21 +333,36 @@ static void attn_bwd_query(const attn_job *j, size_t i, size_t h, size_t q, floa
  * are written by one thread only, in the order (row, query, key). */
 static void attn_bwd_range(void *ctx, size_t begin, size_t end, int ith) {
     attn_job *j = ctx;
-    float *p = j->scratch + (size_t)ith * j->c->b->L;
+    float *p = j->scratch + (size_t)ith * 2 * j->c->b->L, *dp = p + j->c->b->L;
     for (size_t h = begin; h < end; h++)
         for (size_t i = 0; i < j->c->b->B; i++)
-            for (size_t q = 0; q < j->c->b->L; q++) attn_bwd_query(j, i, h, q, p);
+            for (size_t q = 0; q < j->c->b->L; q++) attn_bwd_query(j, i, h, q, p, dp);
 }
 
 /* ================================================================ blocks: forward */
 
+typedef struct {
+    const train_ctx *c;
+    float *y, *r;
+    const float *x, *w;
+} rms_job;
+
+static void rms_range(void *ctx, size_t b, size_t e, int ith) {
+    const rms_job *j = ctx;
+    size_t d = j->c->d;
+    (void)ith;
+    for (size_t t = b; t < e; t++) j->r[t] = bee_rms_fwd(j->y + t * d, j->x + t * d, j->w, d, j->c->t->hp.eps);
+}
+
 static void rms_rows(const train_ctx *c, float *y, float *r, const float *x, const float *w) {
-    for (size_t t = 0; t < c->T; t++) r[t] = bee_rms_fwd(y + t * c->d, x + t * c->d, w, c->d, c->t->hp.eps);
+    rms_job j = {c, y, r, x, w};
+    bee_pool_for(c->t->pool, c->T, 64, rms_range, &j);
 }
 
 static void residual(const train_ctx *c, const float *y) {
     float s = c->t->hp.residual_scale;
-    for (size_t i = 0; i < c->T * c->d; i++) c->h[i] = (c->h[i] + y[i]) / s;
+    elt_job j = {c->h, NULL, y, NULL, NULL, s};
+    bee_pool_for(c->t->pool, c->T * c->d, ELT_GRAIN, residual_range, &j);
 }
 
 static int att_fwd(train_ctx *c, uint32_t l, float *tmp) {
@@ -331,7 +396,8 @@ static void ffn_fwd(train_ctx *c, uint32_t l, float *tmp) {
     rms_rows(c, f->a, f->r, f->in, L->ffn_norm);
     bee_mm_fwd(pool, f->g, F, f->a, L->w_gate, T, F, d, sd);
     bee_mm_fwd(pool, f->u, F, f->a, L->w_up, T, F, d, sd);
-    for (size_t i = 0; i < T * F; i++) f->z[i] = bee_gelu_ref(f->g[i]) * f->u[i];
+    elt_job gj = {f->z, NULL, f->g, f->u, NULL, 1.0f};
+    bee_pool_for(pool, T * F, ELT_GRAIN, gelu_fwd_range, &gj);
     bee_mm_fwd(pool, tmp, d, f->z, L->w_down, T, d, F, sf);
     residual(c, tmp);
 }
@@ -367,9 +433,7 @@ static void norm_bwd(train_ctx *c, float *dh, const float *da, const float *x, c
     for (size_t t = 0; t < c->T; t++) bee_rms_bwd(dh + t * c->d, dw, da + t * c->d, x + t * c->d, w, r[t], c->d, 1);
 }
 
-static void scale_rows(float *dst, const float *src, size_t n, float s) {
-    for (size_t i = 0; i < n; i++) dst[i] = src[i] / s;
-}
+
 
 typedef struct {
     float *dy, *da, *b0, *b1, *b2; /* (T, d), (T, d), 3 x (T, max(A, F)) */
@@ -407,15 +471,16 @@ static void att_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_pool *pool = t->pool;
     size_t T = c->T, d = c->d, A = c->A, H = c->H;
     float sd = sqrtf((float)d), sa = sqrtf((float)A), rs = t->hp.residual_scale;
-    for (size_t i = 0; i < T * d; i++) dh[i] /= rs; /* now dy: gradient of the block output and of h_in */
-    scale_rows(s->dy, dh, T * d, sa);
+    scale_rows(pool, dh, dh, T * d, rs); /* now dy: gradient of the block output and of h_in */
+    scale_rows(pool, s->dy, dh, T * d, sa);
     mm_dw(pool, G->wo, s->dy, a->o, T, d, A);
     float *dout = s->b0, *dq = s->b1, *dk = s->b2, *dv = a->o; /* o is no longer needed */
     bee_mm_dx(pool, dout, s->dy, L->wo, T, d, A, 0);
     memset(dq, 0, T * A * sizeof(float)), memset(dk, 0, T * A * sizeof(float)), memset(dv, 0, T * A * sizeof(float));
     attn_job j = {c, a, c->scratch, dq, dk, dv, dout};
     bee_pool_for(pool, H, 1, attn_bwd_range, &j);
-    scale_rows(dq, dq, T * A, sd), scale_rows(dk, dk, T * A, sd), scale_rows(dv, dv, T * A, sd);
+    float sdh = sqrtf((float)c->dh);
+    scale_rows(pool, dq, dq, T * A, sd * sdh), scale_rows(pool, dk, dk, T * A, sd * sdh), scale_rows(pool, dv, dv, T * A, sd);
     mm_dw(pool, G->wq, dq, a->a, T, A, d);
     mm_dw(pool, G->wk, dk, a->a, T, A, d);
     mm_dw(pool, G->wv, dv, a->a, T, A, d);
@@ -434,15 +499,13 @@ static void ffn_bwd(train_ctx *c, uint32_t l, float *dh, bwd_bufs *s) {
     bee_pool *pool = t->pool;
     size_t T = c->T, d = c->d, F = c->F;
     float sd = sqrtf((float)d), sf = sqrtf((float)F), rs = t->hp.residual_scale;
-    for (size_t i = 0; i < T * d; i++) dh[i] /= rs;
-    scale_rows(s->dy, dh, T * d, sf);
+    scale_rows(pool, dh, dh, T * d, rs);
+    scale_rows(pool, s->dy, dh, T * d, sf);
     mm_dw(pool, G->w_down, s->dy, f->z, T, d, F);
     float *dz = s->b0, *dg = s->b1, *du = s->b2;
     bee_mm_dx(pool, dz, s->dy, L->w_down, T, d, F, 0);
-    for (size_t i = 0; i < T * F; i++) {
-        dg[i] = dz[i] * f->u[i] * bee_gelu_grad(f->g[i]) / sd;
-        du[i] = dz[i] * bee_gelu_ref(f->g[i]) / sd;
-    }
+    elt_job gj = {dg, du, dz, f->g, f->u, sd};
+    bee_pool_for(pool, T * F, ELT_GRAIN, gelu_bwd_range, &gj);
     mm_dw(pool, G->w_gate, dg, f->a, T, F, d);
     mm_dw(pool, G->w_up, du, f->a, T, F, d);
     bee_mm_dx(pool, s->da, dg, L->w_gate, T, F, d, 0);
@@ -483,6 +546,7 @@ typedef struct {
     float *dhs; // (LOGIT_CHUNK, d)
     float *dx;  // (n_ext, d) gradient of the ext embeddings
     size_t *rows; // (LOGIT_CHUNK) positions of the chunk
+    double *nll;  // (LOGIT_CHUNK) per-row NLL
 } logit_bufs;
 
 /* Log-sum-exp over both column groups, accumulated in double. */
@@ -504,27 +568,48 @@ static void row_dlogits(float *lg, size_t V, float *lx, size_t E, double lse, in
     else if (tg >= 0) lx[(size_t)tg - V] -= coef;
 }
 
+typedef struct {
+    train_ctx *c;
+    logit_bufs *lb;
+    int backward;
+    float coef;
+    bee_train_trace *tr;
+} logit_job;
+
+/* Per row: ext-column logits, logsumexp, the token's NLL (summed later in
+ * row order, so the loss does not depend on the thread count) and, for the
+ * backward, the logit gradient in place. */
+static void logit_rows_range(void *ctx, size_t b, size_t e, int ith) {
+    const logit_job *j = ctx;
+    train_ctx *c = j->c;
+    logit_bufs *lb = j->lb;
+    size_t d = c->d, V = c->t->hp.n_vocab, E = c->b->n_ext;
+    (void)ith;
+    for (size_t r = b; r < e; r++) {
+        size_t x = lb->rows[r];
+        int32_t tg = c->b->targets[x];
+        float *lg = lb->lg + r * V, *lx = lb->lx + r * E;
+        for (size_t k = 0; k < E; k++) lx[k] = bee_dot_ref(c->hf + x * d, c->ext + k * d, d);
+        double lse = row_lse(lg, V, lx, E);
+        double nll = tg < 0 ? 0 : lse - (tg < (int32_t)V ? lg[tg] : lx[tg - (int32_t)V]);
+        lb->nll[r] = nll;
+        if (j->tr && j->tr->logsumexp) j->tr->logsumexp[x] = (float)lse;
+        if (j->tr && j->tr->token_nll) j->tr->token_nll[x] = (float)nll;
+        if (j->backward) row_dlogits(lg, V, lx, E, lse, tg, j->coef);
+    }
+}
+
 static void logit_chunk(train_ctx *c, logit_bufs *lb, size_t n, int backward, float coef, float *dhf,
                         bee_train_trace *tr) {
     bee_train_model *t = c->t;
-    size_t d = c->d, V = t->hp.n_vocab, E = c->b->n_ext;
+    size_t d = c->d, E = c->b->n_ext, V = t->hp.n_vocab;
     float sd = sqrtf((float)d);
     for (size_t r = 0; r < n; r++)
         for (size_t e = 0; e < d; e++) lb->hs[r * d + e] = c->hf[lb->rows[r] * d + e] / sd;
     bee_mm_fwd(t->pool, lb->lg, V, lb->hs, t->w.tok_embd, n, V, d, 1.0f);
-    for (size_t r = 0; r < n; r++)
-        for (size_t j = 0; j < E; j++) lb->lx[r * E + j] = bee_dot_ref(c->hf + lb->rows[r] * d, c->ext + j * d, d);
-    for (size_t r = 0; r < n; r++) {
-        size_t x = lb->rows[r];
-        int32_t tg = c->b->targets[x];
-        float *lg = lb->lg + r * V, *lx = lb->lx + r * E;
-        double lse = row_lse(lg, V, lx, E);
-        double nll = tg < 0 ? 0 : lse - (tg < (int32_t)V ? lg[tg] : lx[tg - (int32_t)V]);
-        c->nll_sum += nll;
-        if (tr && tr->logsumexp) tr->logsumexp[x] = (float)lse;
-        if (tr && tr->token_nll) tr->token_nll[x] = (float)nll;
-        if (backward) row_dlogits(lg, V, lx, E, lse, tg, coef);
-    }
+    logit_job lj = {c, lb, backward, coef, tr};
+    bee_pool_for(t->pool, n, 4, logit_rows_range, &lj);
+    for (size_t r = 0; r < n; r++) c->nll_sum += lb->nll[r];
     if (!backward) return;
     bee_mm_dx(t->pool, lb->dhs, lb->lg, t->w.tok_embd, n, V, d, 0);
     mm_dw(t->pool, t->g.tok_embd, lb->lg, lb->hs, n, V, d);
@@ -549,6 +634,7 @@ static int logits_loss(train_ctx *c, int backward, float grad_scale, float *dhf,
     lb.hs = zalloc(LOGIT_CHUNK * d, sizeof(float), &ok), lb.lg = zalloc(LOGIT_CHUNK * V, sizeof(float), &ok);
     lb.lx = zalloc(LOGIT_CHUNK * E, sizeof(float), &ok), lb.dhs = zalloc(LOGIT_CHUNK * d, sizeof(float), &ok);
     lb.dx = zalloc(E * d, sizeof(float), &ok), lb.rows = zalloc(LOGIT_CHUNK, sizeof(size_t), &ok);
+    lb.nll = zalloc(LOGIT_CHUNK, sizeof(double), &ok);
     if (tr && tr->token_nll) memset(tr->token_nll, 0, c->T * sizeof(float));
     float coef = c->n_targets ? grad_scale / (float)c->n_targets : 0;
     size_t n = 0;
@@ -559,7 +645,7 @@ static int logits_loss(train_ctx *c, int backward, float grad_scale, float *dhf,
     }
     if (ok && n) logit_chunk(c, &lb, n, backward, coef, dhf, tr);
     for (size_t j = 0; ok && backward && j < E; j++) embed_bwd(c->t, c->b->ext_ids[j], c->b->ext_sub[j], lb.dx + j * d);
-    free(lb.hs), free(lb.lg), free(lb.lx), free(lb.dhs), free(lb.dx), free(lb.rows);
+    free(lb.hs), free(lb.lg), free(lb.lx), free(lb.dhs), free(lb.dx), free(lb.rows), free(lb.nll);
     return ok ? 0 : bee_fail("out of memory for the logits");
 }
 
