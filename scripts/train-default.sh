@@ -6,16 +6,16 @@
 #
 #   scripts/train-default.sh [WORK_DIR]     (default WORK_DIR: .cache/default)
 #
-# Environment: BEE (default build/bee), THREADS (default 2), STEPS (2400),
-# SEGMENT (steps between intermediate checkpoints, 600).
-# Outputs in WORK_DIR: vocab.txt, train.bin, init.gguf, step-N.gguf for every
+# Environment: BEE (default build/bee), THREADS (default 2), STEPS (2000),
+# SEGMENT (steps between intermediate checkpoints, 500).
+# Outputs in WORK_DIR: vocab.txt, mix.jsonl, train.bin, init.gguf, step-N.gguf for every
 # segment, train.log (progress lines), final.gguf.
 set -eu
 
 BEE=${BEE:-build/bee}
 THREADS=${THREADS:-2}
-STEPS=${STEPS:-2400}
-SEGMENT=${SEGMENT:-600}
+STEPS=${STEPS:-2000}
+SEGMENT=${SEGMENT:-500}
 WORK=${1:-.cache/default}
 CORPUS=${CORPUS:-.cache/corpus}
 
@@ -24,7 +24,9 @@ mkdir -p "$WORK"
 
 [ -f "$WORK/vocab.txt" ] || "$BEE" vocab build --corpus "$CORPUS/train.txt" --size 8000 -o "$WORK/vocab.txt" \
     --eval "$CORPUS/heldout.txt"
-[ -f "$WORK/train.bin" ] || "$BEE" data --vocab "$WORK/vocab.txt" --text "$CORPUS/train.txt" -o "$WORK/train.bin"
+# Half the lines whole, half cut into an input and an answer (see the script).
+[ -f "$WORK/mix.jsonl" ] || python3 scripts/pretrain-mix.py "$CORPUS/train.txt" "$WORK/mix.jsonl"
+[ -f "$WORK/train.bin" ] || "$BEE" data --vocab "$WORK/vocab.txt" --jsonl "$WORK/mix.jsonl" -o "$WORK/train.bin"
 [ -f "$WORK/init.gguf" ] || "$BEE" init -o "$WORK/init.gguf" --vocab "$WORK/vocab.txt" --dim 256 --layers 6 \
     --heads 4 --dim-head 64 --ff 768 --seed 1 --name bee-default
 
