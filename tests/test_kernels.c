@@ -623,6 +623,24 @@ static void test_eltwise(void **state) {
         if (!(err <= 1e-6)) fail_msg("gelu[%d]: %.9g vs ref %.9g", i, (double)g1[i], (double)g0[i]);
     }
     fprintf(stderr, "  gelu: worst scaled error %.3g\n", worst);
+    /* the training backward: derivative and value, against libm erff/expf */
+    static float dz[N], dg0[N], du0[N], dg1[N], du1[N];
+    for (int i = 0; i < N; i++) g1[i] = -12.0f + 24.0f * (float)i / (N - 1), dz[i] = 0.5f - 0.0003f * (float)i;
+    r->gelu_bwd(dg0, du0, dz, g1, u, N, 3.0f);
+    f->gelu_bwd(dg1, du1, dz, g1, u, N, 3.0f);
+    for (int i = 0; i < N; i++) {
+        double sc = fabs((double)dz[i] * u[i]) / 3.0 * fmax(1.0, fabs((double)g1[i]));
+        if (!(fabs((double)dg1[i] - dg0[i]) <= 1e-6 * sc + 1e-30) || !(fabs((double)du1[i] - du0[i]) <= 1e-6 * sc + 1e-30))
+            fail_msg("gelu_bwd[%d] x=%g: %.9g %.9g vs ref %.9g %.9g", i, (double)g1[i], (double)dg1[i], (double)du1[i],
+                     (double)dg0[i], (double)du0[i]);
+    }
+    /* gelu'(x) against a central difference of the reference gelu */
+    for (int i = 0; i < N; i += 97) {
+        double xv = g1[i], h = 1e-3;
+        double fd = (0.5 * (xv + h) * (1 + erf((xv + h) / sqrt(2.0))) - 0.5 * (xv - h) * (1 + erf((xv - h) / sqrt(2.0)))) / (2 * h);
+        double got = (double)dg0[i] * 3.0 / ((double)dz[i] * u[i]);
+        if (fabs((double)dz[i] * u[i]) > 1e-3 && !(fabs(got - fd) <= 1e-4)) fail_msg("gelu' at %g: %g vs %g", xv, got, fd);
+    }
     for (size_t n = 1; n <= N; n = n * 3 + 1) {
         fill(x, n, 0.5f);
         fill(w, n, 1.0f);

@@ -70,7 +70,16 @@ static float exp_sum_ref(float *x, size_t n, float mx) {
     return sum;
 }
 
-static const bee_eltwise_kernels eltwise_ref = {rmsnorm_ref, gelu_mul_ref, exp_sum_ref};
+static void gelu_bwd_ref(float *dg, float *du, const float *dz, const float *g, const float *u, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) {
+        float x = g[i], cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+        dg[i] = dz[i] * u[i] * (cdf + x * pdf) / s;
+        du[i] = dz[i] * (x * cdf) / s;
+    }
+}
+
+static const bee_eltwise_kernels eltwise_ref = {rmsnorm_ref, gelu_mul_ref, exp_sum_ref, gelu_bwd_ref};
 
 const bee_eltwise_kernels *bee_eltwise_ref(void) { return &eltwise_ref; }
 
@@ -253,7 +262,8 @@ static inline __attribute__((always_inline)) T5 __m512 exp_neg(__m512 x) {
     return _mm512_scalef_ps(p, k);
 }
 
-static inline __attribute__((always_inline)) T5 __m512 gelu16(__m512 x) {
+/* erf(x / sqrt 2) by Abramowitz & Stegun 7.1.26. */
+static inline __attribute__((always_inline)) T5 __m512 erf16(__m512 x) {
     const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
     __m512 a = _mm512_and_ps(z, absmask);
@@ -265,8 +275,30 @@ static inline __attribute__((always_inline)) T5 __m512 gelu16(__m512 x) {
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
     p = _mm512_mul_ps(p, t);
     __m512 erf_a = _mm512_fnmadd_ps(p, exp_neg(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
-    __m512 erf_z = _mm512_or_ps(erf_a, _mm512_andnot_ps(absmask, z)); /* odd function */
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), erf_z));
+    return _mm512_or_ps(erf_a, _mm512_andnot_ps(absmask, z)); /* odd function */
+}
+
+static inline __attribute__((always_inline)) T5 __m512 gelu16(__m512 x) {
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), erf16(x)));
+}
+
+/* Phi(x) = (1 + erf(x / sqrt 2)) / 2 */
+static inline __attribute__((always_inline)) T5 __m512 cdf16(__m512 x) {
+    return _mm512_mul_ps(_mm512_set1_ps(0.5f), _mm512_add_ps(_mm512_set1_ps(1.0f), erf16(x)));
+}
+
+T5 static void gelu_bwd_avx512(float *dg, float *du, const float *dz, const float *g, const float *u, size_t n, float s) {
+    __m512 vs = _mm512_set1_ps(s);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(mk, g + i), d = _mm512_maskz_loadu_ps(mk, dz + i);
+        __m512 cdf = cdf16(x);
+        __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(0.39894228040143268f),
+                                   exp_neg(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(x, x))));
+        __m512 grad = _mm512_fmadd_ps(x, pdf, cdf);
+        _mm512_mask_storeu_ps(dg + i, mk, _mm512_div_ps(_mm512_mul_ps(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, u + i)), grad), vs));
+        _mm512_mask_storeu_ps(du + i, mk, _mm512_div_ps(_mm512_mul_ps(d, _mm512_mul_ps(x, cdf)), vs));
+    }
 }
 
 T5 static void gelu_mul_avx512(float *g, const float *u, size_t n) {
@@ -288,7 +320,7 @@ T5 static float exp_sum_avx512(float *x, size_t n, float mx) {
     return hsum_tree(acc);
 }
 
-static const bee_eltwise_kernels eltwise_avx512 = {rmsnorm_avx512, gelu_mul_avx512, exp_sum_avx512};
+static const bee_eltwise_kernels eltwise_avx512 = {rmsnorm_avx512, gelu_mul_avx512, exp_sum_avx512, gelu_bwd_avx512};
 
 /* ---------------------------------------------------------------- attention tiles, AVX-512 */
 

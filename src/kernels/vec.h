@@ -53,6 +53,9 @@ typedef struct {
     void (*gelu_mul)(float *g, const float *u, size_t n);
     /* x[i] = exp(x[i] - mx) for x[i] <= mx; returns the sum */
     float (*exp_sum)(float *x, size_t n, float mx);
+    /* training backward of z = gelu(g) u: dg = dz u gelu'(g) / s and
+     * du = dz gelu(g) / s, gelu'(x) = Phi(x) + x phi(x) (same erf as gelu_mul) */
+    void (*gelu_bwd)(float *dg, float *du, const float *dz, const float *g, const float *u, size_t n, float s);
 } bee_eltwise_kernels;
 
 const bee_eltwise_kernels *bee_eltwise_get(void);

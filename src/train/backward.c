@@ -10,6 +10,7 @@
 
 #include "kernels/dot.h"
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 #include "model/lora.h"
 #include "train/ops.h"
 #include "train/train.h"
@@ -226,21 +227,19 @@ static void residual_range(void *ctx, size_t b, size_t e, int ith) {
     for (size_t i = b; i < e; i++) j->dst[i] = (j->dst[i] + j->src[i]) / j->s;
 }
 
+/* z = gelu(g) u with the inference path's element-wise kernel (SIMD erf). */
 static void gelu_fwd_range(void *ctx, size_t b, size_t e, int ith) {
     const elt_job *j = ctx;
     (void)ith;
-    for (size_t i = b; i < e; i++) j->dst[i] = bee_gelu_ref(j->src[i]) * j->src2[i];
+    memcpy(j->dst + b, j->src + b, (e - b) * sizeof(float));
+    bee_eltwise_get()->gelu_mul(j->dst + b, j->src2 + b, e - b);
 }
 
 /* dg = dz u gelu'(g) / s, du = dz gelu(g) / s: src dz, src2 g, src3 u. */
 static void gelu_bwd_range(void *ctx, size_t b, size_t e, int ith) {
     const elt_job *j = ctx;
     (void)ith;
-    for (size_t i = b; i < e; i++) {
-        float dz = j->src[i], g = j->src2[i];
-        j->dst[i] = dz * j->src3[i] * bee_gelu_grad(g) / j->s;
-        j->dst2[i] = dz * bee_gelu_ref(g) / j->s;
-    }
+    bee_eltwise_get()->gelu_bwd(j->dst + b, j->dst2 + b, j->src + b, j->src2 + b, j->src3 + b, e - b, j->s);
 }
 
 /* ================================================================ attention */
