@@ -235,7 +235,7 @@ static int log_setup(train_run *r, const train_opts *o) {
     if (rc == 0) rc = bee_write_file_atomic(o->log, s.s ? s.s : "", s.n);
     bee_str_free(&s);
     if (rc == 0 && !(r->logf = fopen(o->log, "a"))) rc = bee_fail("%s: cannot open for appending: %s", o->log, strerror(errno));
-    return rc;
+    return rc ? bee_fail_prefix("--log %s: ", o->log) : 0;
 }
 
 /* Rank 0: one progress record into the history, the JSONL log and the curve. */
@@ -254,7 +254,7 @@ static int record(train_run *r, const train_opts *o, const bee_log_point *p) {
         const char *base = strrchr(o->model, '/');
         char title[512];
         snprintf(title, sizeof title, "bee train: %s", base ? base + 1 : o->model);
-        if (bee_curve_write(o->curve, &r->hist, title)) return -1;
+        if (bee_curve_write(o->curve, &r->hist, title)) return bee_fail_prefix("--curve %s: ", o->curve);
     }
     return 0;
 }
