@@ -29,7 +29,7 @@
 
 /* Steps and the required margin below the unigram entropy. */
 #define STEPS (SANITIZED ? 100 : 300)
-#define MARGIN (SANITIZED ? 0.10 : 0.20)
+#define MARGIN (SANITIZED ? 0.05 : 0.20)
 #define BATCH 8
 #define CTX 64
 
