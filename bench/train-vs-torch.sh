@@ -17,13 +17,14 @@
 # (a `bee data` shard); bee packs each line as its own span, torch cuts the
 # concatenated stream into rows, so the losses agree only roughly.
 set -euo pipefail
+exec 3>&2 # the real stderr, also inside the timed blocks below
 cd "$(dirname "$0")/.."
 BEE=${BEE_BIN:-build/bee}
 DIM=${DIM:-256} LAYERS=${LAYERS:-6} HEADS=${HEADS:-4} DIM_HEAD=${DIM_HEAD:-64} FF=${FF:-768}
 BATCH=${BATCH:-4} CTX=${CTX:-256} STEPS=${STEPS:-20} THREADS=${THREADS:-2} LR=${LR:-1e-3} SEED=${SEED:-1}
 VOCAB=${VOCAB-.cache/v8k.txt}
 
-die() { echo "train-vs-torch: $*" >&2; exit 1; }
+die() { echo "train-vs-torch: $*" >&3; exit 1; }
 [ -x "$BEE" ] || die "$BEE not found (build first, or set BEE_BIN)"
 PY=
 for p in ${PYTHON:-} /usr/bin/python3 python3; do
@@ -56,23 +57,28 @@ fi
 
 min_lr=$("$PY" -c "print($LR / 10)")
 echo "== bee train: dim $DIM, $LAYERS layers, $HEADS x $DIM_HEAD heads, ff $FF; $BATCH x $CTX tokens, $STEPS steps, -t $THREADS"
-"$BEE" train -m "$W/m.gguf" --shards "$W/data.bin" --steps "$STEPS" --batch "$BATCH" --ctx "$CTX" --lr "$LR" \
+# CPU seconds (user + sys) of each whole process as well: on a shared machine the wall-clock
+# rates depend on the other jobs, the CPU time much less.
+TIMEFORMAT='%U %S'
+{ time "$BEE" train -m "$W/m.gguf" --shards "$W/data.bin" --steps "$STEPS" --batch "$BATCH" --ctx "$CTX" --lr "$LR" \
     --min-lr "$min_lr" --warmup 5 --wd 0.1 --seed "$SEED" -t "$THREADS" --log "$W/bee.jsonl" -o "$W/out.gguf" \
-    >"$W/bee.out" 2>&1 || { cat "$W/bee.out" >&2; die "bee train failed"; }
+    >"$W/bee.out" 2>&1 || { cat "$W/bee.out" >&3; die "bee train failed"; }; } 2>"$W/bee.cpu"
 grep -E "^(train:|step)" "$W/bee.out" | sed -n '1,2p;$p'
 echo "== torch: same shape, $THREADS threads"
-"$PY" bench/train_torch.py --shard "$W/data.bin" --dim "$DIM" --layers "$LAYERS" --heads "$HEADS" \
+{ time "$PY" bench/train_torch.py --shard "$W/data.bin" --dim "$DIM" --layers "$LAYERS" --heads "$HEADS" \
     --dim-head "$DIM_HEAD" --ff "$FF" --batch "$BATCH" --ctx "$CTX" --steps "$STEPS" --lr "$LR" --min-lr "$min_lr" \
     --warmup 5 --wd 0.1 --threads "$THREADS" --seed "$SEED" --log-every "$STEPS" >"$W/torch.json" 2>"$W/torch.err" ||
-    { cat "$W/torch.err" >&2; die "torch run failed"; }
+    { cat "$W/torch.err" >&3; die "torch run failed"; }; } 2>"$W/torch.cpu"
 grep -E "^(torch|step)" "$W/torch.err"
 
-"$PY" - "$W/bee.jsonl" "$W/torch.json" "$DIM" "$LAYERS" "$HEADS" "$DIM_HEAD" "$FF" "$BATCH" "$CTX" "$STEPS" "$THREADS" "${vocab_arg[1]:-builtin}" <<'EOF' | tee "$W/result.json"
+"$PY" - "$W/bee.jsonl" "$W/torch.json" "$W/bee.cpu" "$W/torch.cpu" "$DIM" "$LAYERS" "$HEADS" "$DIM_HEAD" "$FF" "$BATCH" "$CTX" "$STEPS" "$THREADS" "${vocab_arg[1]:-builtin}" <<'EOF' | tee "$W/result.json"
 import json, sys, time, platform
 bee = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 bee = [r for r in bee if "loss" in r]
 torch = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
-dim, layers, heads, dh, ff, batch, ctx, steps, threads = map(int, sys.argv[3:12])
+cpu = [sum(map(float, open(f).read().split()[-2:])) for f in sys.argv[3:5]]
+dim, layers, heads, dh, ff, batch, ctx, steps, threads = map(int, sys.argv[5:14])
+ntok = batch * ctx * steps
 bl = [r["loss"] for r in bee]
 tl = torch["losses"]
 print(f"\n{'step':>6} {'bee loss':>10} {'torch loss':>11}", file=sys.stderr)
@@ -80,12 +86,16 @@ marks = sorted({0, len(bl) // 4, len(bl) // 2, 3 * len(bl) // 4, len(bl) - 1})
 for i in marks:
     print(f"{i + 1:>6} {bl[i]:>10.4f} {tl[i] if i < len(tl) else float('nan'):>11.4f}", file=sys.stderr)
 ratio = bee[-1]["tok_s"] / torch["tok_s"]
-print(f"\ntokens/s: bee {bee[-1]['tok_s']:.0f}, torch {torch['tok_s']:.0f}: bee/torch = {ratio:.3f}\n", file=sys.stderr)
+cpu_ratio = cpu[1] / cpu[0]
+print(f"\ntokens/s: bee {bee[-1]['tok_s']:.0f}, torch {torch['tok_s']:.0f}: bee/torch = {ratio:.3f}", file=sys.stderr)
+print(f"CPU seconds of the whole process (user + sys): bee {cpu[0]:.1f}, torch {cpu[1]:.1f}: "
+      f"tokens per CPU-second bee/torch = {cpu_ratio:.3f}\n", file=sys.stderr)
 print(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
                   "shape": {"dim": dim, "layers": layers, "heads": heads, "dim_head": dh, "ff": ff,
-                            "vocab": sys.argv[12]},
+                            "vocab": sys.argv[14]},
                   "batch": batch, "ctx": ctx, "steps": steps, "threads": threads, "torch": torch["torch"],
                   "bee_tok_s": bee[-1]["tok_s"], "torch_tok_s": torch["tok_s"], "ratio_bee_torch": round(ratio, 4),
+                  "bee_cpu_s": round(cpu[0], 2), "torch_cpu_s": round(cpu[1], 2), "cpu_ratio_bee_torch": round(cpu_ratio, 4),
                   "bee_loss": [bl[0], bl[-1]], "torch_loss": [tl[0], tl[-1]]}))
 EOF
 if [ -n "${RESULTS:-}" ]; then cat "$W/result.json" >>"$RESULTS"; fi
