@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,4 +159,76 @@ double tu_fd_grad(bee_train_model *t, const bee_train_batch *b, float *x, double
     }
     *x = x0;
     return (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
+}
+
+size_t tu_count(const char *s, const char *needle) {
+    size_t n = 0, k = strlen(needle);
+    for (const char *p = s; k && (p = strstr(p, needle)); p += k) n++;
+    return n;
+}
+
+static int xml_name_char(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_' || c == ':' || c == '.'; }
+
+const char *tu_xml_problem(const char *s) {
+    static char why[256];
+    const char *stack[64];
+    size_t nstack[64], depth = 0, roots = 0;
+    const char *p = s;
+    while (*p) {
+        if (*p == '&') {
+            const char *e = p + 1;
+            while (*e && (isalnum((unsigned char)*e) || *e == '#')) e++;
+            if (*e != ';' || e == p + 1) return snprintf(why, sizeof why, "bare '&' at offset %ld", (long)(p - s)), why;
+            p = e + 1;
+            continue;
+        }
+        if (*p != '<') {
+            if (*p == '>') return snprintf(why, sizeof why, "bare '>' at offset %ld", (long)(p - s)), why;
+            p++;
+            continue;
+        }
+        if (strncmp(p, "<?", 2) == 0 || strncmp(p, "<!--", 4) == 0) {
+            const char *e = strstr(p, p[1] == '?' ? "?>" : "-->");
+            if (!e) return "unterminated declaration or comment";
+            p = e + (p[1] == '?' ? 2 : 3);
+            continue;
+        }
+        int closing = p[1] == '/';
+        const char *name = p + 1 + closing, *q = name;
+        while (xml_name_char(*q)) q++;
+        size_t nlen = (size_t)(q - name);
+        if (nlen == 0) return snprintf(why, sizeof why, "bad tag at offset %ld", (long)(p - s)), why;
+        /* attributes: name="value" pairs until '>' or '/>' */
+        for (;;) {
+            while (*q == ' ' || *q == '\n' || *q == '\t') q++;
+            if (*q == '>' || (q[0] == '/' && q[1] == '>')) break;
+            if (closing || !xml_name_char(*q))
+                return snprintf(why, sizeof why, "bad attribute in <%.*s> at offset %ld", (int)nlen, name, (long)(q - s)), why;
+            while (xml_name_char(*q)) q++;
+            if (*q != '=' || (q[1] != '"' && q[1] != '\''))
+                return snprintf(why, sizeof why, "unquoted attribute in <%.*s>", (int)nlen, name), why;
+            char quote = q[1];
+            const char *e = strchr(q + 2, quote);
+            if (!e) return "unterminated attribute value";
+            for (const char *c = q + 2; c < e; c++)
+                if (*c == '<') return snprintf(why, sizeof why, "'<' in an attribute of <%.*s>", (int)nlen, name), why;
+            q = e + 1;
+        }
+        int empty = *q == '/';
+        p = q + (empty ? 2 : 1);
+        if (closing) {
+            if (depth == 0 || nstack[depth - 1] != nlen || strncmp(stack[depth - 1], name, nlen) != 0)
+                return snprintf(why, sizeof why, "</%.*s> does not close the open element", (int)nlen, name), why;
+            depth--;
+        } else if (!empty) {
+            if (depth == 0) roots++;
+            if (depth == 64) return "nested too deep";
+            stack[depth] = name, nstack[depth] = nlen, depth++;
+        } else if (depth == 0) {
+            roots++;
+        }
+    }
+    if (depth) return snprintf(why, sizeof why, "<%.*s> is never closed", (int)nstack[depth - 1], stack[depth - 1]), why;
+    if (roots != 1) return snprintf(why, sizeof why, "%zu root elements", roots), why;
+    return NULL;
 }

@@ -39,6 +39,13 @@ const char *tu_bee(void);
 /* Runs `bee ARGS` (printf-formatted), like tu_run. */
 int tu_bee_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Rough XML well-formedness (for the SVG charts): tags nest and close, the
+ * attributes are quoted, text has no bare '<' and '&' starts an entity.
+ * Returns NULL when it holds, else what is wrong (static buffer). */
+const char *tu_xml_problem(const char *s);
+/* Occurrences of needle in s (non-overlapping). */
+size_t tu_count(const char *s, const char *needle);
+
 /* Training: the loss of a batch (no backward) and a fourth-order central
  * difference of it in one weight x (restored afterwards). */
 double tu_train_loss(bee_train_model *t, const bee_train_batch *b);

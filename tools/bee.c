@@ -31,6 +31,7 @@ static const command k_commands[] = {
     {"vocab", cmd_vocab, "build a CPM-Bee vocabulary from a text corpus (bee vocab build)"},
     {"data", cmd_data, "encode text or CPM-Bee JSONL into a binary token shard for bee train --shards"},
     {"train", cmd_train, "train or fine-tune on CPM-Bee dicts or plain text (AdamW, checkpoints, LoRA)"},
+    {"plot", cmd_plot, "draw the loss curve of a bee train --log file as SVG"},
     {"lora", cmd_lora, "LoRA adapters: bee lora merge folds one into a model's weights"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"index", cmd_index, "add documents (txt, md, html, jsonl) to a search index, incrementally"},

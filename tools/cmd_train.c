@@ -2,6 +2,7 @@
  * or plain text with AdamW, warmup + cosine learning rate, gradient clipping
  * and accumulation; checkpoints are atomic and resuming is bit-identical to an
  * uninterrupted run. */
+#include <errno.h>
 #include <math.h>
 #if defined(__GLIBC__) || defined(__linux__)
 #include <malloc.h>
@@ -18,15 +19,19 @@
 #include "train/shard.h"
 #include "train/dist.h"
 #include "train/train.h"
+#include "train/trainlog.h"
 #include "util/error.h"
 #include "util/file.h"
 
 typedef struct {
-    long batch, ctx, accum, threads, log_every;
-    unsigned long long steps, warmup, stop_after, ckpt_every, seed;
+    long batch, ctx, accum, threads, log_every, eval_batches;
+    unsigned long long steps, warmup, stop_after, ckpt_every, seed, eval_every;
     double lr, min_lr, wd, clip, beta1, beta2;
     const char *model, *data, *text, *out, *ckpt;
     const char **shards; /* NULL-terminated; NULL without --shards */
+    const char *eval_data, *eval_text; /* held-out set (at most one of these and eval_shards) */
+    const char **eval_shards;
+    const char *log, *curve; /* --log FILE.jsonl, --curve FILE.svg */
     int resume;
     unsigned long lora_rank; /* 0 = train every weight */
     double lora_alpha;
@@ -41,6 +46,11 @@ typedef struct {
     bee_train_state st;
     bee_lora lora;
     bee_dist dist;   /* ranks of an mpirun job (size 1 otherwise) */
+    bee_packed_batch *eval;  /* the fixed held-out batches (n_eval), packed once */
+    size_t n_eval;
+    bee_train_log hist;      /* rank 0: every progress line, for --log and --curve */
+    FILE *logf;              /* --log, opened for appending */
+    int resumed;
 } train_run;
 
 #define LOG(r, ...) ((r)->dist.rank == 0 ? fprintf(stderr, __VA_ARGS__) : 0)
@@ -122,7 +132,7 @@ static int parse_lora(const char *s, train_opts *o) {
 
 static int parse_opts(cli_args *a, train_opts *o) {
     memset(o, 0, sizeof *o);
-    o->batch = 4, o->ctx = 256, o->accum = 1, o->log_every = 1;
+    o->batch = 4, o->ctx = 256, o->accum = 1, o->log_every = 1, o->eval_batches = 20;
     o->steps = 100, o->warmup = 10, o->seed = 1;
     o->lr = 1e-4, o->min_lr = 1e-5, o->wd = 0.1, o->clip = 1.0, o->beta1 = 0.9, o->beta2 = 0.95;
     o->model = cli_get(a, "model"), o->data = cli_get(a, "data"), o->text = cli_get(a, "text");
@@ -134,8 +144,20 @@ static int parse_opts(cli_args *a, train_opts *o) {
         cli_u64(a, "ckpt-every", &o->ckpt_every) || cli_u64(a, "seed", &o->seed) ||
         cli_float(a, "lr", 0, 10, &o->lr) || cli_float(a, "min-lr", 0, 10, &o->min_lr) ||
         cli_float(a, "wd", 0, 10, &o->wd) || cli_float(a, "clip", 0, 1e9, &o->clip) ||
-        cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2))
+        cli_float(a, "beta1", 0, 0.999999, &o->beta1) || cli_float(a, "beta2", 0, 0.999999, &o->beta2) ||
+        cli_u64(a, "eval-every", &o->eval_every) || cli_int(a, "eval-batches", 1, 1 << 20, &o->eval_batches))
         return 2;
+    o->eval_data = cli_get(a, "eval-data"), o->eval_text = cli_get(a, "eval-text");
+    o->log = cli_get(a, "log"), o->curve = cli_get(a, "curve");
+    if (cli_get(a, "eval-shards") && !(o->eval_shards = cli_list(a, "eval-shards")))
+        return cli_error("train", "out of memory") + 1;
+    int n_eval = (o->eval_data != NULL) + (o->eval_text != NULL) + (o->eval_shards != NULL);
+    if (n_eval > 1) return cli_error("train", "give at most one of --eval-data, --eval-text and --eval-shards") + 1;
+    if (!n_eval && (cli_get(a, "eval-every") || cli_get(a, "eval-batches")))
+        return cli_error("train", "--eval-every / --eval-batches need a held-out set: --eval-data FILE.jsonl, "
+                                  "--eval-text FILE or --eval-shards SHARD.bin") + 1;
+    if (o->log && o->curve && strcmp(o->log, o->curve) == 0)
+        return cli_error("train", "--log and --curve name the same file '%s'", o->log) + 1;
     const char *lora = cli_get(a, "lora");
     if (lora && parse_lora(lora, o)) return cli_error("train", "--lora wants RANK,ALPHA (e.g. 8,16), got '%s'", lora) + 1;
     if (!o->model) return cli_error("train", "missing -m MODEL.gguf") + 1;
@@ -146,6 +168,97 @@ static int parse_opts(cli_args *a, train_opts *o) {
     if (!o->out && !o->ckpt) return cli_error("train", "nothing would be saved: give -o OUT.gguf and/or --ckpt FILE") + 1;
     if (o->resume && !o->ckpt) return cli_error("train", "--resume needs --ckpt FILE") + 1;
     if (o->steps == 0) return cli_error("train", "--steps must be at least 1") + 1;
+    return 0;
+}
+
+/* ================================================================ held-out set, log, curve */
+
+/* The held-out examples in file order, packed once into at most
+ * --eval-batches batches of the training shape; the same batches every time. */
+static int eval_setup(train_run *r, const train_opts *o) {
+    if (!o->eval_data && !o->eval_text && !o->eval_shards) return 0;
+    bee_train_data d;
+    memset(&d, 0, sizeof d);
+    int rc = 0;
+    if (o->eval_shards) {
+        for (size_t i = 0; rc == 0 && o->eval_shards[i]; i++)
+            rc = bee_shard_load(o->eval_shards[i], r->m->tok, (uint32_t)o->ctx, &d);
+        if (rc == 0 && d.n == 0) rc = bee_fail("%s: no held-out examples", o->eval_shards[0]);
+    } else {
+        rc = bee_train_data_load(r->m->tok, o->eval_data ? o->eval_data : o->eval_text, o->eval_text != NULL,
+                                 (uint32_t)o->ctx, &d);
+    }
+    uint32_t *order = rc == 0 ? malloc(d.n * sizeof *order) : NULL;
+    r->eval = rc == 0 ? calloc((size_t)o->eval_batches, sizeof *r->eval) : NULL;
+    if (rc == 0 && (!order || !r->eval)) rc = bee_fail("out of memory");
+    for (size_t i = 0; rc == 0 && i < d.n; i++) order[i] = (uint32_t)i;
+    size_t cur = 0;
+    while (rc == 0 && cur < d.n && r->n_eval < (size_t)o->eval_batches) {
+        rc = bee_train_pack(&d, r->m->tok, order, d.n, &cur, (uint32_t)o->batch, (uint32_t)o->ctx, &r->eval[r->n_eval]);
+        if (rc == 0) r->n_eval++;
+    }
+    if (rc == 0) {
+        size_t tok = 0;
+        for (size_t k = 0; k < r->n_eval; k++) tok += r->eval[k].n_tokens;
+        LOG(r, "train: held-out set: %zu of %zu examples in %zu batches (%zu tokens)\n", cur, d.n, r->n_eval, tok);
+    }
+    free(order);
+    bee_train_data_free(&d);
+    return rc;
+}
+
+/* Mean NLL per predicted token over the held-out batches (no weight update;
+ * under mpirun the batches are split over the ranks and the sums reduced). */
+static int evaluate(train_run *r, double *loss) {
+    double acc[2] = {0, 0};
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < r->n_eval; k++) {
+        if ((int)(k % (size_t)r->dist.size) != r->dist.rank) continue;
+        bee_train_result res = {0, 0};
+        rc = bee_train_forward_backward(&r->t, &r->eval[k].b, 0, 0, &res, NULL);
+        acc[0] += res.loss * (double)res.n_targets, acc[1] += (double)res.n_targets;
+    }
+    if (bee_dist_any(&r->dist, rc)) return rc ? -1 : bee_fail("another rank failed");
+    if (bee_dist_sum_f64(&r->dist, acc, 2)) return -1;
+    if (acc[1] == 0) return bee_fail("the held-out set has no predicted tokens");
+    *loss = acc[0] / acc[1];
+    return 0;
+}
+
+/* Rank 0: a resumed run keeps the log's lines up to the checkpoint's step
+ * (rewritten atomically), then appends. */
+static int log_setup(train_run *r, const train_opts *o) {
+    if (r->dist.rank != 0 || !o->log) return 0;
+    if (r->resumed && bee_file_exists(o->log)) {
+        if (bee_train_log_read(o->log, &r->hist)) return -1;
+        bee_train_log_truncate(&r->hist, r->st.step);
+    }
+    bee_str s = {0};
+    int rc = bee_train_log_jsonl(&r->hist, &s);
+    if (rc == 0) rc = bee_write_file_atomic(o->log, s.s ? s.s : "", s.n);
+    bee_str_free(&s);
+    if (rc == 0 && !(r->logf = fopen(o->log, "a"))) rc = bee_fail("%s: cannot open for appending: %s", o->log, strerror(errno));
+    return rc ? bee_fail_prefix("--log %s: ", o->log) : 0;
+}
+
+/* Rank 0: one progress record into the history, the JSONL log and the curve. */
+static int record(train_run *r, const train_opts *o, const bee_log_point *p) {
+    if (r->dist.rank != 0 || (!o->log && !o->curve)) return 0;
+    if (bee_train_log_push(&r->hist, p)) return -1;
+    if (r->logf) {
+        bee_str s = {0};
+        int rc = bee_log_point_jsonl(p, &s);
+        if (rc == 0 && (fwrite(s.s, 1, s.n, r->logf) != s.n || fflush(r->logf)))
+            rc = bee_fail("%s: write failed: %s", o->log, strerror(errno));
+        bee_str_free(&s);
+        if (rc) return -1;
+    }
+    if (o->curve) {
+        const char *base = strrchr(o->model, '/');
+        char title[512];
+        snprintf(title, sizeof title, "bee train: %s", base ? base + 1 : o->model);
+        if (bee_curve_write(o->curve, &r->hist, title)) return bee_fail_prefix("--curve %s: ", o->curve);
+    }
     return 0;
 }
 
@@ -168,6 +281,7 @@ static int setup(train_run *r, const train_opts *o) {
         const char *path = o->data ? o->data : o->text;
         if (bee_train_data_load(r->m->tok, path, o->text != NULL, (uint32_t)o->ctx, &r->data)) return -1;
     }
+    if (eval_setup(r, o)) return -1;
     r->order = malloc(r->data.n * sizeof *r->order);
     if (!r->order) return bee_fail("out of memory");
     r->st = (bee_train_state){0, 0, 0, o->seed, r->data.n};
@@ -177,7 +291,9 @@ static int setup(train_run *r, const train_opts *o) {
             return bee_fail("%s was made with other data or seed (%llu examples, seed %llu)", o->ckpt,
                              (unsigned long long)r->st.n_examples, (unsigned long long)r->st.seed);
         LOG(r, "train: resumed from %s at step %llu\n", o->ckpt, (unsigned long long)r->st.step);
+        r->resumed = 1;
     }
+    if (log_setup(r, o)) return -1;
     bee_train_shuffle(r->order, r->data.n, r->st.seed, r->st.epoch);
     LOG(r, "train: %zu examples, %zu tokens; %zu parameters", r->data.n, r->data.n_tokens, r->t.n_params);
     if (o->lora_rank) LOG(r, " (frozen), LoRA rank %lu alpha %g: %zu trainable", o->lora_rank, o->lora_alpha, r->lora.n);
@@ -195,6 +311,10 @@ static void run_free(train_run *r) {
     bee_model_free(r->m);
     bee_lora_free(&r->lora);
     free(r->order);
+    for (size_t k = 0; k < r->n_eval; k++) bee_packed_batch_free(&r->eval[k]);
+    free(r->eval);
+    bee_train_log_free(&r->hist);
+    if (r->logf) fclose(r->logf);
 }
 
 /* ================================================================ steps */
@@ -236,19 +356,28 @@ static int reduce_grads(train_run *r, int rc, double *loss) {
     return bee_dist_sum_f32(&r->dist, g, n) || bee_dist_sum_f64(&r->dist, loss, 1) ? -1 : 0;
 }
 
-static void progress(const train_run *r, const train_opts *o, double loss, double lr, double gnorm, double tok_s,
-                     double eta) {
+static void progress(const train_run *r, const train_opts *o, const bee_log_point *p, double eta) {
     long e = (long)eta;
-    fprintf(stderr, "step %llu/%llu  loss %.4f  lr %.3e  gnorm %.3f  tok/s %.0f  ETA %ld:%02ld:%02ld\n",
-            (unsigned long long)r->st.step, o->steps, loss, lr, gnorm, tok_s, e / 3600, e / 60 % 60, e % 60);
+    fprintf(stderr, "step %llu/%llu  loss %.4f  lr %.3e  gnorm %.3f  tok/s %.0f  ETA %ld:%02ld:%02ld",
+            (unsigned long long)r->st.step, o->steps, p->loss, p->lr, p->gnorm, p->tok_s, e / 3600, e / 60 % 60, e % 60);
+    if (isfinite(p->eval_loss)) fprintf(stderr, "  eval %.4f", p->eval_loss);
+    fprintf(stderr, "\n");
 }
 
-static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
+static int train_loop(train_run *r, const train_opts *o, double *last_loss, double *eval_loss) {
     bee_lr_schedule sch = {o->lr, o->min_lr, o->warmup, o->steps};
     bee_adamw_cfg cfg = {o->beta1, o->beta2, 1e-8, o->wd};
-    double t0 = now_s();
+    double t0 = now_s(), eval_s = 0;
     size_t tokens = 0;
     unsigned long long done = 0;
+    if (r->n_eval && r->st.step == 0 && o->steps > 0) {
+        /* before any update: the starting model's held-out loss */
+        bee_log_point p = {0, NAN, NAN, NAN, NAN, NAN};
+        if (evaluate(r, &p.eval_loss) || record(r, o, &p)) return -1;
+        *eval_loss = p.eval_loss;
+        LOG(r, "step 0/%llu  eval %.4f\n", o->steps, p.eval_loss);
+        eval_s = now_s() - t0;
+    }
     while (r->st.step < o->steps && !(o->stop_after && done >= o->stop_after)) {
         bee_train_zero_grad(&r->t);
         double loss = 0;
@@ -266,10 +395,19 @@ static int train_loop(train_run *r, const train_opts *o, double *last_loss) {
         if (o->ckpt && (last || (o->ckpt_every && r->st.step % o->ckpt_every == 0)) &&
             ckpt_save(r, o->ckpt))
             return -1;
-        double el = now_s() - t0;
-        if (r->dist.rank == 0 && (last || r->st.step % (unsigned long long)o->log_every == 0))
-            progress(r, o, loss, lr, gnorm, (double)tokens * r->dist.size / (el > 0 ? el : 1e-9),
-                     el / (double)done * (double)(o->steps - r->st.step));
+        bee_log_point p = {r->st.step, loss, lr, gnorm, 0, NAN};
+        if (r->n_eval && (last || (o->eval_every && r->st.step % o->eval_every == 0))) {
+            double e0 = now_s();
+            if (evaluate(r, &p.eval_loss)) return -1;
+            eval_s += now_s() - e0;
+        }
+        *eval_loss = p.eval_loss;
+        double el = now_s() - t0, train_s = el - eval_s;
+        p.tok_s = (double)tokens * r->dist.size / (train_s > 0 ? train_s : 1e-9);
+        if (last || r->st.step % (unsigned long long)o->log_every == 0 || isfinite(p.eval_loss)) {
+            if (r->dist.rank == 0) progress(r, o, &p, el / (double)done * (double)(o->steps - r->st.step));
+            if (record(r, o, &p)) return -1;
+        }
     }
     return 0;
 }
@@ -319,6 +457,13 @@ int cmd_train(int argc, char **argv) {
         {"seed", 0, "N", "data shuffle seed (default 1)", NULL, 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         {"log-every", 0, "N", "progress line every N steps (default 1)", NULL, 0},
+        {"log", 0, "FILE.jsonl", "append every progress line as JSON {step, loss, lr, gnorm, tok_s, eval_loss}", NULL, 0},
+        {"curve", 0, "FILE.svg", "loss-vs-step chart, rewritten atomically at every progress line", NULL, 0},
+        {"eval-data", 0, "FILE.jsonl", "held-out CPM-Bee dicts: mean loss before training, every --eval-every steps and at the end", NULL, 0},
+        {"eval-text", 0, "FILE", "held-out plain text (one example per line), as --eval-data", NULL, 0},
+        {"eval-shards", 0, "SHARD.bin", "held-out token shards (repeatable), as --eval-data", NULL, 1},
+        {"eval-every", 0, "N", "also evaluate every N steps (default: only before the first step and at the last)", NULL, 0},
+        {"eval-batches", 0, "N", "held-out batches (--batch x --ctx, file order, fixed) to evaluate (default 20)", NULL, 0},
         {0},
     };
     cli_args a = {"train", "-m MODEL.gguf (--data FILE.jsonl | --text FILE | --shards SHARD.bin...) (-o OUT.gguf | --ckpt FILE) [options]",
@@ -332,7 +477,7 @@ int cmd_train(int argc, char **argv) {
     if (cli_begin(&a, argc, argv, &rc)) return rc;
     train_opts o;
     if ((rc = parse_opts(&a, &o))) {
-        free((void *)o.shards);
+        free((void *)o.shards), free((void *)o.eval_shards);
         cli_free(&a);
         return rc;
     }
@@ -348,12 +493,16 @@ int cmd_train(int argc, char **argv) {
         return cli_error("train", "--accum %ld is less than the %d ranks: each rank needs a micro-batch", o.accum,
                          r.dist.size) + 1;
     }
-    double loss = NAN;
-    if (setup(&r, &o) || train_loop(&r, &o, &loss) || (o.out && write_out(&r, &o))) rc = cli_fail("train");
+    double loss = NAN, eval_loss = NAN;
+    if (setup(&r, &o) || train_loop(&r, &o, &loss, &eval_loss) || (o.out && write_out(&r, &o))) rc = cli_fail("train");
     if (rc && r.dist.size > 1) bee_dist_abort(&r.dist, rc);
-    if (rc == 0 && r.dist.rank == 0) printf("trained to step %llu, last loss %.6f\n", (unsigned long long)r.st.step, loss);
+    if (rc == 0 && r.dist.rank == 0) {
+        printf("trained to step %llu, last loss %.6f", (unsigned long long)r.st.step, loss);
+        if (isfinite(eval_loss)) printf(", held-out loss %.6f", eval_loss);
+        printf("\n");
+    }
     run_free(&r);
-    free((void *)o.shards);
+    free((void *)o.shards), free((void *)o.eval_shards);
     bee_dist_finalize(&r.dist);
     cli_free(&a);
     return rc;

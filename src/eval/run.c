@@ -521,16 +521,6 @@ static int write_tables(const eval_run *r, const size_t *order) {
     return rc;
 }
 
-static void xml_text(bee_str *s, const char *t) {
-    for (; *t; t++) {
-        if (*t == '<') bee_str_appendz(s, "&lt;");
-        else if (*t == '>') bee_str_appendz(s, "&gt;");
-        else if (*t == '&') bee_str_appendz(s, "&amp;");
-        else if (*t == '"') bee_str_appendz(s, "&quot;");
-        else bee_str_append(s, t, 1);
-    }
-}
-
 /* Horizontal bars of the average score, best first; the axis is 0–100 %. */
 static int write_svg(const eval_run *r, const size_t *order) {
     const int left = 180, width = 420, bar = 22, gap = 10, top = 40;
@@ -547,7 +537,7 @@ static int write_svg(const eval_run *r, const size_t *order) {
         double avg = model_average(r, mi, &nu);
         int y = top + (int)k * (bar + gap);
         bee_str_printf(&s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 8, y + bar - 6);
-        xml_text(&s, r->models[mi].name);
+        bee_str_append_xml(&s, r->models[mi].name);
         bee_str_printf(&s, "</text><rect class=\"bar\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#4a7bd0\"/>"
                            "<text x=\"%.1f\" y=\"%d\">%.2f</text>\n",
                        left, y, width * avg, bar, left + width * avg + 6, y + bar - 6, 100 * avg);

@@ -59,6 +59,15 @@ int bee_str_printf(bee_str *s, const char *fmt, ...) {
     return 0;
 }
 
+int bee_str_append_xml(bee_str *s, const char *t) {
+    int rc = 0;
+    for (; *t && rc == 0; t++) {
+        const char *e = *t == '<' ? "&lt;" : *t == '>' ? "&gt;" : *t == '&' ? "&amp;" : *t == '"' ? "&quot;" : NULL;
+        rc = e ? bee_str_appendz(s, e) : bee_str_append(s, t, 1);
+    }
+    return rc;
+}
+
 void bee_str_free(bee_str *s) {
     free(s->s);
     s->s = NULL;

@@ -25,6 +25,9 @@ int bee_str_printf(bee_str *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Appends the NUL-terminated text t escaped for XML/SVG text and attributes
+ * (&lt; &gt; &amp; &quot;). */
+int bee_str_append_xml(bee_str *s, const char *t);
 void bee_str_free(bee_str *s);
 /* Returns the string (empty string, never NULL) and leaves s empty; caller frees. */
 char *bee_str_take(bee_str *s);
