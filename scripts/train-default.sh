@@ -9,7 +9,8 @@
 # Environment: BEE (default build/bee), THREADS (default 2), STEPS (2000),
 # SEGMENT (steps between intermediate checkpoints, 500).
 # Outputs in WORK_DIR: vocab.txt, mix.jsonl, train.bin, init.gguf, step-N.gguf for every
-# segment, train.log (progress lines), final.gguf.
+# segment, train.log (progress lines), train.jsonl + loss.svg (bee train --log/--curve),
+# final.gguf.
 set -eu
 
 BEE=${BEE:-build/bee}
@@ -40,7 +41,7 @@ while [ "$done_steps" -lt "$STEPS" ]; do
         "$BEE" train -m "$WORK/init.gguf" --shards "$WORK/train.bin" --ckpt "$WORK/run.ckpt" --resume \
             --steps "$STEPS" --stop-after $((next - done_steps)) -o "$WORK/step-$next.gguf.tmp" \
             --batch 8 --ctx 256 --lr 1.5e-3 --min-lr 1e-4 --warmup 100 --wd 0.1 --clip 1.0 --seed 1 \
-            -t "$THREADS" --log-every 20 2>&1 | tee -a "$WORK/train.log"
+            -t "$THREADS" --log-every 20 --log "$WORK/train.jsonl" --curve "$WORK/loss.svg" 2>&1 | tee -a "$WORK/train.log"
         mv "$WORK/step-$next.gguf.tmp" "$WORK/step-$next.gguf"
     fi
     done_steps=$next
