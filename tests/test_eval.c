@@ -608,8 +608,21 @@ static void test_yaml(void **s) {
     assert_non_null(strstr(bee_error_message(), "dup.yaml:3: key 'a' given twice"));
     assert_null(bee_yaml_load_file(fixture("alias.yaml", "a: &x 1\nb: *x\n")));
     assert_non_null(strstr(bee_error_message(), "alias.yaml:2: aliases"));
+    /* model-list fields that do not fit are named */
+    bee_eval_stats st0;
+    bee_eval_opts ob = {fixture("lu.json", "[{\"name\":\"u\",\"type\":\"unigram\",\"path\":\"x\",\"lora\":\"y\"}]"), "sanity",
+                        tu_tmp("run_lu"), ".", ".", 1, 0, 1, 1, 1, NULL};
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "lu.json: models[0]: \"lora\" applies to local models only"));
+    ob.models_path = fixture("ty.json", "[{\"name\":\"u\",\"type\":\"llama\",\"path\":\"x\"}]");
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "\"local\", \"openai\" or \"unigram\""));
+    ob.models_path = fixture("nofile.json", "[{\"name\":\"u\",\"type\":\"unigram\",\"path\":\"/no/such/uni.txt\"}]");
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "/no/such/uni.txt"));
     /* through bee eval: a number where a string belongs is named */
-    bee_eval_opts o = {y, "sanity", tu_tmp("run_yaml_bad"), ".", ".", 1, 0, 1, 1, 1, NULL};
+    bee_eval_opts o = {fixture("m.yaml", "models:\n  - name: m1\n    path: x.gguf\n  - name: m2\n    path: y.gguf\n  - name: m3\n    path: 12\n"),
+                       "sanity", tu_tmp("run_yaml_bad"), ".", ".", 1, 0, 1, 1, 1, NULL};
     bee_eval_stats st;
     assert_int_equal(bee_eval_run(&o, &st), -1);
     assert_non_null(strstr(bee_error_message(), "m.yaml: models[2]: \"path\" must be a string"));

@@ -380,9 +380,12 @@ json_t *bee_read_nextline(const char *path, const bee_nextline_opts *o) {
             bee_str ctx = {0};
             for (size_t c = first; c < k; c++)
                 bee_str_printf(&ctx, "%s%s", c > first ? "\n" : "", json_string_value(json_array_get(lines, c)));
-            json_t *item = json_pack("{s:O,s:O,s:s%,s:s,s:I}", "title", json_object_get(unit, "title") ? json_object_get(unit, "title") : json_string(""),
-                                     "author", json_object_get(unit, "author") ? json_object_get(unit, "author") : json_string(""),
-                                     "context", ctx.s ? ctx.s : "", ctx.n, "next", gold, "line", (json_int_t)k);
+            json_t *title = json_object_get(unit, "title"), *author = json_object_get(unit, "author");
+            json_t *item = json_pack("{s:O,s:O,s:s%,s:s,s:I}", "title", title ? title : json_null(), "author",
+                                     author ? author : json_null(), "context", ctx.s ? ctx.s : "", ctx.n, "next", gold, "line",
+                                     (json_int_t)k);
+            if (item && !title) json_object_set_new(item, "title", json_string(""));
+            if (item && !author) json_object_set_new(item, "author", json_string(""));
             bee_str_free(&ctx);
             for (int q = 0; item && q < n_opt; q++) {
                 char key[2] = {(char)('A' + q), 0};

@@ -378,7 +378,11 @@ static int score_mc_remote(const eval_model *em, const bee_task *t, json_t *samp
         json_object_set_new(rec, "generated", gj ? gj : json_string(""));
         json_object_set(rec, "prediction", pick >= 0 ? json_array_get(labels, (size_t)pick) : json_null());
         json_object_set_new(rec, "gold", json_string(gold));
-        json_object_set_new(rec, "note", json_string("remote model: scored by generated text (no log-probs)"));
+        char note[600];
+        snprintf(note, sizeof note, "remote model: scored by generated text (no log-probs%s%.500s%s)", em->why ? ": the echo request got " : "",
+                 em->why ? em->why : "", "");
+        json_t *nj = json_string(note);
+        json_object_set_new(rec, "note", nj ? nj : json_string("remote model: scored by generated text (no log-probs)"));
         json_object_set_new(rec, "metrics", json_pack("{s:f,s:f}", "acc", acc, "acc_norm", acc));
     }
     free(gen);

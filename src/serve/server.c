@@ -517,6 +517,8 @@ static int policy_prompt(struct bee_server *s, bee_job *j, bee_api_error *e) {
             if (r.matches[i].action == BEE_SAFETY_BLOCK) cat = r.matches[i].category_name;
         rc = bee_api_error_set(e, 400, "content_filter", param,
                                "the prompt was blocked by the content policy (category '%s')", cat);
+    } else if (r.action == BEE_SAFETY_MASK && j->rq.echo) { /* scores would be of a text the policy hides */
+        rc = bee_api_error_set(e, 400, "content_filter", param, "the content policy masks this prompt; echo scoring refused");
     } else if (r.action == BEE_SAFETY_MASK) {
         rc = prompt_replace(j, &r, param, e);
     }
