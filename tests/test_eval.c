@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -764,6 +765,88 @@ static void test_local_vs_served(void **s) {
     }
 }
 
+/* A plain OpenAI-style server that echoes (ignoring the bee fields): one
+ * token per character, its log-prob minus the sum of its bytes / 100 (the
+ * first null), text_offset in characters; "tokens" only for prompts of an
+ * even byte length, so both ways of finding the option's tokens are used.
+ * Serves until killed. */
+static void echo_server(int lfd) {
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0) _exit(1);
+        char req[65536];
+        size_t got = 0;
+        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
+            got += (size_t)r;
+            req[got] = 0;
+            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+        }
+        json_t *body = json_loads(strstr(req, "\r\n\r\n") + 4, 0, NULL), *toks = json_array(), *lps = json_array(), *offs = json_array();
+        const char *p = json_string_value(json_object_get(body, "prompt"));
+        size_t chars = 0;
+        for (size_t i = 0; p && p[i]; chars++) {
+            size_t l = 1, sum = (unsigned char)p[i];
+            while (((unsigned char)p[i + l] & 0xC0) == 0x80) sum += (unsigned char)p[i + l++];
+            json_array_append_new(toks, json_stringn(p + i, l));
+            json_array_append_new(lps, i ? json_real(-(double)sum / 100) : json_null());
+            json_array_append_new(offs, json_integer((json_int_t)chars));
+            i += l;
+        }
+        json_t *lp = json_pack("{s:o,s:o}", "token_logprobs", lps, "text_offset", offs);
+        if (p && strlen(p) % 2 == 0) json_object_set_new(lp, "tokens", toks);
+        else json_decref(toks);
+        json_t *reply = json_pack("{s:[{s:s,s:o}]}", "choices", "text", p ? p : "", "logprobs", lp);
+        char *txt = json_dumps(reply, JSON_COMPACT), hdr[256];
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(txt));
+        if (write(c, hdr, strlen(hdr)) < 0 || write(c, txt, strlen(txt)) < 0) _exit(1);
+        free(txt);
+        json_decref(reply), json_decref(body);
+        close(c);
+    }
+}
+
+/* Against a server that echoes but knows no bee_context: each option is the
+ * echo of prompt + option, its score the sum over the option's bytes. */
+static void test_remote_openai_echo(void **s) {
+    (void)s;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    pid_t pid = fork();
+    if (pid == 0) echo_server(lfd);
+    close(lfd);
+    char j[512];
+    snprintf(j, sizeof j, "[{\"name\":\"oa\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d\",\"timeout_s\":20}]", ntohs(a.sin_port));
+    const char *out = tu_tmp("run_oa");
+    bee_eval_opts o = {fixture("oa.json", j), "sanity", out, ".", ".", 3, 0, 1, 1, 1, NULL};
+    bee_eval_stats st;
+    int rc = bee_eval_run(&o, &st);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (rc) fail_msg("%s", bee_error_message());
+    char *jl = slurp(out, "samples/oa__sanity.jsonl");
+    int lines = 0;
+    for (char *p = jl, *nl; (nl = strchr(p, '\n')); p = nl + 1, lines++) {
+        json_t *rec = json_loadb(p, (size_t)(nl - p), 0, NULL), *opts = json_object_get(rec, "options");
+        assert_non_null(strstr(str(rec, "scoring"), "OpenAI echo"));
+        for (size_t k = 0; k < json_array_size(opts); k++) {
+            double want = 0;
+            for (const unsigned char *b = (const unsigned char *)json_string_value(json_array_get(opts, k)); *b; b++) want -= *b / 100.0;
+            double got = json_real_value(json_array_get(json_object_get(rec, "scores"), k));
+            if (fabs(got - want) > 1e-9) fail_msg("item %d option %zu: %.6f, want %.6f", lines, k, got, want);
+        }
+        json_decref(rec);
+    }
+    assert_int_equal(lines, 3);
+    free(jl);
+}
+
 static json_t *results_model(json_t *res, const char *name) {
     json_t *m;
     size_t i;
@@ -832,6 +915,7 @@ int main(void) {
         cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
         cmocka_unit_test(test_read_nextline),  cmocka_unit_test(test_unigram),     cmocka_unit_test(test_yaml),
         cmocka_unit_test(test_token_logprobs), cmocka_unit_test(test_corpus_tasks), cmocka_unit_test(test_local_vs_served),
+        cmocka_unit_test(test_remote_openai_echo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,15 +150,37 @@ static int echo_post(const bee_remote *r, const char *key, const char *prompt, c
     return rc;
 }
 
-/* Sums the token log-probs of choices[0] whose text_offset >= from (nulls skipped). */
-static int sum_logprobs(json_t *reply, size_t from, double *ll, size_t *n) {
+static size_t utf8_count(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Sums the token log-probs of choices[0] (nulls skipped) from the first token
+ * that starts at or after byte `from` of the echoed prompt. Token starts come
+ * from the token texts when they concatenate to the prompt, else from
+ * text_offset read as characters (the OpenAI convention). */
+static int sum_logprobs(json_t *reply, const char *prompt, size_t from, double *ll, size_t *n) {
     json_t *lp = json_object_get(json_array_get(json_object_get(reply, "choices"), 0), "logprobs");
-    json_t *v = json_object_get(lp, "token_logprobs"), *off = json_object_get(lp, "text_offset");
-    if (!json_is_array(v) || (from && json_array_size(off) != json_array_size(v))) return -1;
-    *ll = 0, *n = 0;
-    for (size_t i = 0; i < json_array_size(v); i++) {
+    json_t *v = json_object_get(lp, "token_logprobs"), *off = json_object_get(lp, "text_offset"), *toks = json_object_get(lp, "tokens");
+    size_t nt = json_array_size(v), pos = 0, plen = strlen(prompt);
+    if (!json_is_array(v)) return -1;
+    int by_text = json_array_size(toks) == nt;
+    for (size_t i = 0; by_text && i < nt; i++) {
+        const char *t = json_string_value(json_array_get(toks, i));
+        size_t tl = t ? strlen(t) : 0;
+        by_text = t && pos + tl <= plen && !memcmp(prompt + pos, t, tl);
+        pos += tl;
+    }
+    by_text = by_text && pos == plen;
+    if (from && !by_text && json_array_size(off) != nt) return -1;
+    size_t from_chars = utf8_count(prompt, from);
+    *ll = 0, *n = 0, pos = 0;
+    for (size_t i = 0; i < nt; i++) {
         json_t *x = json_array_get(v, i);
-        if (from && json_integer_value(json_array_get(off, i)) < (json_int_t)from) continue;
+        size_t start = pos;
+        if (by_text) pos += strlen(json_string_value(json_array_get(toks, i)));
+        if (from && (by_text ? start < from : json_integer_value(json_array_get(off, i)) < (json_int_t)from_chars)) continue;
         if (json_is_null(x)) continue;
         if (!json_is_number(x)) return -1;
         *ll += json_number_value(x), (*n)++;
@@ -179,11 +201,11 @@ int bee_remote_loglik(const bee_remote *r, bee_remote_scoring *mode, const char 
         rc = echo_post(r, key, text, context, window, &status, &reply, &raw);
         json_t *be = json_object_get(reply, "bee_echo");
         if (rc == 0 && status == 200 && json_is_object(be) && json_is_true(json_object_get(be, "context")) == (context != NULL) &&
-            sum_logprobs(reply, 0, ll, n_tok) == 0) {
+            sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
             *mode = BEE_SCORE_BEE;
         } else if (rc == 0 && *mode == BEE_SCORE_BEE) {
             rc = bee_fail("%s/v1/completions (echo): HTTP %d: %.200s", r->base_url, status, raw ? raw : "");
-        } else if (rc == 0 && status == 200 && sum_logprobs(reply, 0, ll, n_tok) == 0) {
+        } else if (rc == 0 && status == 200 && sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
             *mode = BEE_SCORE_OPENAI; /* echo works, the bee fields were ignored: score context + text as one prompt */
         } else if (rc == 0 && (status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 429) ||
                                status == 501)) {
@@ -207,9 +229,9 @@ int bee_remote_loglik(const bee_remote *r, bee_remote_scoring *mode, const char 
     if (!joined) return bee_fail("out of memory");
     snprintf(joined, from + strlen(text) + 1, "%s%s", context ? context : "", text);
     rc = echo_post(r, key, joined, NULL, 0, &status, &reply, &raw);
-    free(joined);
-    if (rc == 0 && (status != 200 || sum_logprobs(reply, from, ll, n_tok)))
+    if (rc == 0 && (status != 200 || sum_logprobs(reply, joined, from, ll, n_tok)))
         rc = bee_fail("%s/v1/completions (echo): HTTP %d: %.200s", r->base_url, status, raw ? raw : "");
+    free(joined);
     json_decref(reply), free(raw);
     return rc;
 }
