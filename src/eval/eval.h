@@ -199,6 +199,8 @@ void bee_unigram_free(bee_unigram *u);
  * without libyaml (BEE_HAVE_YAML unset) every call fails with that reason. */
 int bee_yaml_available(void);
 json_t *bee_yaml_load_file(const char *path);
+/* The same for text in memory; `name` stands for the file in messages. */
+json_t *bee_yaml_load_string(const char *text, size_t len, const char *name);
 
 /* ---------------------------------------------------------------- runs */
 typedef struct {

@@ -10,14 +10,17 @@
 
 #include "eval/eval.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #ifndef BEE_HAVE_YAML
 
 int bee_yaml_available(void) { return 0; }
-json_t *bee_yaml_load_file(const char *path) {
-    return bee_fail("%s: bee was built without libyaml (install libyaml-dev, rebuild; or give the model list as JSON)", path),
+json_t *bee_yaml_load_string(const char *text, size_t len, const char *name) {
+    (void)text, (void)len;
+    return bee_fail("%s: bee was built without libyaml (install libyaml-dev, rebuild; or give the model list as JSON)", name),
            NULL;
 }
+json_t *bee_yaml_load_file(const char *path) { return bee_yaml_load_string(NULL, 0, path); }
 
 #else
 
@@ -95,15 +98,10 @@ static json_t *node(yaml_parser_t *p, yaml_event_t *ev, const char *path, int de
     return NULL;
 }
 
-json_t *bee_yaml_load_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bee_fail("%s: %s", path, strerror(errno)), NULL;
+json_t *bee_yaml_load_string(const char *text, size_t len, const char *path) {
     yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) {
-        fclose(f);
-        return bee_fail("out of memory"), NULL;
-    }
-    yaml_parser_set_input_file(&p, f);
+    if (!yaml_parser_initialize(&p)) return bee_fail("out of memory"), NULL;
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     json_t *root = NULL;
     int done = 0, failed = 0;
     while (!done && !failed) {
@@ -138,13 +136,21 @@ json_t *bee_yaml_load_file(const char *path) {
         yaml_event_delete(&e);
     }
     yaml_parser_delete(&p);
-    fclose(f);
     if (failed) {
         json_decref(root);
         return NULL;
     }
     if (!root) return bee_fail("%s: empty YAML document", path), NULL;
     return root;
+}
+
+json_t *bee_yaml_load_file(const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    if (bee_read_file(path, &text, &len)) return NULL;
+    json_t *j = bee_yaml_load_string(text, len, path);
+    free(text);
+    return j;
 }
 
 #endif
