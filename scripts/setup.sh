@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libopenmpi-dev / openmpi-bin are optional: data-parallel `mpirun bee train`.
-pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev clang libclang-rt-14-dev
+# libopenmpi-dev / openmpi-bin are optional: data-parallel `mpirun bee train`; libyaml-dev is optional:
+# `bee eval --models MODELS.yaml`.
+pkgs=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev libyaml-dev clang libclang-rt-14-dev
       libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do

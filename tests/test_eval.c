@@ -11,11 +11,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "eval/eval.h"
 #include "model/model.h"
+#include "model/perplexity.h"
+#include "serve/serve.h"
 #include "testutil.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -416,6 +419,8 @@ static void fake_server(int lfd, int n) {
         char resp[1024];
         if (!strstr(req, "POST /api/v1/completions") || !strstr(req, "Authorization: Bearer sekrit"))
             snprintf(resp, sizeof resp, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}");
+        else if (strstr(req, "\"echo\":true")) /* no prompt scoring here: the client falls back to generation */
+            snprintf(resp, sizeof resp, "HTTP/1.1 400 Bad Request\r\nContent-Length: 26\r\n\r\n{\"error\":{\"message\":\"no\"}}");
         else if (k == 0)
             snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n", strlen(body), body);
         else
@@ -437,7 +442,7 @@ static void test_remote_model(void **s) {
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
     pid_t pid = fork();
-    if (pid == 0) fake_server(lfd, 3);
+    if (pid == 0) fake_server(lfd, 4); /* echo probe (refused), mc by generation, gen, the unauthorised one */
     close(lfd);
     char j[512];
     snprintf(j, sizeof j, "[{\"name\":\"far\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/api/\",\"model\":\"m\","
@@ -452,6 +457,7 @@ static void test_remote_model(void **s) {
     char *mc = slurp(out, "samples/far__sanity.jsonl"), *gen = slurp(out, "samples/far__sanity-gen.jsonl");
     assert_non_null(strstr(mc, "\"prediction\":\"A\""));
     assert_non_null(strstr(mc, "\"acc\":1.0"));
+    assert_non_null(strstr(mc, "scored by generated text"));
     assert_non_null(strstr(gen, "\"prediction\":\" 北京。\""));
     assert_non_null(strstr(gen, "\"em\":1.0"));
     free(mc), free(gen);
@@ -466,6 +472,379 @@ static void test_remote_model(void **s) {
     int ws;
     waitpid(pid, &ws, 0);
     assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+}
+
+
+/* ================================================================ corpus readers, unigram, YAML */
+
+static size_t nchars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static const char *k_poems =
+    "{\"title\":\"甲\",\"author\":\"某\",\"lines\":[\"一二三四五。\",\"六七八九十。\",\"子丑寅卯辰。\"]}\n"
+    "{\"title\":\"乙\",\"author\":\"某\",\"lines\":[\"春眠不觉晓。\",\"处处闻啼鸟。\"]}\n"
+    "{\"title\":\"丙\",\"author\":\"某\",\"lines\":[\"夜来风雨声。\",\"花落知多少。\"]}\n"
+    "{\"title\":\"丁\",\"author\":\"某\",\"lines\":[\"床前明月光。\",\"疑是地上霜。\"]}\n"
+    "{\"title\":\"戊\",\"author\":\"某\",\"lines\":[\"长长长长长长长。\",\"短。\"]}\n";
+
+/* Which poem (index in k_poems' order) a line comes from, or -1. */
+static int poem_of(json_t *poems, const char *line) {
+    json_t *p, *l;
+    size_t i, k;
+    json_array_foreach(poems, i, p) json_array_foreach(json_object_get(p, "lines"), k, l) if (!strcmp(json_string_value(l), line)) return (int)i;
+    return -1;
+}
+
+static void test_read_nextline(void **s) {
+    (void)s;
+    const char *path = fixture("poems.jsonl", k_poems);
+    json_t *poems = bee_read_jsonl(path);
+    bee_nextline_opts o = {1, 2, 3, 1, 7};
+    json_t *a = bee_read_nextline(path, &o), *b = bee_read_nextline(path, &o), *it;
+    assert_non_null(a);
+    /* the last poem's "短。" has no other 2-character line: 4 items, one per other poem */
+    assert_int_equal(json_array_size(a), 4);
+    assert_true(json_equal(a, b)); /* fixed seed, fixed draw */
+    size_t i;
+    json_array_foreach(a, i, it) {
+        const char *next = str(it, "next"), *ans = str(it, "answer");
+        int src = poem_of(poems, next);
+        assert_int_equal(src, (int)i);
+        json_t *lines = json_object_get(json_array_get(poems, i), "lines");
+        size_t k = (size_t)json_integer_value(json_object_get(it, "line"));
+        assert_true(k >= 1 && k < json_array_size(lines));
+        assert_string_equal(json_string_value(json_array_get(lines, k)), next);
+        /* context: the (up to) 2 lines before */
+        char want[256];
+        snprintf(want, sizeof want, "%s%s%s", k >= 2 ? json_string_value(json_array_get(lines, k - 2)) : "", k >= 2 ? "\n" : "",
+                 json_string_value(json_array_get(lines, k - 1)));
+        assert_string_equal(str(it, "context"), want);
+        assert_string_equal(str(it, ans), next); /* the answer letter names the true line */
+        const char *letters[] = {"A", "B", "C", "D"};
+        for (int q = 0; q < 4; q++) {
+            const char *opt = str(it, letters[q]);
+            assert_int_equal(nchars(opt), nchars(next)); /* same length */
+            for (int r = 0; r < q; r++) assert_string_not_equal(opt, str(it, letters[r]));
+            if (strcmp(letters[q], ans)) assert_int_not_equal(poem_of(poems, opt), (int)i); /* from another poem */
+        }
+    }
+    /* other seeds draw other distractors or places */
+    int differs = 0;
+    for (uint64_t seed = 8; seed < 20; seed++) {
+        o.seed = seed;
+        json_t *c = bee_read_nextline(path, &o);
+        differs |= !json_equal(a, c);
+        json_decref(c);
+    }
+    assert_true(differs);
+    json_decref(a), json_decref(b), json_decref(poems);
+    /* a text file: every line after the first is an item, distractors are other lines */
+    path = fixture("verses.txt", "In the beginning.\nAnd the earth.\n\nAnd God said.\nAnd there was light.\nAnd God saw.\n");
+    bee_nextline_opts ol = {0, 1, 3, 0, 3};
+    a = bee_read_nextline(path, &ol);
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 4);
+    assert_string_equal(str(json_array_get(a, 0), "context"), "In the beginning.");
+    assert_string_equal(str(json_array_get(a, 0), "next"), "And the earth.");
+    assert_string_equal(str(json_array_get(a, 3), "context"), "And there was light.");
+    json_array_foreach(a, i, it) assert_string_equal(str(it, str(it, "answer")), str(it, "next"));
+    json_decref(a);
+    /* bad input names the file and line */
+    path = fixture("badpoems.jsonl", "{\"title\":\"x\",\"lines\":[\"a\",\"b\"]}\n{\"title\":\"y\",\"lines\":\"ab\"}\n");
+    assert_null(bee_read_nextline(path, &o));
+    assert_non_null(strstr(bee_error_message(), "badpoems.jsonl:2: \"lines\""));
+    /* chunks of at least 5 characters (a line counts its newline) */
+    a = bee_read_chunks(fixture("chunks.txt", "一二三\n四五\n\n六七八九\n十"), 5);
+    assert_int_equal(json_array_size(a), 3);
+    assert_string_equal(str(json_array_get(a, 0), "text"), "一二三\n四五");
+    assert_string_equal(str(json_array_get(a, 1), "text"), "六七八九");
+    assert_string_equal(str(json_array_get(a, 2), "text"), "十");
+    json_decref(a);
+}
+
+static void test_unigram(void **s) {
+    (void)s;
+    bee_unigram *u;
+    assert_int_equal(bee_unigram_load(fixture("uni.txt", "x y, X z\n"), &u), 0);
+    /* N = 4 tokens, V = 3 types: p(x) = 3/8, p(y) = 2/8, unseen 1/8 */
+    double ll;
+    size_t n;
+    assert_int_equal(bee_unigram_logprob(u, "x w", &ll, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(fabs(ll - (log(3.0 / 8) + log(1.0 / 8))) < 1e-12);
+    assert_true(fabs(bee_unigram_token_logprob(u, "y") - log(2.0 / 8)) < 1e-12);
+    assert_int_equal(bee_unigram_logprob(u, "。", &ll, &n), 0);
+    assert_int_equal(n, 0);
+    assert_true(ll == 0);
+    bee_unigram_free(u);
+    assert_int_equal(bee_unigram_load(fixture("uni0.txt", "，。\n"), &u), -1);
+    assert_non_null(strstr(bee_error_message(), "uni0.txt: no tokens"));
+    assert_int_equal(bee_unigram_load(tu_tmp("no-such.txt"), &u), -1);
+}
+
+static void test_yaml(void **s) {
+    (void)s;
+    if (!bee_yaml_available()) {
+        json_t *j = bee_yaml_load_file(fixture("m.yaml", "a: 1\n"));
+        assert_null(j);
+        assert_non_null(strstr(bee_error_message(), "without libyaml"));
+        fprintf(stderr, "SKIP: built without libyaml (the error says so; checked)\n");
+        skip();
+    }
+    const char *y = fixture("m.yaml", "# two models\nmodels:\n  - name: m1\n    path: \"x.gguf\"\n    timeout_s: 30\n"
+                                      "  - {name: m2, type: openai, base_url: 'http://h:1', api_key_env: K, on: true, x: ~, r: 0.5}\n"
+                                      "  - name: \"007\"\n    path: 12\n");
+    json_t *got = bee_yaml_load_file(y), *want = json_loads(
+        "{\"models\":[{\"name\":\"m1\",\"path\":\"x.gguf\",\"timeout_s\":30},{\"name\":\"m2\",\"type\":\"openai\",\"base_url\":"
+        "\"http://h:1\",\"api_key_env\":\"K\",\"on\":true,\"x\":null,\"r\":0.5},{\"name\":\"007\",\"path\":12}]}", 0, NULL);
+    assert_non_null(got);
+    if (!json_equal(got, want)) fail_msg("%s", json_dumps(got, 0));
+    json_decref(got), json_decref(want);
+    assert_null(bee_yaml_load_file(fixture("bad.yaml", "models:\n  - name: [unclosed\n  - x\n")));
+    assert_non_null(strstr(bee_error_message(), "bad.yaml:"));
+    assert_null(bee_yaml_load_file(fixture("dup.yaml", "a: 1\nb: 2\na: 3\n")));
+    assert_non_null(strstr(bee_error_message(), "dup.yaml:3: key 'a' given twice"));
+    assert_null(bee_yaml_load_file(fixture("alias.yaml", "a: &x 1\nb: *x\n")));
+    assert_non_null(strstr(bee_error_message(), "alias.yaml:2: aliases"));
+    /* model-list fields that do not fit are named */
+    bee_eval_stats st0;
+    bee_eval_opts ob = {fixture("lu.json", "[{\"name\":\"u\",\"type\":\"unigram\",\"path\":\"x\",\"lora\":\"y\"}]"), "sanity",
+                        tu_tmp("run_lu"), ".", ".", 1, 0, 1, 1, 1, NULL};
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "lu.json: models[0]: \"lora\" applies to local models only"));
+    ob.models_path = fixture("ty.json", "[{\"name\":\"u\",\"type\":\"llama\",\"path\":\"x\"}]");
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "\"local\", \"openai\" or \"unigram\""));
+    ob.models_path = fixture("nofile.json", "[{\"name\":\"u\",\"type\":\"unigram\",\"path\":\"/no/such/uni.txt\"}]");
+    assert_int_equal(bee_eval_run(&ob, &st0), -1);
+    assert_non_null(strstr(bee_error_message(), "/no/such/uni.txt"));
+    /* through bee eval: a number where a string belongs is named */
+    bee_eval_opts o = {fixture("m.yaml", "models:\n  - name: m1\n    path: x.gguf\n  - name: m2\n    path: y.gguf\n  - name: m3\n    path: 12\n"),
+                       "sanity", tu_tmp("run_yaml_bad"), ".", ".", 1, 0, 1, 1, 1, NULL};
+    bee_eval_stats st;
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "m.yaml: models[2]: \"path\" must be a string"));
+}
+
+/* Per-token log-probs: rolling windows agree with bee perplexity, the token
+ * texts rebuild the answer, the top alternative is the row's maximum. */
+static void test_token_logprobs(void **s) {
+    (void)s;
+    bee_model *m;
+    assert_int_equal(bee_model_load(model_path("f32"), &m), 0);
+    const char *text = "床前明月光，疑是地上霜。举头望明月，低头思故乡。The <b>quick</b> brown fox & 北京。";
+    bee_eval_lps o;
+    assert_int_equal(bee_eval_token_logprobs(m, NULL, text, 16, 3, &o), 0);
+    bee_ppl_result pr;
+    assert_int_equal(bee_perplexity(m, text, strlen(text), 16, &pr, NULL, NULL), 0);
+    assert_int_equal(o.n - 1, pr.n_tokens);
+    assert_true(o.n > 40); /* several windows of 16 */
+    double sum = 0;
+    char rebuilt[1024] = "";
+    assert_true(isnan(o.lp[0]));
+    for (size_t i = 0; i < o.n; i++) {
+        assert_int_equal(o.offset[i], strlen(rebuilt));
+        strcat(rebuilt, o.text[i]);
+        if (i == 0) continue;
+        sum += o.lp[i];
+        assert_true(o.lp[i] <= o.top_lp[i * 3] + 1e-9);
+        assert_true(o.top_lp[i * 3] >= o.top_lp[i * 3 + 1] && o.top_lp[i * 3 + 1] >= o.top_lp[i * 3 + 2]);
+    }
+    assert_string_equal(rebuilt, text);
+    if (fabs(-sum - pr.nll) > 1e-6) fail_msg("token sum %.9f vs perplexity nll %.9f", -sum, pr.nll);
+    bee_eval_lps_free(&o);
+    /* with a context: the sum is bee_eval_loglik */
+    double ll;
+    size_t n;
+    assert_int_equal(bee_eval_token_logprobs(m, "中国的首都是", "北京", 0, 0, &o), 0);
+    assert_int_equal(bee_eval_loglik(m, "中国的首都是", "北京", &ll, &n), 0);
+    assert_int_equal(n, o.n - 1);
+    sum = 0;
+    for (size_t i = 1; i < o.n; i++) sum += o.lp[i];
+    assert_true(fabs(sum - ll) < 1e-12);
+    bee_eval_lps_free(&o);
+    bee_model_free(m);
+}
+
+/* Corpus tasks, when scripts/build-corpus.sh's output is there. */
+static void test_corpus_tasks(void **s) {
+    (void)s;
+    const char *corpus = getenv("BEE_CORPUS") ? getenv("BEE_CORPUS") : BEE_SOURCE_DIR "/.cache/corpus";
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/poems-heldout.jsonl", corpus);
+    if (!bee_file_exists(probe)) {
+        fprintf(stderr, "SKIP: corpus not found at %s (scripts/build-corpus.sh)\n", corpus);
+        skip();
+    }
+    const char *names[] = {"poem-nextline", "kjv-nextverse", "kjv-continue", "heldout-ppl"};
+    size_t min_items[] = {1000, 84, 84, 40};
+    for (int k = 0; k < 4; k++) {
+        bee_task t;
+        if (bee_task_load_ex(&t, names[k], BEE_SOURCE_DIR "/tasks", ".", corpus, -1)) fail_msg("%s: %s", names[k], bee_error_message());
+        if (json_array_size(t.samples) < min_items[k]) fail_msg("%s: %zu items", names[k], json_array_size(t.samples));
+        char *p = bee_task_prompt(&t, 0, 1);
+        assert_non_null(p);
+        free(p);
+        bee_task_free(&t);
+    }
+    /* a missing corpus: the task is skipped with a message, code 2 */
+    bee_task t;
+    assert_int_equal(bee_task_load_ex(&t, "poem-nextline", BEE_SOURCE_DIR "/tasks", ".", tu_tmp("no-corpus"), -1), 2);
+    assert_non_null(strstr(bee_error_message(), "scripts/build-corpus.sh"));
+    bee_task_free(&t);
+}
+
+/* The same model evaluated locally and through an in-process bee serve
+ * (echo + logprobs with bee_context): per-item scores within 1e-3, the same
+ * predictions; perplexity the same too. */
+static void test_local_vs_served(void **s) {
+    (void)s;
+    if (!bee_serve_available()) {
+        fprintf(stderr, "SKIP: built without libmicrohttpd (no bee serve)\n");
+        skip();
+    }
+    bee_serve_opts so;
+    bee_serve_opts_default(&so);
+    so.model_path = model_path("f32"), so.port = 0, so.threads = 1, so.parallel = 2, so.ctx = 1024;
+    bee_server *srv;
+    if (bee_server_start(&so, &srv) || bee_server_wait_ready(srv, 60)) fail_msg("server: %s", bee_error_message());
+    char j[8192];
+    snprintf(j, sizeof j, "[{\"name\":\"local\",\"path\":\"%s\"},{\"name\":\"served\",\"type\":\"openai\",\"base_url\":"
+             "\"http://127.0.0.1:%d\",\"timeout_s\":120}]", model_path("f32"), bee_server_port(srv));
+    task_file();
+    /* about 650 characters: two windows of 512 tokens */
+    char text[4096] = "";
+    for (int k = 0; k < 26; k++) strcat(text, "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。\\n");
+    char tj[8192];
+    snprintf(tj, sizeof tj, "{\"text\":\"%s\"}\n{\"text\":\"短文本。\"}\n", text);
+    fixture("ppl.jsonl", tj);
+    fixture("ppl.json", "{\"name\":\"ppl\",\"type\":\"ppl\",\"reader\":\"jsonl\",\"path\":\"ppl.jsonl\",\"template\":\"{text}\"}");
+    char tasks[8192];
+    snprintf(tasks, sizeof tasks, "sanity,%s,%s", tu_tmp("qa.json"), tu_tmp("ppl.json"));
+    const char *out = tu_tmp("run_served");
+    bee_eval_opts o = {fixture("served.json", j), tasks, out, ".", tu_tmpdir(), 6, 0, 1, 1, 1, NULL};
+    bee_eval_stats st;
+    int rc = bee_eval_run(&o, &st);
+    bee_server_stop(srv);
+    if (rc) fail_msg("%s", bee_error_message());
+    const char *tn[] = {"sanity", "qa", "ppl"};
+    size_t want_n[] = {6, 4, 2};
+    for (int k = 0; k < 3; k++) {
+        char a[256], b[256];
+        snprintf(a, sizeof a, "samples/local__%s.jsonl", tn[k]);
+        snprintf(b, sizeof b, "samples/served__%s.jsonl", tn[k]);
+        char *la = slurp(out, a), *lb = slurp(out, b), *pa = la, *pb = lb;
+        size_t items = 0;
+        for (char *na, *nb; (na = strchr(pa, '\n')) && (nb = strchr(pb, '\n')); pa = na + 1, pb = nb + 1, items++) {
+            json_t *ra = json_loadb(pa, (size_t)(na - pa), 0, NULL), *rb = json_loadb(pb, (size_t)(nb - pb), 0, NULL);
+            assert_non_null(ra), assert_non_null(rb);
+            if (k < 2) {
+                json_t *sa = json_object_get(ra, "scores"), *sb = json_object_get(rb, "scores");
+                assert_int_equal(json_array_size(sa), json_array_size(sb));
+                assert_true(json_array_size(sa) >= 4);
+                for (size_t q = 0; q < json_array_size(sa); q++) {
+                    double x = json_real_value(json_array_get(sa, q)), y = json_real_value(json_array_get(sb, q));
+                    if (!(fabs(x - y) < 1e-3)) fail_msg("%s item %zu option %zu: local %.6f, served %.6f", tn[k], items, q, x, y);
+                }
+                assert_string_equal(str(ra, "prediction"), str(rb, "prediction"));
+                assert_string_equal(str(ra, "prediction_norm"), str(rb, "prediction_norm"));
+                assert_non_null(strstr(str(rb, "scoring"), "bee serve echo"));
+            } else {
+                double x = json_real_value(json_object_get(ra, "nll")), y = json_real_value(json_object_get(rb, "nll"));
+                assert_int_equal(json_integer_value(json_object_get(ra, "tokens")), json_integer_value(json_object_get(rb, "tokens")));
+                if (!(fabs(x - y) < 1e-3)) fail_msg("ppl item %zu: local nll %.6f, served %.6f", items, x, y);
+                if (items == 0) assert_true(json_integer_value(json_object_get(ra, "tokens")) > 512);
+            }
+            json_decref(ra), json_decref(rb);
+        }
+        assert_int_equal(items, want_n[k]);
+        free(la), free(lb);
+    }
+}
+
+/* A plain OpenAI-style server that echoes (ignoring the bee fields): one
+ * token per character, its log-prob minus the sum of its bytes / 100 (the
+ * first null), text_offset in characters; "tokens" only for prompts of an
+ * even byte length, so both ways of finding the option's tokens are used.
+ * Serves until killed. */
+static void echo_server(int lfd) {
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0) _exit(1);
+        char req[65536];
+        size_t got = 0;
+        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
+            got += (size_t)r;
+            req[got] = 0;
+            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+        }
+        json_t *body = json_loads(strstr(req, "\r\n\r\n") + 4, 0, NULL), *toks = json_array(), *lps = json_array(), *offs = json_array();
+        const char *p = json_string_value(json_object_get(body, "prompt"));
+        size_t chars = 0;
+        for (size_t i = 0; p && p[i]; chars++) {
+            size_t l = 1, sum = (unsigned char)p[i];
+            while (((unsigned char)p[i + l] & 0xC0) == 0x80) sum += (unsigned char)p[i + l++];
+            json_array_append_new(toks, json_stringn(p + i, l));
+            json_array_append_new(lps, i ? json_real(-(double)sum / 100) : json_null());
+            json_array_append_new(offs, json_integer((json_int_t)chars));
+            i += l;
+        }
+        json_t *lp = json_pack("{s:o,s:o}", "token_logprobs", lps, "text_offset", offs);
+        if (p && strlen(p) % 2 == 0) json_object_set_new(lp, "tokens", toks);
+        else json_decref(toks);
+        json_t *reply = json_pack("{s:[{s:s,s:o}]}", "choices", "text", p ? p : "", "logprobs", lp);
+        char *txt = json_dumps(reply, JSON_COMPACT), hdr[256];
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(txt));
+        if (write(c, hdr, strlen(hdr)) < 0 || write(c, txt, strlen(txt)) < 0) _exit(1);
+        free(txt);
+        json_decref(reply), json_decref(body);
+        close(c);
+    }
+}
+
+/* Against a server that echoes but knows no bee_context: each option is the
+ * echo of prompt + option, its score the sum over the option's bytes. */
+static void test_remote_openai_echo(void **s) {
+    (void)s;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    pid_t pid = fork();
+    if (pid == 0) echo_server(lfd);
+    close(lfd);
+    char j[512];
+    snprintf(j, sizeof j, "[{\"name\":\"oa\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d\",\"timeout_s\":20}]", ntohs(a.sin_port));
+    const char *out = tu_tmp("run_oa");
+    bee_eval_opts o = {fixture("oa.json", j), "sanity", out, ".", ".", 3, 0, 1, 1, 1, NULL};
+    bee_eval_stats st;
+    int rc = bee_eval_run(&o, &st);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (rc) fail_msg("%s", bee_error_message());
+    char *jl = slurp(out, "samples/oa__sanity.jsonl");
+    int lines = 0;
+    for (char *p = jl, *nl; (nl = strchr(p, '\n')); p = nl + 1, lines++) {
+        json_t *rec = json_loadb(p, (size_t)(nl - p), 0, NULL), *opts = json_object_get(rec, "options");
+        assert_non_null(strstr(str(rec, "scoring"), "OpenAI echo"));
+        for (size_t k = 0; k < json_array_size(opts); k++) {
+            double want = 0;
+            for (const unsigned char *b = (const unsigned char *)json_string_value(json_array_get(opts, k)); *b; b++) want -= *b / 100.0;
+            double got = json_real_value(json_array_get(json_object_get(rec, "scores"), k));
+            if (fabs(got - want) > 1e-9) fail_msg("item %d option %zu: %.6f, want %.6f", lines, k, got, want);
+        }
+        json_decref(rec);
+    }
+    assert_int_equal(lines, 3);
+    free(jl);
 }
 
 static json_t *results_model(json_t *res, const char *name) {
@@ -534,6 +913,9 @@ int main(void) {
         cmocka_unit_test(test_read_csv),       cmocka_unit_test(test_read_gaokao), cmocka_unit_test(test_read_squad_jsonl_tsv),
         cmocka_unit_test(test_read_shared_data), cmocka_unit_test(test_task),      cmocka_unit_test(test_loglik),
         cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
+        cmocka_unit_test(test_read_nextline),  cmocka_unit_test(test_unigram),     cmocka_unit_test(test_yaml),
+        cmocka_unit_test(test_token_logprobs), cmocka_unit_test(test_corpus_tasks), cmocka_unit_test(test_local_vs_served),
+        cmocka_unit_test(test_remote_openai_echo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

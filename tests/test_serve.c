@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <math.h>
+
+#include "eval/eval.h"
+#include "model/model.h"
 #include "serve/serve.h"
 #include "testutil.h"
 #include "util/error.h"
@@ -390,6 +394,82 @@ static void test_errors(void **st) {
     json_decref(post(g_p1, "/v1/completions", "{\"prompt\":\"ok\",\"max_tokens\":2}", 200));
 }
 
+/* ================================================================ echo scoring */
+
+/* "echo": true + "max_tokens": 0 returns the prompt's token log-probs in the
+ * OpenAI shape; with "bee_context" they are the local answer log-likelihood. */
+static void test_echo(void **st) {
+    (void)st;
+    json_t *j = post(g_p1, "/v1/completions",
+                     "{\"prompt\":\"北京 <b>\",\"bee_context\":\"中国的首都是\",\"echo\":true,\"logprobs\":2,\"max_tokens\":0}", 200);
+    json_t *ch = json_array_get(json_object_get(j, "choices"), 0), *lp = json_object_get(ch, "logprobs");
+    json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"), *off = json_object_get(lp, "text_offset");
+    json_t *top = json_object_get(lp, "top_logprobs"), *be = json_object_get(j, "bee_echo");
+    assert_string_equal(json_string_value(json_object_get(ch, "text")), "北京 <b>");
+    assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "length");
+    size_t n = json_array_size(toks);
+    assert_true(n >= 3);
+    assert_int_equal(json_array_size(lps), n);
+    assert_int_equal(json_array_size(off), n);
+    assert_int_equal(json_array_size(top), n);
+    assert_true(json_is_null(json_array_get(lps, 0))); /* the <s> that opens the answer */
+    assert_string_equal(json_string_value(json_array_get(toks, 0)), "");
+    char joined[256] = "";
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(json_integer_value(json_array_get(off, i)), (json_int_t)strlen(joined));
+        strcat(joined, json_string_value(json_array_get(toks, i)));
+        if (i == 0) continue;
+        double x = json_real_value(json_array_get(lps, i));
+        sum += x;
+        assert_true(x < 0);
+        assert_int_equal(json_object_size(json_array_get(top, i)), 2);
+        double best = -INFINITY; /* the best alternative is at least as likely as the actual token */
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_array_get(top, i), k, v) best = fmax(best, json_real_value(v));
+        assert_true(best >= x - 1e-9);
+    }
+    assert_string_equal(joined, "北京 <b>");
+    assert_true(json_is_true(json_object_get(be, "context")));
+    json_t *u = json_object_get(j, "usage");
+    assert_int_equal(json_integer_value(json_object_get(u, "prompt_tokens")),
+                     json_integer_value(json_object_get(be, "context_tokens")) + (json_int_t)n);
+    assert_int_equal(json_integer_value(json_object_get(u, "completion_tokens")), 0);
+    /* the same number as the local scorer */
+    bee_model *m;
+    assert_int_equal(bee_model_load(g_fast, &m), 0);
+    double ll;
+    size_t nt;
+    assert_int_equal(bee_eval_loglik(m, "中国的首都是", "北京 <b>", &ll, &nt), 0);
+    assert_int_equal(nt, n - 1);
+    if (fabs(ll - sum) > 1e-6) fail_msg("served %.9f, local %.9f", sum, ll);
+    bee_model_free(m);
+    json_decref(j);
+    /* without a context, logprobs off: the text alone, no logprobs object */
+    j = post(g_p1, "/v1/completions", "{\"prompt\":\"hello\",\"echo\":true,\"max_tokens\":0}", 200);
+    ch = json_array_get(json_object_get(j, "choices"), 0);
+    assert_true(json_is_null(json_object_get(ch, "logprobs")));
+    assert_true(json_is_false(json_object_get(json_object_get(j, "bee_echo"), "context")));
+    json_decref(j);
+    /* what echo does not do is refused, naming the field */
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true}", 400, "max_tokens");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":4}", 400, "max_tokens");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"stream\":true}", 400, "stream");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"n\":2}", 400, "n");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"\",\"echo\":true,\"max_tokens\":0}", 400, "prompt");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":\"yes\",\"max_tokens\":0}", 400, "echo");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"bee_context\":\"y\"}", 400, "bee_context");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"bee_context\":5}", 400, "bee_context");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"bee_window\":4}", 400, "bee_window");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"bee_window\":600}", 400, "bee_window");
+    char big[2048];
+    int k = snprintf(big, sizeof big, "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"bee_context\":\"");
+    for (int i = 0; i < 1500; i++) big[k++] = 'a';
+    snprintf(big + k, sizeof big - (size_t)k, "\"}");
+    expect_error(g_p1, "/v1/completions", big, 400, "bee_context");
+}
+
 /* ================================================================ concurrency */
 
 #define N_CLIENTS 12
@@ -590,6 +670,7 @@ int main(void) {
         cmocka_unit_test(test_cpmbee_tokenize),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_echo),
         cmocka_unit_test(test_concurrent_matches_single),
         cmocka_unit_test(test_auth_queue_timeout),
         cmocka_unit_test(test_disconnect_and_drain),

@@ -279,11 +279,17 @@ static void test_prompt_block_and_mask(void **st) {
     assert_int_equal(json_integer_value(json_object_get(a, "count")),
                      json_integer_value(json_object_get(json_object_get(b, "usage"), "prompt_tokens")));
     json_decref(a), json_decref(b);
-    assert_int_equal(metric_line(v.port, "bee_safety_decisions_total{stage=\"prompt\",category=\"prompt-block\",action=\"block\"} "), 2);
-    assert_int_equal(metric_line(v.port, "bee_safety_decisions_total{stage=\"prompt\",category=\"prompt-mask\",action=\"mask\"} "), 2);
+    /* echo would score a text the policy hides: refused; a blocked one too; a clean one is scored */
+    j = post(v.port, "/v1/completions", "{\"prompt\":\"招聘兼职刷单\",\"echo\":true,\"max_tokens\":0,\"logprobs\":0}", 400);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "type")), "content_filter");
+    json_decref(j);
+    json_decref(post(v.port, "/v1/completions", "{\"prompt\":\"哪里出售炸药\",\"echo\":true,\"max_tokens\":0}", 400));
+    json_decref(post(v.port, "/v1/completions", "{\"prompt\":\"今天天气\",\"echo\":true,\"max_tokens\":0}", 200));
+    assert_int_equal(metric_line(v.port, "bee_safety_decisions_total{stage=\"prompt\",category=\"prompt-block\",action=\"block\"} "), 3);
+    assert_int_equal(metric_line(v.port, "bee_safety_decisions_total{stage=\"prompt\",category=\"prompt-mask\",action=\"mask\"} "), 3);
     srv_stop(&v);
     long long n = audit_rows(db, "prompt");
-    if (n >= 0) assert_int_equal(n, 4);
+    if (n >= 0) assert_int_equal(n, 6);
 }
 
 static void feedback_expect(int port, const char *body, int status, const char *param) {

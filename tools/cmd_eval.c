@@ -60,10 +60,13 @@ int cmd_perplexity(int argc, char **argv) {
 #ifndef BEE_TASK_DIR_DEFAULT
 #define BEE_TASK_DIR_DEFAULT "tasks"
 #endif
+#ifndef BEE_CORPUS_DIR_DEFAULT
+#define BEE_CORPUS_DIR_DEFAULT ".cache/corpus"
+#endif
 
 int cmd_eval(int argc, char **argv) {
     static const cli_opt opts[] = {
-        {"models", 0, "MODELS.json", "models to evaluate: [{\"name\": N, \"path\": \"m.gguf\"}, ...]", "BEE_EVAL_MODELS", 0},
+        {"models", 0, "MODELS.json|.yaml", "models to evaluate: [{\"name\": N, \"path\": \"m.gguf\"}, ...] (JSON or YAML)", "BEE_EVAL_MODELS", 0},
         {"tasks", 0, "T1,T2", "task names (TASK_DIR/NAME.json, a .json path, or built-in sanity, sanity-gen)", "BEE_EVAL_TASKS", 0},
         {"out", 'o', "DIR", "output folder (results, leaderboard, per-sample JSONL, cache)", "BEE_EVAL_OUT", 0},
         {"limit", 0, "N", "evaluate the first N items of each task (default: all)", "BEE_EVAL_LIMIT", 0},
@@ -71,11 +74,12 @@ int cmd_eval(int argc, char **argv) {
         {"seed", 0, "S", "seed of the few-shot draw (default 1)", "BEE_EVAL_SEED", 0},
         {"task-dir", 0, "DIR", "folder of task JSON files (default: the source tree's tasks/)", "BEE_TASK_DIR", 0},
         {"data-dir", 0, "DIR", "folder the tasks' data paths are relative to (default ../shared/data)", "BEE_DATA_DIR", 0},
+        {"corpus-dir", 0, "DIR", "corpus folder of \"root\": \"corpus\" tasks (default: the source tree's .cache/corpus)", "BEE_CORPUS", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
         {"quiet", 'q', NULL, "no progress lines", "BEE_QUIET", 0},
         {0},
     };
-    cli_args a = {"eval", "--models MODELS.json --tasks T1,T2 --out DIR [--limit N] [--shots K] [--seed S]",
+    cli_args a = {"eval", "--models MODELS.{json,yaml} --tasks T1,T2 --out DIR [--limit N] [--shots K] [--seed S]",
                   "Evaluate local models on tasks: per-sample JSONL, results.json, leaderboard.{md,csv,svg}; "
                   "an interrupted run resumes from DIR/cache.jsonl (docs/EVAL.md).",
                   opts};
@@ -87,6 +91,8 @@ int cmd_eval(int argc, char **argv) {
     unsigned long long seed = 1;
     if (!o.task_dir) o.task_dir = BEE_TASK_DIR_DEFAULT;
     if (!o.data_dir) o.data_dir = "../shared/data";
+    o.corpus_dir = cli_get(&a, "corpus-dir");
+    if (!o.corpus_dir) o.corpus_dir = BEE_CORPUS_DIR_DEFAULT;
     if (a.n_pos) rc = cli_error("eval", "unexpected argument '%s'", a.pos[0]) + 1;
     else if (!o.models_path || !o.tasks || !o.out_dir) rc = cli_error("eval", "--models, --tasks and --out are required") + 1;
     else if (cli_int(&a, "limit", 0, 1L << 30, &limit) || cli_int(&a, "shots", 0, 64, &shots) ||

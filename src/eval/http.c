@@ -131,3 +131,107 @@ int bee_remote_complete(const bee_remote *r, const char *prompt, int max_tokens,
     free(resp);
     return rc;
 }
+
+/* One echo request: *status and the parsed reply (NULL unless HTTP 200 JSON). */
+static int echo_post(const bee_remote *r, const char *key, const char *prompt, const char *context, int window, int *status,
+                     json_t **reply, char **raw) {
+    json_t *req = json_pack("{s:s,s:s,s:b,s:i,s:i,s:f}", "model", r->model, "prompt", prompt, "echo", 1, "logprobs", 1,
+                            "max_tokens", 0, "temperature", 0.0);
+    if (req && context) json_object_set_new(req, "bee_context", json_string(context));
+    if (req && window > 0) json_object_set_new(req, "bee_window", json_integer(window));
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    *reply = NULL;
+    *raw = NULL;
+    if (!body) return bee_fail("out of memory");
+    int rc = bee_http_post(r->base_url, "/v1/completions", key, body, r->timeout_ms, status, raw);
+    free(body);
+    if (rc == 0 && *status == 200) *reply = json_loads(*raw, 0, NULL);
+    return rc;
+}
+
+static size_t utf8_count(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Sums the token log-probs of choices[0] (nulls skipped) from the first token
+ * that starts at or after byte `from` of the echoed prompt. Token starts come
+ * from the token texts when they concatenate to the prompt, else from
+ * text_offset read as characters (the OpenAI convention). */
+static int sum_logprobs(json_t *reply, const char *prompt, size_t from, double *ll, size_t *n) {
+    json_t *lp = json_object_get(json_array_get(json_object_get(reply, "choices"), 0), "logprobs");
+    json_t *v = json_object_get(lp, "token_logprobs"), *off = json_object_get(lp, "text_offset"), *toks = json_object_get(lp, "tokens");
+    size_t nt = json_array_size(v), pos = 0, plen = strlen(prompt);
+    if (!json_is_array(v)) return -1;
+    int by_text = json_array_size(toks) == nt;
+    for (size_t i = 0; by_text && i < nt; i++) {
+        const char *t = json_string_value(json_array_get(toks, i));
+        size_t tl = t ? strlen(t) : 0;
+        by_text = t && pos + tl <= plen && !memcmp(prompt + pos, t, tl);
+        pos += tl;
+    }
+    by_text = by_text && pos == plen;
+    if (from && !by_text && json_array_size(off) != nt) return -1;
+    size_t from_chars = utf8_count(prompt, from);
+    *ll = 0, *n = 0, pos = 0;
+    for (size_t i = 0; i < nt; i++) {
+        json_t *x = json_array_get(v, i);
+        size_t start = pos;
+        if (by_text) pos += strlen(json_string_value(json_array_get(toks, i)));
+        if (from && (by_text ? start < from : json_integer_value(json_array_get(off, i)) < (json_int_t)from_chars)) continue;
+        if (json_is_null(x)) continue;
+        if (!json_is_number(x)) return -1;
+        *ll += json_number_value(x), (*n)++;
+    }
+    return 0;
+}
+
+int bee_remote_loglik(const bee_remote *r, bee_remote_scoring *mode, const char *context, const char *text, int window,
+                      double *ll, size_t *n_tok, char **why) {
+    *ll = 0, *n_tok = 0;
+    if (*mode == BEE_SCORE_NONE) return 1;
+    const char *key = r->key_env ? getenv(r->key_env) : NULL;
+    if (r->key_env && !key) return bee_fail("remote model '%s': environment variable %s is not set", r->model, r->key_env);
+    int status = 0, rc = 0;
+    json_t *reply = NULL;
+    char *raw = NULL;
+    if (*mode == BEE_SCORE_UNKNOWN || *mode == BEE_SCORE_BEE) {
+        rc = echo_post(r, key, text, context, window, &status, &reply, &raw);
+        json_t *be = json_object_get(reply, "bee_echo");
+        if (rc == 0 && status == 200 && json_is_object(be) && json_is_true(json_object_get(be, "context")) == (context != NULL) &&
+            sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
+            *mode = BEE_SCORE_BEE;
+        } else if (rc == 0 && *mode == BEE_SCORE_BEE) {
+            rc = bee_fail("%s/v1/completions (echo): HTTP %d: %.200s", r->base_url, status, raw ? raw : "");
+        } else if (rc == 0 && status == 200 && sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
+            *mode = BEE_SCORE_OPENAI; /* echo works, the bee fields were ignored: score context + text as one prompt */
+        } else if (rc == 0 && (status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 429) ||
+                               status == 501)) {
+            *mode = BEE_SCORE_NONE; /* the server does not score prompts */
+            if (why) {
+                char b[400];
+                snprintf(b, sizeof b, "HTTP %d: %.300s", status, raw ? raw : "");
+                *why = strdup(b);
+            }
+            rc = 1;
+        } else if (rc == 0) {
+            rc = bee_fail("%s/v1/completions (echo): HTTP %d: %.200s", r->base_url, status, raw ? raw : "");
+        }
+        json_decref(reply), free(raw);
+        reply = NULL, raw = NULL;
+        if (rc || *mode == BEE_SCORE_BEE) return rc;
+    }
+    /* generic OpenAI echo: the option's tokens are those at or after the context's length */
+    size_t from = context ? strlen(context) : 0;
+    char *joined = malloc(from + strlen(text) + 1);
+    if (!joined) return bee_fail("out of memory");
+    snprintf(joined, from + strlen(text) + 1, "%s%s", context ? context : "", text);
+    rc = echo_post(r, key, joined, NULL, 0, &status, &reply, &raw);
+    if (rc == 0 && (status != 200 || sum_logprobs(reply, joined, from, ll, n_tok)))
+        rc = bee_fail("%s/v1/completions (echo): HTTP %d: %.200s", r->base_url, status, raw ? raw : "");
+    free(joined);
+    json_decref(reply), free(raw);
+    return rc;
+}

@@ -286,3 +286,148 @@ json_t *bee_read_gaokao(const char *path) {
     json_decref(root);
     return out;
 }
+
+/* ---------------------------------------------------------------- next line */
+
+static uint64_t mix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Units of lines: the "lines" arrays of a poems JSONL, or one unit holding
+ * every non-empty line of a text file. */
+static json_t *nextline_units(const char *path, const bee_nextline_opts *o) {
+    if (o->poems) {
+        json_t *rows = bee_read_jsonl(path), *row, *units = json_array();
+        size_t i;
+        if (!rows) return json_decref(units), NULL;
+        json_array_foreach(rows, i, row) {
+            json_t *lines = json_object_get(row, "lines"), *l;
+            size_t k;
+            int ok = json_is_array(lines);
+            json_array_foreach(lines, k, l) ok &= json_is_string(l);
+            if (!ok) {
+                bee_fail("%s:%zu: \"lines\" must be an array of strings", path, i + 1);
+                json_decref(rows), json_decref(units);
+                return NULL;
+            }
+            json_array_append(units, row);
+        }
+        json_decref(rows);
+        return units;
+    }
+    size_t len;
+    char *s = read_text(path, &len);
+    if (!s) return NULL;
+    json_t *lines = json_array();
+    for (char *p = s, *nl; *p; p = nl ? nl + 1 : p + strlen(p)) {
+        nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        while (n && (p[n - 1] == '\r' || p[n - 1] == ' ')) n--;
+        if (n) json_array_append_new(lines, json_stringn(p, n));
+    }
+    free(s);
+    return json_pack("[{s:s,s:s,s:o}]", "title", "", "author", "", "lines", lines);
+}
+
+/* An item: the context before line k of unit u, the true line and distractor
+ * lines from other units (of the same length in characters when asked). */
+json_t *bee_read_nextline(const char *path, const bee_nextline_opts *o) {
+    json_t *units = nextline_units(path, o);
+    if (!units) return NULL;
+    size_t n_units = json_array_size(units), n_lines = 0;
+    for (size_t u = 0; u < n_units; u++) n_lines += json_array_size(json_object_get(json_array_get(units, u), "lines"));
+    /* every line as (unit, index), to draw distractors from */
+    size_t *lu = malloc((n_lines + 1) * sizeof *lu), *li = malloc((n_lines + 1) * sizeof *li), m = 0;
+    json_t *out = json_array();
+    if (!lu || !li) {
+        free(lu), free(li), json_decref(units), json_decref(out);
+        return bee_fail("out of memory"), NULL;
+    }
+    for (size_t u = 0; u < n_units; u++)
+        for (size_t k = 0; k < json_array_size(json_object_get(json_array_get(units, u), "lines")); k++) lu[m] = u, li[m++] = k;
+    uint64_t st = o->seed * 0x100000001B3ull + 7;
+    for (size_t u = 0; u < n_units; u++) {
+        json_t *unit = json_array_get(units, u), *lines = json_object_get(unit, "lines");
+        size_t nl = json_array_size(lines);
+        if (nl < 2) continue;
+        /* poems: one item per poem at a drawn line; a text file: every line after the first */
+        size_t k0 = o->poems ? 1 + (size_t)(mix64(&st) % (nl - 1)) : 1, k1 = o->poems ? k0 + 1 : nl;
+        for (size_t k = k0; k < k1; k++) {
+            const char *gold = json_string_value(json_array_get(lines, k));
+            size_t glen = utf8_chars(gold), first = k > (size_t)o->context_lines ? k - (size_t)o->context_lines : 0;
+            const char *opts[16] = {gold};
+            int n_opt = 1;
+            for (int tries = 0; tries < 4000 && n_opt <= o->distractors; tries++) {
+                size_t r = (size_t)(mix64(&st) % m);
+                const char *cand = json_string_value(json_array_get(json_object_get(json_array_get(units, lu[r]), "lines"), li[r]));
+                int dup = (o->poems && lu[r] == u) || (!o->poems && li[r] == k);
+                for (int q = 0; q < n_opt; q++) dup |= !strcmp(opts[q], cand);
+                if (!dup && (!o->same_length || utf8_chars(cand) == glen)) opts[n_opt++] = cand;
+            }
+            if (n_opt <= o->distractors) continue; /* too few lines of that length: no item */
+            int gpos = (int)(mix64(&st) % (uint64_t)n_opt);
+            const char *tmp = opts[gpos];
+            opts[gpos] = opts[0], opts[0] = tmp;
+            bee_str ctx = {0};
+            for (size_t c = first; c < k; c++)
+                bee_str_printf(&ctx, "%s%s", c > first ? "\n" : "", json_string_value(json_array_get(lines, c)));
+            json_t *title = json_object_get(unit, "title"), *author = json_object_get(unit, "author");
+            json_t *item = json_pack("{s:O,s:O,s:s%,s:s,s:I}", "title", title ? title : json_null(), "author",
+                                     author ? author : json_null(), "context", ctx.s ? ctx.s : "", ctx.n, "next", gold, "line",
+                                     (json_int_t)k);
+            if (item && !title) json_object_set_new(item, "title", json_string(""));
+            if (item && !author) json_object_set_new(item, "author", json_string(""));
+            bee_str_free(&ctx);
+            for (int q = 0; item && q < n_opt; q++) {
+                char key[2] = {(char)('A' + q), 0};
+                json_object_set_new(item, key, json_string(opts[q]));
+            }
+            char ans[2] = {(char)('A' + gpos), 0};
+            if (item) json_object_set_new(item, "answer", json_string(ans));
+            if (item) json_array_append_new(out, item);
+        }
+    }
+    free(lu), free(li);
+    json_decref(units);
+    return out;
+}
+
+/* ---------------------------------------------------------------- chunks */
+
+json_t *bee_read_chunks(const char *path, size_t chunk_chars) {
+    size_t len;
+    char *s = read_text(path, &len);
+    if (!s) return NULL;
+    json_t *out = json_array();
+    bee_str cur = {0};
+    size_t chars = 0;
+    for (char *p = s, *nl; *p; p = nl ? nl + 1 : p + strlen(p)) {
+        nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        while (n && p[n - 1] == '\r') n--;
+        if (!n) continue;
+        if (cur.n) bee_str_append(&cur, "\n", 1);
+        bee_str_append(&cur, p, n);
+        char save = p[n];
+        p[n] = 0;
+        chars += utf8_chars(p) + 1;
+        p[n] = save;
+        if (chars >= chunk_chars) {
+            json_array_append_new(out, json_pack("{s:s%}", "text", cur.s, cur.n));
+            cur.n = 0, chars = 0;
+        }
+    }
+    if (cur.n) json_array_append_new(out, json_pack("{s:s%}", "text", cur.s, cur.n));
+    bee_str_free(&cur);
+    free(s);
+    return out;
+}

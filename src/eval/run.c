@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "eval/eval.h"
+#include "model/lora.h"
 #include "model/perplexity.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -16,11 +17,17 @@
 
 #define N_METRICS 6
 
+enum { MODEL_LOCAL, MODEL_REMOTE, MODEL_UNIGRAM };
+
 typedef struct {
-    char *name, *path; /* path: the GGUF, or base_url for a remote model */
+    char *name, *path; /* path: the GGUF, the unigram's text file, or base_url for a remote model */
+    int kind;          /* MODEL_* */
     int remote;
     char *model, *key_env;
+    char *lora;        /* local: LoRA adapter applied at load (or NULL) */
     int timeout_ms;
+    bee_remote_scoring scoring; /* remote: how log-likelihoods are obtained (found by the first request) */
+    char *why;                  /* remote: the server's answer when it does not score prompts */
 } eval_model;
 
 typedef struct {
@@ -48,35 +55,65 @@ static double now_s(void) {
 
 /* ---------------------------------------------------------------- models file */
 
+static int is_yaml(const char *path) {
+    size_t n = strlen(path);
+    return (n > 5 && !strcmp(path + n - 5, ".yaml")) || (n > 4 && !strcmp(path + n - 4, ".yml"));
+}
+
+/* A string field of models[i]: NULL when absent; an error when not a string. */
+static int opt_str(json_t *m, const char *key, const char *path, size_t i, const char **out) {
+    json_t *v = json_object_get(m, key);
+    *out = json_string_value(v);
+    if (v && !json_is_string(v)) return bee_fail("%s: models[%zu]: \"%s\" must be a string", path, i, key);
+    return 0;
+}
+
 static int load_models(eval_run *r, const char *path) {
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je), *list, *m;
-    if (!root) return bee_fail("%s:%d: %s", path, je.line, je.text);
+    json_t *root, *list, *m;
+    if (is_yaml(path)) {
+        if (!(root = bee_yaml_load_file(path))) return -1;
+    } else if (!(root = json_load_file(path, 0, &je))) {
+        return bee_fail("%s:%d: %s", path, je.line, je.text);
+    }
     list = json_is_array(root) ? root : json_object_get(root, "models");
-    int rc = json_array_size(list) ? 0 : bee_fail("%s: expected a non-empty array of {\"name\", \"path\"}", path);
+    int rc = json_array_size(list) ? 0 : bee_fail("%s: expected a non-empty list of models ({\"name\", \"path\"}, ...)", path);
     r->models = calloc(json_array_size(list) + 1, sizeof *r->models);
     size_t i;
     json_array_foreach(list, i, m) {
         if (rc) break;
-        const char *name = json_string_value(json_object_get(m, "name")), *p = json_string_value(json_object_get(m, "path"));
-        const char *type = json_string_value(json_object_get(m, "type"));
-        int remote = type && !strcmp(type, "openai");
-        if (remote) p = json_string_value(json_object_get(m, "base_url"));
-        if (type && strcmp(type, "local") && !remote)
-            rc = bee_fail("%s: models[%zu]: type '%s' is not \"local\" or \"openai\"", path, i, type);
+        const char *name, *p, *type, *mod, *ke, *lora, *base;
+        if (!json_is_object(m)) {
+            rc = bee_fail("%s: models[%zu]: expected an object with \"name\" and \"path\"", path, i);
+            break;
+        }
+        if (opt_str(m, "name", path, i, &name) || opt_str(m, "path", path, i, &p) || opt_str(m, "type", path, i, &type) ||
+            opt_str(m, "model", path, i, &mod) || opt_str(m, "api_key_env", path, i, &ke) ||
+            opt_str(m, "lora", path, i, &lora) || opt_str(m, "base_url", path, i, &base)) {
+            rc = -1;
+            break;
+        }
+        int kind = !type || !strcmp(type, "local") ? MODEL_LOCAL : !strcmp(type, "openai") ? MODEL_REMOTE
+                   : !strcmp(type, "unigram")                 ? MODEL_UNIGRAM : -1;
+        if (kind == MODEL_REMOTE) p = base;
+        if (kind < 0)
+            rc = bee_fail("%s: models[%zu]: type '%s' is not \"local\", \"openai\" or \"unigram\"", path, i, type);
         else if (!name || !*name || !p)
-            rc = bee_fail("%s: models[%zu]: needs string \"name\" and %s", path, i, remote ? "\"base_url\"" : "\"path\"");
+            rc = bee_fail("%s: models[%zu]: needs string \"name\" and %s", path, i, kind == MODEL_REMOTE ? "\"base_url\"" : "\"path\"");
+        else if (lora && kind != MODEL_LOCAL)
+            rc = bee_fail("%s: models[%zu]: \"lora\" applies to local models only", path, i);
         for (size_t k = 0; rc == 0 && k < r->n_models; k++)
             if (!strcmp(r->models[k].name, name)) rc = bee_fail("%s: models[%zu]: name '%s' used twice", path, i, name);
         if (rc == 0) {
             eval_model *em = &r->models[r->n_models++];
-            const char *mod = json_string_value(json_object_get(m, "model")), *ke = json_string_value(json_object_get(m, "api_key_env"));
             json_t *to = json_object_get(m, "timeout_s");
             em->name = strdup(name);
             em->path = strdup(p);
-            em->remote = remote;
+            em->kind = kind;
+            em->remote = kind == MODEL_REMOTE;
             em->model = strdup(mod ? mod : name);
             em->key_env = ke ? strdup(ke) : NULL;
+            em->lora = lora ? strdup(lora) : NULL;
             em->timeout_ms = 1000 * (json_is_integer(to) && json_integer_value(to) > 0 ? (int)json_integer_value(to) : 600);
         }
     }
@@ -134,6 +171,14 @@ static void sample_key(const eval_model *em, const bee_task *t, const char *prom
     stat(em->path, &st);
     snprintf(buf, sizeof buf, "%lld:%lld:%d:%d", (long long)st.st_size, (long long)st.st_mtime, (int)t->type, t->max_tokens);
     h = fnv(fnv(fnv(fnv(h, em->name), em->path), buf), t->name);
+    if (em->lora) { /* the adapter's identity joins the key */
+        struct stat ls;
+        memset(&ls, 0, sizeof ls);
+        stat(em->lora, &ls);
+        snprintf(buf, sizeof buf, "lora:%lld:%lld", (long long)ls.st_size, (long long)ls.st_mtime);
+        h = fnv(fnv(h, em->lora), buf);
+    }
+    if (em->kind == MODEL_UNIGRAM) h = fnv(h, "unigram");
     h = fnv(h, prompt);
     char *o = json_dumps(options, JSON_COMPACT | JSON_ENCODE_ANY);
     if (o) h = fnv(h, o);
@@ -174,7 +219,35 @@ static json_t *gold_refs(const bee_task *t, json_t *sample) {
     return one;
 }
 
-static int score_mc(const bee_model *m, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
+/* What scores one model's items: a loaded local model, the unigram table,
+ * or the remote model's description. */
+typedef struct {
+    bee_model *m;
+    bee_unigram *u;
+    eval_model *em;
+} scorer;
+
+static bee_remote remote_of(const eval_model *em) {
+    return (bee_remote){em->path, em->model, em->key_env, em->timeout_ms};
+}
+
+/* Log-likelihood of the answer `opt` after `prompt`: 0, or 1 when the
+ * (remote) model cannot score it, -1 on errors. */
+static int sc_loglik(scorer *sc, const char *prompt, const char *opt, double *x, size_t *nt) {
+    if (sc->u) return bee_unigram_logprob(sc->u, opt, x, nt);
+    if (sc->m) return bee_eval_loglik(sc->m, prompt, opt, x, nt);
+    bee_remote rm = remote_of(sc->em);
+    return bee_remote_loglik(&rm, &sc->em->scoring, prompt, opt, 0, x, nt, &sc->em->why);
+}
+
+static const char *remote_scoring_name(bee_remote_scoring s) {
+    return s == BEE_SCORE_BEE ? "remote log-likelihood (bee serve echo + bee_context: the local encoding)"
+           : s == BEE_SCORE_OPENAI ? "remote log-likelihood (OpenAI echo of prompt + option as one text)"
+                                   : "remote model: scored by generated text (no log-probs)";
+}
+
+/* 0, 1 when the model cannot score log-likelihoods (nothing is set), -1. */
+static int score_mc(scorer *sc, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
     json_t *opts = json_object_get(rec, "options"), *labels = render_list(t, t->labels, sample), *refs = gold_refs(t, sample);
     if (!labels || !refs) return json_decref(labels), json_decref(refs), -1;
     const char *gold = json_string_value(json_array_get(refs, 0));
@@ -185,7 +258,7 @@ static int score_mc(const bee_model *m, const bee_task *t, json_t *sample, json_
         double x;
         size_t nt;
         if (!strcmp(json_string_value(json_array_get(labels, k)), gold)) gi = (int)k;
-        rc = bee_eval_loglik(m, json_string_value(json_object_get(rec, "prompt")), json_string_value(json_array_get(opts, k)), &x, &nt);
+        rc = sc_loglik(sc, json_string_value(json_object_get(rec, "prompt")), json_string_value(json_array_get(opts, k)), &x, &nt);
         double xn = nt ? x / (double)nt : x;
         json_array_append_new(ll, json_real(x));
         json_array_append_new(lln, json_real(xn));
@@ -200,6 +273,7 @@ static int score_mc(const bee_model *m, const bee_task *t, json_t *sample, json_
         json_object_set(rec, "prediction_norm", json_array_get(labels, (size_t)best_n));
         json_object_set_new(rec, "gold", json_string(gold));
         json_object_set_new(rec, "metrics", json_pack("{s:f,s:f}", "acc", best == gi ? 1.0 : 0.0, "acc_norm", best_n == gi ? 1.0 : 0.0));
+        if (sc->em) json_object_set_new(rec, "scoring", json_string(remote_scoring_name(sc->em->scoring)));
     } else {
         json_decref(ll);
         json_decref(lln);
@@ -209,17 +283,17 @@ static int score_mc(const bee_model *m, const bee_task *t, json_t *sample, json_
     return rc;
 }
 
-static bee_remote remote_of(const eval_model *em);
-
-/* Generation by the local model m, or by the remote model em when m is NULL. */
-static int score_gen(const bee_model *m, const bee_task *t, json_t *sample, json_t *rec, const eval_model *remote) {
+/* Generation: local greedy, remote completion; the unigram model generates nothing. */
+static int score_gen(scorer *sc, const bee_task *t, json_t *sample, json_t *rec) {
     json_t *refs = gold_refs(t, sample), *ref;
     char *pred = NULL;
     if (!refs) return -1;
     const char *prompt = json_string_value(json_object_get(rec, "prompt"));
     bee_remote rm = {0};
-    if (!m) rm = remote_of(remote);
-    int rc = m ? bee_eval_generate(m, prompt, t->max_tokens, &pred) : bee_remote_complete(&rm, prompt, t->max_tokens, &pred);
+    if (sc->em) rm = remote_of(sc->em);
+    int rc = sc->u ? ((pred = strdup("")) ? 0 : bee_fail("out of memory"))
+             : sc->m ? bee_eval_generate(sc->m, prompt, t->max_tokens, &pred)
+                     : bee_remote_complete(&rm, prompt, t->max_tokens, &pred);
     double em = 0, f1 = 0, rl = 0;
     size_t i;
     json_array_foreach(refs, i, ref) { /* best over the references */
@@ -238,24 +312,43 @@ static int score_gen(const bee_model *m, const bee_task *t, json_t *sample, json
         if (t->metrics & BEE_METRIC_F1) json_object_set_new(ms, "f1", json_real(f1));
         if (t->metrics & BEE_METRIC_ROUGE_L) json_object_set_new(ms, "rouge_l", json_real(rl));
         json_object_set_new(rec, "metrics", ms);
+        if (sc->u) json_object_set_new(rec, "note", json_string("unigram model: generates nothing"));
     }
     free(pred);
     json_decref(refs);
     return rc;
 }
 
-static int score_ppl(const bee_model *m, json_t *rec) {
+#define PPL_WINDOW 512
+
+static int score_ppl(scorer *sc, const bee_task *t, json_t *rec) {
     const char *text = json_string_value(json_object_get(rec, "prompt"));
-    bee_ppl_result pr;
-    if (bee_perplexity(m, text, strlen(text), 512, &pr, NULL, NULL)) return -1;
+    bee_ppl_result pr = {0};
+    if (sc->m) {
+        if (bee_perplexity(sc->m, text, strlen(text), PPL_WINDOW, &pr, NULL, NULL)) return -1;
+    } else {
+        double ll = 0;
+        int rc;
+        if (sc->u) {
+            rc = bee_unigram_logprob(sc->u, text, &ll, &pr.n_tokens);
+        } else {
+            bee_remote rm = remote_of(sc->em);
+            rc = bee_remote_loglik(&rm, &sc->em->scoring, NULL, text, PPL_WINDOW, &ll, &pr.n_tokens, &sc->em->why);
+            if (rc == 1)
+                return bee_fail("%s: perplexity needs prompt log-probs, which the server does not return (%s)", t->source,
+                                sc->em->why ? sc->em->why : "no echo");
+        }
+        if (rc) return -1;
+        if (!pr.n_tokens) return bee_fail("%s: item text has no tokens to score", t->source);
+        pr.nll = -ll;
+        pr.ppl = exp(pr.nll / (double)pr.n_tokens);
+        json_object_set_new(rec, "scoring", json_string(sc->u ? "unigram over eval tokens (not model tokens)"
+                                                               : remote_scoring_name(sc->em->scoring)));
+    }
     json_object_set_new(rec, "nll", json_real(pr.nll));
     json_object_set_new(rec, "tokens", json_integer((json_int_t)pr.n_tokens));
     json_object_set_new(rec, "metrics", json_pack("{s:f}", "ppl", pr.ppl));
     return 0;
-}
-
-static bee_remote remote_of(const eval_model *em) {
-    return (bee_remote){em->path, em->model, em->key_env, em->timeout_ms};
 }
 
 static int starts_with_trimmed(const char *text, const char *opt) {
@@ -285,7 +378,11 @@ static int score_mc_remote(const eval_model *em, const bee_task *t, json_t *samp
         json_object_set_new(rec, "generated", gj ? gj : json_string(""));
         json_object_set(rec, "prediction", pick >= 0 ? json_array_get(labels, (size_t)pick) : json_null());
         json_object_set_new(rec, "gold", json_string(gold));
-        json_object_set_new(rec, "note", json_string("remote model: scored by generated text (no log-probs)"));
+        char note[600];
+        snprintf(note, sizeof note, "remote model: scored by generated text (no log-probs%s%.500s%s)", em->why ? ": the echo request got " : "",
+                 em->why ? em->why : "", "");
+        json_t *nj = json_string(note);
+        json_object_set_new(rec, "note", nj ? nj : json_string("remote model: scored by generated text (no log-probs)"));
         json_object_set_new(rec, "metrics", json_pack("{s:f,s:f}", "acc", acc, "acc_norm", acc));
     }
     free(gen);
@@ -294,14 +391,33 @@ static int score_mc_remote(const eval_model *em, const bee_task *t, json_t *samp
     return rc;
 }
 
-static int score_remote(const eval_model *em, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
-    if (t->type == BEE_TASK_MC) return score_mc_remote(em, t, sample, rec, item);
-    if (t->type == BEE_TASK_PPL) return bee_fail("%s: perplexity tasks need a local model", t->source);
-    return score_gen(NULL, t, sample, rec, em);
+static int score_item(scorer *sc, const bee_task *t, json_t *sample, json_t *rec, size_t item) {
+    if (t->type == BEE_TASK_GEN) return score_gen(sc, t, sample, rec);
+    if (t->type == BEE_TASK_PPL) return score_ppl(sc, t, rec);
+    int rc = score_mc(sc, t, sample, rec, item);
+    if (rc == 1) rc = score_mc_remote(sc->em, t, sample, rec, item);
+    return rc;
+}
+
+/* Loads the local model or the unigram table on first use. */
+static int scorer_ready(eval_run *r, size_t mi, scorer *sc) {
+    eval_model *em = &r->models[mi];
+    sc->em = em->remote ? em : NULL;
+    if (em->remote || sc->m || sc->u) return 0;
+    int rc;
+    if (em->kind == MODEL_UNIGRAM) {
+        rc = bee_unigram_load(em->path, &sc->u);
+    } else {
+        rc = bee_model_load(em->path, &sc->m);
+        if (rc == 0) rc = bee_model_set_threads(sc->m, r->o->threads);
+        if (rc == 0 && em->lora && bee_model_apply_lora(sc->m, em->lora)) rc = bee_fail_prefix("lora %s: ", em->lora) ? -1 : -1;
+    }
+    if (rc) bee_fail_prefix("model '%s': ", em->name);
+    return rc;
 }
 
 /* The record of item i: from the cache, or computed (model loaded on demand). */
-static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, bee_model **m) {
+static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, scorer *sc) {
     json_t *sample = json_array_get(t->samples, i);
     char *prompt = bee_task_prompt(t, i, r->o->seed), key[17];
     if (!prompt) return NULL;
@@ -318,24 +434,7 @@ static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, bee_mo
     rec = json_pack("{s:I,s:s,s:O}", "item", (json_int_t)i, "prompt", prompt, "options", opts);
     free(prompt);
     json_decref(opts);
-    int rc = 0;
-    if (r->models[mi].remote) {
-        rc = score_remote(&r->models[mi], t, sample, rec, i);
-        if (rc) return json_decref(rec), NULL;
-        cache_put(r, key, rec);
-        r->st->computed++;
-        return rec;
-    }
-    if (!*m) {
-        rc = bee_model_load(r->models[mi].path, m);
-        if (rc == 0) rc = bee_model_set_threads(*m, r->o->threads);
-        if (rc) bee_fail_prefix("model '%s': ", r->models[mi].name);
-    }
-    if (rc == 0) {
-        rc = t->type == BEE_TASK_MC ? score_mc(*m, t, sample, rec, i) : t->type == BEE_TASK_GEN ? score_gen(*m, t, sample, rec, NULL)
-                                                                                                : score_ppl(*m, rec);
-    }
-    if (rc) return json_decref(rec), NULL;
+    if (scorer_ready(r, mi, sc) || score_item(sc, t, sample, rec, i)) return json_decref(rec), NULL;
     cache_put(r, key, rec);
     r->st->computed++;
     return rec;
@@ -385,7 +484,7 @@ static void add_metrics(cell *c, json_t *rec) {
 }
 
 static int run_model(eval_run *r, size_t mi) {
-    bee_model *m = NULL;
+    scorer sc = {0};
     size_t total = 0, done = 0, computed0 = r->st->computed;
     for (size_t ti = 0; ti < r->n_tasks; ti++) total += task_items(r, &r->tasks[ti]);
     double t0 = now_s();
@@ -394,7 +493,7 @@ static int run_model(eval_run *r, size_t mi) {
         bee_task *t = &r->tasks[ti];
         json_t *recs = json_array();
         for (size_t i = 0; rc == 0 && i < task_items(r, t); i++) {
-            json_t *rec = item_record(r, mi, t, i, &m);
+            json_t *rec = item_record(r, mi, t, i, &sc);
             if (!rec) {
                 rc = bee_fail_prefix("%s / %s: ", r->models[mi].name, t->name);
                 break;
@@ -411,16 +510,17 @@ static int run_model(eval_run *r, size_t mi) {
         if (rc == 0) rc = write_samples(r, mi, t, recs);
         json_decref(recs);
     }
-    bee_model_free(m);
+    bee_model_free(sc.m);
+    bee_unigram_free(sc.u);
     return rc;
 }
 
 /* ---------------------------------------------------------------- outputs */
 
-/* The metric that ranks a task: the first of its metrics in the fixed order. */
+/* The metric that ranks a task: its "primary" (default the first of its metrics in the fixed order). */
 static unsigned primary(const bee_task *t) {
     for (unsigned b = 0; b < N_METRICS; b++)
-        if (t->metrics & (1u << b)) return b;
+        if (t->primary == (1u << b)) return b;
     return 0;
 }
 
@@ -568,19 +668,26 @@ static int load_tasks(eval_run *r) {
     for (const char *p = r->o->tasks; *p; p++) cap += *p == ',';
     r->tasks = calloc(cap, sizeof *r->tasks);
     for (char *tok = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && tok; tok = strtok_r(NULL, ",", &save)) {
-        rc = bee_task_load(&r->tasks[r->n_tasks], tok, r->o->task_dir, r->o->data_dir, r->o->shots);
+        rc = bee_task_load_ex(&r->tasks[r->n_tasks], tok, r->o->task_dir, r->o->data_dir, r->o->corpus_dir, r->o->shots);
+        if (rc == 2) { /* data not there: the other tasks still run */
+            fprintf(stderr, "eval: skipping task '%s': %s\n", tok, bee_error_message());
+            bee_task_free(&r->tasks[r->n_tasks]);
+            rc = 0;
+            continue;
+        }
         r->n_tasks++;
         if (rc == 0 && json_array_size(r->tasks[r->n_tasks - 1].samples) == 0)
             rc = bee_fail("task '%s' has no samples", tok);
     }
-    if (rc == 0 && r->n_tasks == 0) rc = bee_fail("no tasks given");
+    if (rc == 0 && r->n_tasks == 0) rc = bee_fail("no tasks to run (none given, or the data of every task is missing)");
     free(list);
     return rc;
 }
 
 static void run_free(eval_run *r) {
     for (size_t i = 0; i < r->n_models; i++)
-        free(r->models[i].name), free(r->models[i].path), free(r->models[i].model), free(r->models[i].key_env);
+        free(r->models[i].name), free(r->models[i].path), free(r->models[i].model), free(r->models[i].key_env),
+            free(r->models[i].lora), free(r->models[i].why);
     free(r->models);
     for (size_t i = 0; i < r->n_tasks; i++) bee_task_free(&r->tasks[i]);
     free(r->tasks);

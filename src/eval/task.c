@@ -54,11 +54,32 @@ static json_t *read_one(const bee_task *t, const char *reader, const char *path)
     if (!strcmp(reader, "squad")) return bee_read_squad(path);
     if (!strcmp(reader, "jsonl")) return bee_read_jsonl(path);
     if (!strcmp(reader, "tsv")) return bee_read_tsv(path, json_object_get(t->def, "columns"));
-    return bee_fail("%s: unknown reader '%s' (csv, gaokao, squad, jsonl, tsv)", t->source, reader) ? NULL : NULL;
+    if (!strcmp(reader, "nextline")) {
+        const char *fmt = json_string_value(json_object_get(t->def, "format"));
+        json_t *cl = json_object_get(t->def, "context_lines"), *nd = json_object_get(t->def, "distractors");
+        json_t *sl = json_object_get(t->def, "same_length"), *sd = json_object_get(t->def, "seed");
+        bee_nextline_opts o = {fmt && !strcmp(fmt, "poems"), cl ? (int)json_integer_value(cl) : 2,
+                               nd ? (int)json_integer_value(nd) : 3, json_is_true(sl), sd ? (uint64_t)json_integer_value(sd) : 1};
+        if (!fmt || (strcmp(fmt, "poems") && strcmp(fmt, "lines")))
+            return bee_fail("%s: \"format\" must be \"poems\" or \"lines\" for the nextline reader", t->source) ? NULL : NULL;
+        if (o.context_lines < 1 || o.context_lines > 64 || o.distractors < 0 || o.distractors > 15 ||
+            (sd && !json_is_integer(sd)) || (sl && !json_is_boolean(sl)))
+            return bee_fail("%s: nextline needs \"context_lines\" in [1, 64], \"distractors\" in [0, 15], integer \"seed\", "
+                            "boolean \"same_length\"", t->source) ? NULL : NULL;
+        return bee_read_nextline(path, &o);
+    }
+    if (!strcmp(reader, "chunks")) {
+        json_t *cc = json_object_get(t->def, "chunk_chars");
+        if (cc && (!json_is_integer(cc) || json_integer_value(cc) < 1))
+            return bee_fail("%s: \"chunk_chars\" must be a positive integer", t->source) ? NULL : NULL;
+        return bee_read_chunks(path, cc ? (size_t)json_integer_value(cc) : 2000);
+    }
+    return bee_fail("%s: unknown reader '%s' (csv, gaokao, squad, jsonl, tsv, nextline, chunks)", t->source, reader) ? NULL : NULL;
 }
 
-/* "path" is a string or an array of strings, each relative to data_dir. */
-static json_t *read_paths(const bee_task *t, const char *reader, json_t *paths, const char *data_dir) {
+/* "path" is a string or an array of strings, each relative to data_dir (to
+ * the corpus folder for "root": "corpus"). A missing file sets *missing. */
+static json_t *read_paths(const bee_task *t, const char *reader, json_t *paths, const char *data_dir, int *missing) {
     if (!strcmp(reader, "builtin")) return builtin_samples();
     json_t *list = json_is_string(paths) ? json_pack("[O]", paths) : json_incref(paths), *p, *out = json_array();
     size_t i;
@@ -73,7 +94,11 @@ static json_t *read_paths(const bee_task *t, const char *reader, json_t *paths, 
         if (!rel) continue;
         snprintf(full, sizeof full, "%s%s%s", rel[0] == '/' ? "" : data_dir, rel[0] == '/' ? "" : "/", rel);
         if (!bee_file_exists(full)) {
-            bee_fail("%s: data file %s not found (set --data-dir or BEE_DATA_DIR)", t->source, full);
+            if (t->corpus)
+                bee_fail("%s: corpus file %s not found (build it with scripts/build-corpus.sh, or set --corpus-dir or BEE_CORPUS)",
+                         t->source, full);
+            else bee_fail("%s: data file %s not found (set --data-dir or BEE_DATA_DIR)", t->source, full);
+            *missing = 1;
             out = (json_decref(out), NULL);
             break;
         }
@@ -106,6 +131,16 @@ static int parse_metrics(bee_task *t) {
     unsigned ok = t->type == BEE_TASK_MC ? BEE_METRIC_ACC | BEE_METRIC_ACC_NORM
                   : t->type == BEE_TASK_GEN ? BEE_METRIC_EM | BEE_METRIC_F1 | BEE_METRIC_ROUGE_L : BEE_METRIC_PPL;
     if (t->metrics & ~ok) return bee_fail("%s: \"metrics\" do not fit a task of this type", t->source);
+    json_t *pm = json_object_get(t->def, "primary");
+    for (unsigned b = 1; b <= BEE_METRIC_PPL && !t->primary; b <<= 1) /* default: the first in the fixed order */
+        if (t->metrics & b) t->primary = b;
+    if (pm) {
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof k_metrics / sizeof k_metrics[0]; k++)
+            if (json_is_string(pm) && !strcmp(json_string_value(pm), k_metrics[k].name)) bit = k_metrics[k].bit;
+        if (!(bit & t->metrics)) return bee_fail("%s: \"primary\" must name one of the task's metrics", t->source);
+        t->primary = bit;
+    }
     return 0;
 }
 
@@ -116,7 +151,7 @@ static const char *str_field(bee_task *t, const char *key, int required) {
     return json_string_value(v);
 }
 
-static int task_parse(bee_task *t, const char *data_dir, int shots) {
+static int task_parse(bee_task *t, const char *data_dir, const char *corpus_dir, int shots) {
     const char *type = str_field(t, "type", 1), *reader = str_field(t, "reader", 1), *name = str_field(t, "name", 0);
     if (!type || !reader) return -1;
     if (!strcmp(type, "mc")) t->type = BEE_TASK_MC;
@@ -143,15 +178,36 @@ static int task_parse(bee_task *t, const char *data_dir, int shots) {
     if (t->shots < 0 || t->shots > 64 || t->max_tokens < 1 || t->max_tokens > 4096)
         return bee_fail("%s: \"shots\" must be in [0, 64] and \"max_tokens\" in [1, 4096]", t->source);
     if (parse_metrics(t)) return -1;
-    if (!(t->samples = read_paths(t, reader, json_object_get(t->def, "path"), data_dir))) return -1;
+    const char *root = str_field(t, "root", 0);
+    json_t *mi = json_object_get(t->def, "max_items");
+    if (root && strcmp(root, "data") && strcmp(root, "corpus"))
+        return bee_fail("%s: \"root\" must be \"data\" (--data-dir) or \"corpus\" (--corpus-dir)", t->source);
+    if (mi && (!json_is_integer(mi) || json_integer_value(mi) < 1))
+        return bee_fail("%s: \"max_items\" must be a positive integer", t->source);
+    t->corpus = root && !strcmp(root, "corpus");
+    if (t->corpus) data_dir = corpus_dir;
+    int missing = 0;
+    if (!(t->samples = read_paths(t, reader, json_object_get(t->def, "path"), data_dir, &missing))) return missing ? 2 : -1;
+    if (mi) /* a fixed slice: the first max_items items */
+        while (json_array_size(t->samples) > (size_t)json_integer_value(mi)) json_array_remove(t->samples, json_array_size(t->samples) - 1);
     json_t *fp = json_object_get(t->def, "fewshot_path");
     t->fewshot_is_samples = fp == NULL;
-    t->fewshot = fp ? read_paths(t, reader, fp, data_dir) : json_incref(t->samples);
-    return t->fewshot ? 0 : -1;
+    t->fewshot = fp ? read_paths(t, reader, fp, data_dir, &missing) : json_incref(t->samples);
+    return t->fewshot ? 0 : missing ? 2 : -1;
+}
+
+const char *bee_corpus_dir_default(void) {
+    const char *e = getenv("BEE_CORPUS");
+    return e && *e ? e : ".cache/corpus";
 }
 
 int bee_task_load(bee_task *t, const char *name, const char *task_dir, const char *data_dir, int shots) {
+    return bee_task_load_ex(t, name, task_dir, data_dir, NULL, shots);
+}
+
+int bee_task_load_ex(bee_task *t, const char *name, const char *task_dir, const char *data_dir, const char *corpus_dir, int shots) {
     memset(t, 0, sizeof *t);
+    if (!corpus_dir) corpus_dir = bee_corpus_dir_default();
     json_error_t je;
     const char *builtin = !strcmp(name, "sanity") ? k_sanity : !strcmp(name, "sanity-gen") ? k_sanity_gen : NULL;
     char path[4096];
@@ -164,7 +220,7 @@ int bee_task_load(bee_task *t, const char *name, const char *task_dir, const cha
     else if (!bee_file_exists(path)) return bee_fail("task '%s': %s not found (see --task-dir)", name, path);
     else if (!(t->def = json_load_file(path, 0, &je))) return bee_fail("%s:%d: %s", path, je.line, je.text);
     if (!json_is_object(t->def)) return bee_fail("%s: a task is a JSON object", t->source);
-    return task_parse(t, data_dir, shots);
+    return task_parse(t, data_dir, corpus_dir, shots);
 }
 
 void bee_task_free(bee_task *t) {

@@ -64,6 +64,7 @@ struct bee_job {
     size_t sse_off;     /* bytes handed to the connection */
     json_t *result;     /* /v1/cpmbee: the filled dict */
     int beam_tokens;    /* /v1/cpmbee beam: tokens of the answers */
+    size_t echo_prefix; /* echo: context tokens before the scored answer segment */
     pthread_cond_t cv;
 };
 

@@ -247,9 +247,28 @@ static int get_messages(json_t *body, bee_api_req *r, bee_api_error *e) {
 static int parse_completion(json_t *body, bee_api_req *r, bee_api_error *e) {
     long long lp = -1;
     if (get_prompt(body, r, e) || get_sampling(body, r, e) || get_max_tokens(body, "max_tokens", 16, r, e) ||
-        get_int(body, "logprobs", 0, BEE_API_MAX_LOGPROBS, &lp, NULL, e))
+        get_int(body, "logprobs", 0, BEE_API_MAX_LOGPROBS, &lp, NULL, e) || get_bool(body, "echo", &r->echo, e))
         return -1;
     r->logprobs = (int)lp;
+    json_t *ctx = json_object_get(body, "bee_context"), *p = json_object_get(body, "prompt");
+    long long win = 0;
+    if (get_int(body, "bee_window", 8, 1 << 20, &win, NULL, e)) return -1;
+    r->window = (int)win;
+    if (ctx && !json_is_null(ctx) && !json_is_string(ctx)) return bad(e, "bee_context", "'bee_context' must be a string");
+    if (!r->echo) {
+        if ((ctx && !json_is_null(ctx)) || win) return bad(e, ctx ? "bee_context" : "bee_window", "'bee_context' and 'bee_window' need \"echo\": true");
+        return 0;
+    }
+    /* echo: scoring only (no generation after the prompt) */
+    if (!r->max_tokens_set || r->max_tokens != 0)
+        return bad(e, "max_tokens", "\"echo\": true scores the prompt and needs \"max_tokens\": 0 (echo with generation is not supported)");
+    if (r->stream) return bad(e, "stream", "\"echo\": true does not stream");
+    if (r->n != 1) return bad(e, "n", "\"echo\": true returns one choice ('n' must be 1)");
+    if (json_is_array(p)) p = json_array_get(p, 0);
+    r->echo_text = strndup(json_string_value(p), json_string_length(p));
+    if (json_is_string(ctx)) r->context = strndup(json_string_value(ctx), json_string_length(ctx));
+    if (!r->echo_text || (json_is_string(ctx) && !r->context)) return bad(e, "prompt", "out of memory");
+    if (!*r->echo_text) return bad(e, "prompt", "\"echo\": true needs a non-empty 'prompt' to score");
     return 0;
 }
 
@@ -330,6 +349,8 @@ int bee_api_parse(bee_api_kind kind, const char *body, size_t len, bee_api_req *
 void bee_api_req_free(bee_api_req *r) {
     json_decref(r->data);
     free(r->content);
+    free(r->echo_text);
+    free(r->context);
     for (size_t i = 0; r->stops && r->stops[i]; i++) free(r->stops[i]);
     free(r->stops);
     memset(r, 0, sizeof *r);

@@ -41,6 +41,12 @@ typedef struct {
     int seed_set;
     bee_sample_params sp; /* stop points into stops */
     char **stops;      /* stop strings in the tokenizer's escaped form (NULL-terminated, owned) */
+    /* completions "echo": true with "max_tokens": 0 scores the prompt instead
+     * of generating (docs/SERVING.md): */
+    int echo;
+    char *echo_text;   /* the prompt as sent (owned) */
+    char *context;     /* bee extension "bee_context": the input the prompt is scored after (owned, or NULL) */
+    int window;        /* bee extension "bee_window": rolling window in answer tokens (0 = the server's context) */
 } bee_api_req;
 
 /* Parses a request body. On failure fills *err (status 400) and returns -1. */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eval/eval.h"
 #include "serve/internal.h"
 #include "util/error.h"
 
@@ -222,8 +223,36 @@ static int prepare_limits(struct bee_server *s, bee_job *j, bee_api_error *e) {
     return 0;
 }
 
+/* An echo job scores its prompt (no slots, no sampling): checks that the
+ * context fits and fixes the window. */
+static int prepare_echo(struct bee_server *s, bee_job *j, bee_api_error *e) {
+    bee_eval_enc enc;
+    if (bee_eval_enc_init(s->model, j->rq.context, j->rq.echo_text, &enc)) return prep_fail(e, j, "bad input");
+    size_t n_prefix = enc.n_prefix, n_ans = enc.n - enc.n_prefix;
+    bee_eval_enc_free(&enc);
+    long ctx = s->o.ctx;
+    if ((long)n_prefix + 8 > ctx)
+        return bee_api_error_set(e, 400, "invalid_request_error", j->rq.context ? "bee_context" : "prompt",
+                                 "the context is %zu tokens; the server's context is %ld (--ctx)", n_prefix, ctx);
+    if (j->rq.window && (long)n_prefix + j->rq.window > ctx)
+        return bee_api_error_set(e, 400, "invalid_request_error", "bee_window",
+                                 "context (%zu tokens) + bee_window (%d) exceeds the server's context of %ld tokens", n_prefix,
+                                 j->rq.window, ctx);
+    if (!j->rq.window) j->rq.window = (int)(ctx - (long)n_prefix);
+    j->n_ctx = n_prefix + n_ans;
+    j->choices = calloc(1, sizeof *j->choices);
+    if (!j->choices) return bee_api_error_set(e, 500, "server_error", NULL, "out of memory");
+    j->choices[0].job = j;
+    if (j->rq.logprobs >= 0) {
+        bee_choice *c = &j->choices[0];
+        c->lp_tokens = json_array(), c->lp_logprobs = json_array(), c->lp_top = json_array(), c->lp_offsets = json_array();
+    }
+    return 0;
+}
+
 int bee_job_prepare(struct bee_server *s, bee_job *j, bee_api_error *e) {
     const bee_model *m = s->model;
+    if (j->rq.echo) return prepare_echo(s, j, e);
     if (bee_gen_input_init(m->tok, j->rq.data, &j->in)) return prep_fail(e, j, "bad input");
     j->in_ok = 1;
     j->n_ctx = j->in.ids.n;
@@ -420,7 +449,7 @@ static bee_job *admit_locked(struct bee_server *s) {
     size_t budget = (size_t)s->o.prefill_budget, used = 0, Q = (size_t)s->o.queue;
     while (s->q_n) {
         bee_job *j = s->queue[s->q_head];
-        if (j->rq.beam > 0) {
+        if (j->rq.beam > 0 || j->rq.echo) {
             s->q_head = (s->q_head + 1) % Q, s->q_n--;
             j->state = BEE_JOB_RUNNING;
             return j;
@@ -654,6 +683,35 @@ static void run_beam(struct bee_server *s, bee_job *j) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ================================================================ echo scoring */
+
+/* Prompt log-probs (the OpenAI echo shape): the answer segment's tokens, the
+ * first (<s>, text "") with a null log-prob. */
+static void run_echo(struct bee_server *s, bee_job *j) {
+    bee_eval_lps o;
+    int k = j->rq.logprobs > 0 ? j->rq.logprobs : 0;
+    int rc = bee_eval_token_logprobs(s->model, j->rq.context, j->rq.echo_text, (size_t)j->rq.window, k, &o);
+    bee_choice *c = &j->choices[0];
+    if (rc == 0 && bee_str_appendz(&c->text, j->rq.echo_text)) rc = bee_fail("out of memory");
+    for (size_t i = 0; rc == 0 && c->lp_tokens && i < o.n; i++) {
+        json_array_append_new(c->lp_tokens, json_string(o.text[i]));
+        json_array_append_new(c->lp_logprobs, i == 0 ? json_null() : json_real(o.lp[i]));
+        json_array_append_new(c->lp_offsets, json_integer((json_int_t)o.offset[i]));
+        json_t *top = json_array();
+        for (int r = 0; i > 0 && r < k; r++)
+            if (o.top_text[i * (size_t)k + (size_t)r])
+                json_array_append_new(top, json_pack("[s,f]", o.top_text[i * (size_t)k + (size_t)r], o.top_lp[i * (size_t)k + (size_t)r]));
+        json_array_append_new(c->lp_top, top);
+    }
+    c->finish = BEE_FINISH_LENGTH;
+    j->echo_prefix = o.n_prefix;
+    if (rc == 0) bee_eval_lps_free(&o);
+    pthread_mutex_lock(&s->mu);
+    if (rc) job_fail_locked(s, j, 400, "invalid_request_error", bee_error_message());
+    else job_finish_locked(s, j);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ================================================================ thread */
 
 static int load(struct bee_server *s) {
@@ -717,7 +775,8 @@ void *bee_sched_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&s->mu);
-        if (beam) run_beam(s, beam);
+        if (beam && beam->rq.echo) run_echo(s, beam);
+        else if (beam) run_beam(s, beam);
         else step(s);
         pthread_mutex_lock(&s->mu);
     }

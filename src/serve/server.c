@@ -333,6 +333,9 @@ static json_t *result_json(const struct bee_server *s, const bee_job *j) {
         for (int i = 0; i < j->rq.n; i++) json_array_append_new(arr, choice_json(j, &j->choices[i]));
         json_object_set_new(o, "choices", arr);
     }
+    if (j->rq.echo) /* says the bee extensions were honoured (a client's check that the scores mean what it asked) */
+        json_object_set_new(o, "bee_echo", json_pack("{s:b,s:I,s:i}", "context", j->rq.context != NULL, "context_tokens",
+                                                     (json_int_t)j->echo_prefix, "window", j->rq.window));
     json_object_set_new(o, "usage", bee_job_usage(j));
     return o;
 }
@@ -514,6 +517,8 @@ static int policy_prompt(struct bee_server *s, bee_job *j, bee_api_error *e) {
             if (r.matches[i].action == BEE_SAFETY_BLOCK) cat = r.matches[i].category_name;
         rc = bee_api_error_set(e, 400, "content_filter", param,
                                "the prompt was blocked by the content policy (category '%s')", cat);
+    } else if (r.action == BEE_SAFETY_MASK && j->rq.echo) { /* scores would be of a text the policy hides */
+        rc = bee_api_error_set(e, 400, "content_filter", param, "the content policy masks this prompt; echo scoring refused");
     } else if (r.action == BEE_SAFETY_MASK) {
         rc = prompt_replace(j, &r, param, e);
     }
