@@ -51,7 +51,7 @@ json_t *bee_read_tsv(const char *path, json_t *columns); /* columns: array of na
  * "author", "lines": [...]}, one item per poem at a line drawn with the seed)
  * or a text file (one unit, every line after the first is an item). Each
  * item: title, author, context (up to context_lines preceding lines joined
- * by "\n"), next (the true line), line (its index), A.. (the true line and
+ * by joiner, "\n" by default), next (the true line), line (its index), A.. (the true line and
  * `distractors` lines of other units — other lines of the file — drawn with
  * the seed, of the same length in characters when same_length), answer (the
  * true line's letter). Items without enough distractors are left out. */
@@ -61,6 +61,7 @@ typedef struct {
     int distractors;     /* 0..15 */
     int same_length;
     uint64_t seed;
+    const char *joiner;  /* between context lines; NULL: "\n" */
 } bee_nextline_opts;
 json_t *bee_read_nextline(const char *path, const bee_nextline_opts *o);
 /* Non-empty lines joined (by "\n") into chunks of at least chunk_chars characters: {"text"}. */

@@ -379,7 +379,8 @@ json_t *bee_read_nextline(const char *path, const bee_nextline_opts *o) {
             opts[gpos] = opts[0], opts[0] = tmp;
             bee_str ctx = {0};
             for (size_t c = first; c < k; c++)
-                bee_str_printf(&ctx, "%s%s", c > first ? "\n" : "", json_string_value(json_array_get(lines, c)));
+                bee_str_printf(&ctx, "%s%s", c > first ? (o->joiner ? o->joiner : "\n") : "",
+                               json_string_value(json_array_get(lines, c)));
             json_t *title = json_object_get(unit, "title"), *author = json_object_get(unit, "author");
             json_t *item = json_pack("{s:O,s:O,s:s%,s:s,s:I}", "title", title ? title : json_null(), "author",
                                      author ? author : json_null(), "context", ctx.s ? ctx.s : "", ctx.n, "next", gold, "line",

@@ -58,8 +58,12 @@ static json_t *read_one(const bee_task *t, const char *reader, const char *path)
         const char *fmt = json_string_value(json_object_get(t->def, "format"));
         json_t *cl = json_object_get(t->def, "context_lines"), *nd = json_object_get(t->def, "distractors");
         json_t *sl = json_object_get(t->def, "same_length"), *sd = json_object_get(t->def, "seed");
+        json_t *jn = json_object_get(t->def, "joiner");
         bee_nextline_opts o = {fmt && !strcmp(fmt, "poems"), cl ? (int)json_integer_value(cl) : 2,
-                               nd ? (int)json_integer_value(nd) : 3, json_is_true(sl), sd ? (uint64_t)json_integer_value(sd) : 1};
+                               nd ? (int)json_integer_value(nd) : 3, json_is_true(sl), sd ? (uint64_t)json_integer_value(sd) : 1,
+                               json_string_value(jn)};
+        if (jn && !json_is_string(jn))
+            return bee_fail("%s: \"joiner\" must be a string", t->source) ? NULL : NULL;
         if (!fmt || (strcmp(fmt, "poems") && strcmp(fmt, "lines")))
             return bee_fail("%s: \"format\" must be \"poems\" or \"lines\" for the nextline reader", t->source) ? NULL : NULL;
         if (o.context_lines < 1 || o.context_lines > 64 || o.distractors < 0 || o.distractors > 15 ||
