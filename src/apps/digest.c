@@ -19,6 +19,8 @@
 #define DIGEST_MAX_SENTENCES 2000 /* similarity matrix bound (16 MB) */
 #define REDUNDANT 0.3             /* cosine above which a sentence repeats a chosen one (= supports it) */
 #define SUPPORT 0.3               /* cosine above which another answer supports a point */
+#define POS_BOOST 0.5             /* prior x (1 + POS_BOOST / (1 + sentence index in its answer)) */
+#define QUESTION_BOOST 1.0        /* prior x (1 + QUESTION_BOOST * cosine to the question) */
 
 /* ================================================================ input */
 
@@ -235,7 +237,7 @@ static uint32_t decode(const unsigned char *p, size_t avail, int *len) {
 }
 
 static int is_space(uint32_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0x3000 || c == 0xA0; }
-static int is_cjk_stop(uint32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F; }  /* 。！？ */
+static int is_cjk_stop(uint32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF0E; } /* 。！？． */
 static int is_closer(uint32_t c) {
     return c == '"' || c == '\'' || c == ')' || c == 0x201D || c == 0x2019 || c == 0xFF09 || c == 0x300D || c == 0x300F ||
            c == 0x3011;
@@ -461,7 +463,9 @@ static int graph_build(graph *g, const bee_digest_input *in) {
                 }
                 g->s = ns2, cap = nc;
             }
-            g->s[g->n++] = (sent){k, sp[2 * i], sp[2 * i + 1], v, v.n, weight_of(in->answers[k].upvotes), 0};
+            /* answers tend to open with their conclusion: a mild boost for early sentences */
+            double pos = 1.0 + POS_BOOST / (1.0 + (double)i);
+            g->s[g->n++] = (sent){k, sp[2 * i], sp[2 * i + 1], v, v.n, weight_of(in->answers[k].upvotes) * pos, 0};
         }
         free(sp);
     }
@@ -503,6 +507,21 @@ static int graph_build(graph *g, const bee_digest_input *in) {
         }
         norm = norm > 0 ? sqrt(norm) : 1;
         for (size_t j = 0; j < v->n; j++) v->w[j] = (float)(v->w[j] / norm);
+    }
+    /* relevance to the question (same IDF), folded into the prior */
+    svec q;
+    if (in->question && in->question[0] && features(in->question, strlen(in->question), &q) == 0) {
+        double norm = 0;
+        for (size_t j = 0; j < q.n; j++) {
+            dfent *e = bsearch(&q.key[j], df, nd, sizeof *df, cmp_key);
+            double idf = log((double)(g->n + 1) / (double)(e ? e->df : 1)) + 1.0;
+            q.w[j] = (float)((1.0 + log(q.w[j])) * idf);
+            norm += (double)q.w[j] * q.w[j];
+        }
+        norm = norm > 0 ? sqrt(norm) : 1;
+        for (size_t j = 0; j < q.n; j++) q.w[j] = (float)(q.w[j] / norm);
+        for (size_t i = 0; i < g->n; i++) g->s[i].prior *= 1.0 + QUESTION_BOOST * dot(&q, &g->s[i].v);
+        svec_free(&q);
     }
     free(df);
     g->sim = calloc(g->n * g->n, sizeof *g->sim);
