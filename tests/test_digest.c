@@ -189,6 +189,33 @@ static void test_extractive_upvotes_first(void **st) {
     bee_digest_input_free(&in);
 }
 
+/* A run-on sentence becomes a short point: cut at a clause comma, "…" added. */
+static void test_long_point(void **st) {
+    (void)st;
+    char text[4096] = "";
+    for (int i = 0; i < 30; i++) strcat(text, i % 3 == 2 ? "我们讨论了并发模型，" : "内存安全很重要");
+    strcat(text, "。");
+    char json[8192];
+    snprintf(json, sizeof json, "[{\"id\": 1, \"text\": \"%s\"}]", text);
+    bee_digest_input in;
+    parse_ok(json, &in);
+    bee_digest_opts o;
+    bee_digest_opts_default(&o);
+    o.extractive = 1;
+    bee_digest_result r;
+    assert_int_equal(bee_digest_run(&in, &o, &r), 0);
+    assert_int_equal(r.n, 1);
+    const char *t = r.points[0].text;
+    size_t chars = 0;
+    for (const char *p = t; *p; p++) chars += ((unsigned char)*p & 0xC0) != 0x80;
+    assert_true(chars <= 161 && chars > 80);
+    size_t n = strlen(t);
+    assert_memory_equal(t + n - 6, "，…", 6); /* cut after a comma */
+    assert_memory_equal(t, text, n - 3);      /* a prefix of the sentence */
+    bee_digest_result_free(&r);
+    bee_digest_input_free(&in);
+}
+
 /* ================================================================ model mode */
 
 /* n answers on a few themes; longer than a 256-token context. */
@@ -483,6 +510,7 @@ int main(void) {
         cmocka_unit_test(test_split_zh_en),
         cmocka_unit_test(test_extractive_central_first),
         cmocka_unit_test(test_extractive_upvotes_first),
+        cmocka_unit_test(test_long_point),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_model_map_reduce),
         cmocka_unit_test(test_citation_repair),

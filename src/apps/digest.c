@@ -19,6 +19,7 @@
 #define DIGEST_MAX_SENTENCES 2000 /* similarity matrix bound (16 MB) */
 #define REDUNDANT 0.3             /* cosine above which a sentence repeats a chosen one (= supports it) */
 #define SUPPORT 0.3               /* cosine above which another answer supports a point */
+#define POINT_MAX_CHARS 160       /* longer extractive points are cut */
 #define POS_BOOST 0.5             /* prior x (1 + POS_BOOST / (1 + sentence index in its answer)) */
 #define QUESTION_BOOST 1.0        /* prior x (1 + QUESTION_BOOST * cosine to the question) */
 
@@ -653,6 +654,34 @@ static char *sent_text(const graph *g, size_t i) {
     return strndup(g->in->answers[g->s[i].answer].text + g->s[i].a, g->s[i].b - g->s[i].a);
 }
 
+/* A point stays short: a run-on sentence longer than POINT_MAX_CHARS
+ * characters is cut at its last clause comma before the limit (or at the
+ * limit) and ends with "…". */
+static char *point_text(const graph *g, size_t i) {
+    char *t = sent_text(g, i);
+    if (!t) return NULL;
+    size_t n = strlen(t), chars = 0, cut = 0, comma = 0;
+    for (size_t p = 0; p < n && chars <= POINT_MAX_CHARS;) {
+        int l = bee_utf8_len((const unsigned char *)t + p, n - p);
+        if (l <= 0) l = 1;
+        if (chars == POINT_MAX_CHARS) cut = p;
+        int is_comma = t[p] == ',' || (l == 3 && !memcmp(t + p, "\xEF\xBC\x8C", 3)); /* , or ， */
+        if (chars < POINT_MAX_CHARS && is_comma) comma = p + (size_t)l;
+        p += (size_t)l, chars++;
+    }
+    if (!cut) return t;
+    size_t end = comma > cut / 2 ? comma : cut;
+    char *o = malloc(end + 4);
+    if (!o) {
+        free(t);
+        return NULL;
+    }
+    memcpy(o, t, end);
+    memcpy(o + end, "\xE2\x80\xA6", 4); /* … */
+    free(t);
+    return o;
+}
+
 static int run_extractive(const graph *g, const bee_digest_opts *o, bee_digest_result *r) {
     size_t k = (size_t)(o->max_points > 0 ? o->max_points : 5);
     size_t *order = malloc((k + 1) * sizeof *order), *cites = malloc((g->n + 1) * sizeof *cites);
@@ -660,7 +689,7 @@ static int run_extractive(const graph *g, const bee_digest_opts *o, bee_digest_r
     size_t m = rc ? 0 : graph_select(g, k, order);
     for (size_t t = 0; rc == 0 && t < m; t++) {
         size_t nc = supporters(g, order[t], cites);
-        char *txt = sent_text(g, order[t]);
+        char *txt = point_text(g, order[t]);
         rc = txt ? add_point(r, txt, cites, nc, g->s[order[t]].sal) : bee_fail("out of memory");
     }
     free(order), free(cites);
