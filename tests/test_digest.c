@@ -473,7 +473,9 @@ static void test_serve_digest(void **st) {
 
     /* model mode: map-reduce through the scheduler */
     char *many = many_answers(16);
-    j = post_digest(port, many, 200);
+    snprintf(body, sizeof body, "{\"max_tokens\": 6, %s", many + 1);
+    free(many);
+    j = post_digest(port, body, 200);
     assert_string_equal(json_string_value(json_object_get(j, "mode")), "model");
     assert_true(json_integer_value(json_object_get(j, "chunks")) > 1);
     pts = json_object_get(j, "points");
@@ -487,7 +489,6 @@ static void test_serve_digest(void **st) {
         }
     }
     json_decref(j);
-    free(many);
 
     /* bad fields: 400 naming them */
     expect_400(port, "{\"answers\": [{\"text\": \"ok.\", \"upvotes\": 1.5}]}", "invalid_request_error", "answers[0].upvotes");
@@ -495,6 +496,7 @@ static void test_serve_digest(void **st) {
     expect_400(port, "{\"answers\": []}", "invalid_request_error", "answers");
     expect_400(port, "{\"extractive\": true, \"max_points\": 0, \"answers\": [{\"text\": \"a.\"}]}", "invalid_request_error", "max_points");
     expect_400(port, "{\"extractive\": \"yes\", \"answers\": [{\"text\": \"a.\"}]}", "invalid_request_error", "extractive");
+    expect_400(port, "{\"max_tokens\": 0, \"answers\": [{\"text\": \"a.\"}]}", "invalid_request_error", "max_tokens");
     j = post_digest(port, "{\"answers\": [", 400);
     assert_non_null(strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "offset"));
     json_decref(j);

@@ -720,7 +720,7 @@ static int digest_check_output(struct bee_server *s, const char *id, bee_digest_
     return 0;
 }
 
-/* POST /v1/digest {"question", "answers": [...], "extractive": bool, "max_points": N} */
+/* POST /v1/digest {"question", "answers": [...], "extractive": bool, "max_points": N, "max_tokens": N} */
 static enum MHD_Result handle_digest(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc) {
     const char *ep = "/v1/digest";
     json_error_t jerr;
@@ -737,17 +737,21 @@ static enum MHD_Result handle_digest(struct bee_server *s, struct MHD_Connection
     }
     bee_digest_opts o;
     bee_digest_opts_default(&o);
-    json_t *ex = json_object_get(body, "extractive"), *mp = json_object_get(body, "max_points");
+    json_t *ex = json_object_get(body, "extractive"), *mp = json_object_get(body, "max_points"),
+           *mt = json_object_get(body, "max_tokens");
     const char *bad = NULL;
     if (ex && !json_is_boolean(ex)) bad = "extractive", snprintf(msg, sizeof msg, "'extractive' must be true or false");
     else if (mp && (!json_is_integer(mp) || json_integer_value(mp) < 1 || json_integer_value(mp) > 100))
         bad = "max_points", snprintf(msg, sizeof msg, "'max_points' must be an integer from 1 to 100");
+    else if (mt && (!json_is_integer(mt) || json_integer_value(mt) < 1 || json_integer_value(mt) > 4096))
+        bad = "max_tokens", snprintf(msg, sizeof msg, "'max_tokens' (tokens per model summary) must be an integer from 1 to 4096");
     if (bad) {
         json_decref(body);
         return send_err(s, c, ep, 400, "invalid_request_error", bad, msg);
     }
     o.extractive = json_is_true(ex);
     if (mp) o.max_points = (int)json_integer_value(mp);
+    if (mt) o.max_length = (int)json_integer_value(mt);
     bee_digest_input in;
     int rc = bee_digest_from_json(body, "request", &in);
     json_decref(body);
