@@ -17,7 +17,10 @@ static int read_input(const char *cmd, const char *path, char **buf, size_t *len
     char tmp[65536];
     size_t n;
     while ((n = fread(tmp, 1, sizeof tmp, stdin)) > 0)
-        if (bee_str_append(&s, tmp, n)) return cli_error(cmd, "out of memory");
+        if (bee_str_append(&s, tmp, n)) {
+            bee_str_free(&s);
+            return cli_error(cmd, "out of memory");
+        }
     if (ferror(stdin)) {
         bee_str_free(&s);
         return cli_error(cmd, "stdin: read error");

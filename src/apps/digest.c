@@ -982,7 +982,10 @@ static int final_points(const mctx *c, const char *text, const item *v, size_t n
 static int reduce(const mctx *c, item *v, size_t n, bee_digest_result *r) {
     int rc = 0;
     for (int level = 0; rc == 0; level++) {
-        if (level > 32) return bee_fail("digest: the merge step does not converge (--ctx %d too small?)", c->o->ctx);
+        if (level > 32) {
+            rc = bee_fail("digest: the merge step does not converge (--ctx %d too small?)", c->o->ctx);
+            break;
+        }
         /* pack groups */
         if (n == 1) { /* one chunk: its summary is the digest */
             rc = final_points(c, v[0].text, v, n, r);
@@ -990,7 +993,10 @@ static int reduce(const mctx *c, item *v, size_t n, bee_digest_result *r) {
         }
         size_t *gstart = malloc((n + 1) * sizeof *gstart), ng = 0, i = 0;
         int lone = 0; /* an item does not fit a merge prompt on its own */
-        if (!gstart) return bee_fail("out of memory");
+        if (!gstart) {
+            rc = bee_fail("out of memory");
+            break;
+        }
         while (rc == 0 && i < n) {
             size_t j = i + 1;
             for (; j <= n; j++) {
@@ -1015,7 +1021,7 @@ static int reduce(const mctx *c, item *v, size_t n, bee_digest_result *r) {
             for (size_t k = 0; k < n; k++)
                 if (strlen(v[k].text) >= 8) utf8_cut(v[k].text, strlen(v[k].text) / 2), shrunk = 1;
             free(gstart);
-            if (!shrunk) return bee_fail("digest: --ctx %d is too small to merge two summaries", c->o->ctx);
+            if (!shrunk) rc = bee_fail("digest: --ctx %d is too small to merge two summaries", c->o->ctx);
             continue;
         }
         if (ng == 1) {
