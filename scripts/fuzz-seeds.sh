@@ -22,6 +22,9 @@ case "$name" in
     printf '{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"seed":3}' > "$dir/seed2"
     printf '{"data":{"input":"x","<ans>":{"a":""}},"beam_size":2,"max_tokens":5}' > "$dir/seed3"
     printf '{"content":"tok <mask_0>"}' > "$dir/seed4" ;;
+  fuzz_digest)
+    printf '{"question":"Q？","answers":[{"id":3,"upvotes":2,"text":"内存安全。没有数据竞争！Pi is 3.14. Really?"},{"id":"x","text":"“好。”然后……\\n第二行"}]}' > "$dir/seed1"
+    printf '{"question":"q"}\n{"text":"a b c. d e f!","upvotes":1}\n{"id":2,"text":"g h i? j k"}\n' > "$dir/seed2" ;;
   fuzz_shard)
     # header (the harness patches the vocabulary fields), then one 3-token, 1-segment instance
     z() { for _ in $(seq "$1"); do printf '\0'; done; }

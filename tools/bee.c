@@ -37,6 +37,7 @@ static const command k_commands[] = {
     {"index", cmd_index, "add documents (txt, md, html, jsonl) to a search index, incrementally"},
     {"search", cmd_search, "BM25 passage search over an index (Chinese and English)"},
     {"ask", cmd_ask, "answer a question from retrieved passages, citing them"},
+    {"digest", cmd_digest, "digest a question's answers into cited main viewpoints (extractive or map-reduce)"},
 };
 
 static void usage(FILE *f) {

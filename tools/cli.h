@@ -90,5 +90,6 @@ int cmd_data(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_digest(int argc, char **argv);
 
 #endif

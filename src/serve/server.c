@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apps/digest.h"
 #include "feedback/feedback.h"
 #include "serve/internal.h"
 #include "serve/web.h"
@@ -591,6 +592,219 @@ static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connecti
     return r;
 }
 
+/* ================================================================ digest */
+
+/* Model calls of a digest run as /v1/cpmbee beam jobs through the scheduler,
+ * so they batch with other requests and honour the queue and timeouts. */
+typedef struct {
+    struct bee_server *s;
+    struct MHD_Connection *c;
+    bee_api_error err; /* the failure of the last model call */
+    int failed;
+} digest_ctx;
+
+static int digest_gen(void *user, json_t *dict, int max_length, char **answer) {
+    digest_ctx *g = user;
+    struct bee_server *s = g->s;
+    json_t *body = json_pack("{s:O, s:i}", "data", dict, "max_tokens", max_length);
+    char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!txt) return bee_fail("out of memory");
+    bee_api_req rq;
+    if (bee_api_parse(BEE_API_CPMBEE, txt, strlen(txt), &rq, &g->err)) {
+        free(txt);
+        g->failed = 1;
+        return bee_fail("%s", g->err.message);
+    }
+    bee_job *j = bee_job_new(s, "/v1/digest");
+    if (!j) {
+        bee_api_req_free(&rq);
+        free(txt);
+        return bee_fail("out of memory");
+    }
+    j->rq = rq;
+    j->body = txt;
+    int rc = bee_job_prepare(s, j, &g->err);
+    if (rc == 0) rc = bee_job_submit(s, j, &g->err);
+    if (rc) {
+        job_release(j);
+        g->failed = 1;
+        return bee_fail("%s", g->err.message);
+    }
+    pthread_mutex_lock(&s->mu);
+    while (j->state != BEE_JOB_DONE) {
+        timed_wait(&j->cv, &s->mu, 100);
+        if (j->state != BEE_JOB_DONE && peer_gone(g->c)) bee_job_cancel_locked(j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    const char *ans = j->failed ? NULL : json_string_value(json_object_get(j->result, "<ans>"));
+    if (j->failed) g->err = j->err, g->failed = 1, rc = bee_fail("%s", j->err.message);
+    else if (!ans) rc = bee_fail("model output has no <ans> string");
+    else if (!(*answer = strdup(ans))) rc = bee_fail("out of memory");
+    job_release(j);
+    return rc;
+}
+
+/* "request: answers[2].upvotes: expected ..." names the field "answers[2].upvotes". */
+static void digest_param(const char *msg, char *param, size_t n) {
+    param[0] = 0;
+    if (strncmp(msg, "request: ", 9) != 0) return;
+    const char *f = msg + 9, *colon = strstr(f, ": ");
+    if (colon && (size_t)(colon - f) < n && !memchr(f, ' ', (size_t)(colon - f)) && strncmp(f, "invalid", 7))
+        snprintf(param, n, "%.*s", (int)(colon - f), f);
+}
+
+/* The policy (and the check hook) on every input text: block refuses the
+ * request naming the field, mask replaces the text the digest reads. */
+static int digest_check_input(struct bee_server *s, const char *id, bee_digest_input *in, bee_api_error *e) {
+    for (size_t i = 0; i <= in->n; i++) {
+        char **t = i < in->n ? &in->answers[i].text : &in->question;
+        char param[48];
+        if (i < in->n) snprintf(param, sizeof param, "answers[%zu].text", i);
+        else snprintf(param, sizeof param, "question");
+        if (s->o.policy) {
+            bee_safety_result r;
+            if (bee_safety_check(s->o.policy, *t, strlen(*t), &r))
+                return bee_api_error_set(e, 500, "server_error", NULL, "content policy: %s", bee_error_message());
+            policy_note(s, id, BEE_SAFETY_STAGE_PROMPT, r.matches, r.n_matches);
+            int rc = 0;
+            if (r.action == BEE_SAFETY_BLOCK) {
+                const char *cat = "";
+                for (size_t k = 0; k < r.n_matches; k++)
+                    if (r.matches[k].action == BEE_SAFETY_BLOCK) cat = r.matches[k].category_name;
+                rc = bee_api_error_set(e, 400, "content_filter", param,
+                                       "%s was blocked by the content policy (category '%s')", param, cat);
+            } else if (r.action == BEE_SAFETY_MASK) {
+                char *m = strndup(r.text, r.len);
+                if (m) free(*t), *t = m;
+                else rc = bee_api_error_set(e, 500, "server_error", NULL, "out of memory");
+            }
+            bee_safety_result_free(&r);
+            if (rc) return rc;
+        }
+        char *reason = NULL;
+        if (s->o.check && s->o.check(s->o.hook_user, BEE_SERVE_TEXT_PROMPT, *t, strlen(*t), &reason)) {
+            bee_api_error_set(e, 400, "content_filter", param, "%s", reason ? reason : "the input was refused by the content check");
+            free(reason);
+            return -1;
+        }
+        free(reason);
+    }
+    return 0;
+}
+
+/* Output: a blocked or refused point is dropped, a masked one masked. */
+static int digest_check_output(struct bee_server *s, const char *id, bee_digest_result *r, int *filtered) {
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        bee_digest_point *p = &r->points[i];
+        int drop = 0;
+        if (s->o.policy) {
+            bee_safety_result sr;
+            if (bee_safety_check(s->o.policy, p->text, strlen(p->text), &sr)) return -1;
+            policy_note(s, id, BEE_SAFETY_STAGE_OUTPUT, sr.matches, sr.n_matches);
+            if (sr.action == BEE_SAFETY_BLOCK) drop = 1;
+            else if (sr.action == BEE_SAFETY_MASK) {
+                char *m = strndup(sr.text, sr.len);
+                if (m) free(p->text), p->text = m;
+            }
+            bee_safety_result_free(&sr);
+        }
+        char *reason = NULL;
+        if (!drop && s->o.check && s->o.check(s->o.hook_user, BEE_SERVE_TEXT_OUTPUT, p->text, strlen(p->text), &reason))
+            drop = 1;
+        free(reason);
+        if (drop) {
+            free(p->text), free(p->cites);
+            (*filtered)++;
+        } else {
+            r->points[k++] = *p;
+        }
+    }
+    r->n = k;
+    return 0;
+}
+
+/* POST /v1/digest {"question", "answers": [...], "extractive": bool, "max_points": N, "max_tokens": N} */
+static enum MHD_Result handle_digest(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc) {
+    const char *ep = "/v1/digest";
+    json_error_t jerr;
+    json_t *body = json_loadb(cc->body.s ? cc->body.s : "", cc->body.n, 0, &jerr);
+    char msg[600], param[64];
+    if (!body) {
+        snprintf(msg, sizeof msg, "request: invalid JSON at line %d, column %d (offset %d): %s", jerr.line, jerr.column,
+                 jerr.position > 0 ? jerr.position - 1 : 0, jerr.text);
+        return send_err(s, c, ep, 400, "invalid_request_error", NULL, msg);
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return send_err(s, c, ep, 400, "invalid_request_error", NULL, "request: expected a JSON object");
+    }
+    bee_digest_opts o;
+    bee_digest_opts_default(&o);
+    json_t *ex = json_object_get(body, "extractive"), *mp = json_object_get(body, "max_points"),
+           *mt = json_object_get(body, "max_tokens");
+    const char *bad = NULL;
+    if (ex && !json_is_boolean(ex)) bad = "extractive", snprintf(msg, sizeof msg, "'extractive' must be true or false");
+    else if (mp && (!json_is_integer(mp) || json_integer_value(mp) < 1 || json_integer_value(mp) > 100))
+        bad = "max_points", snprintf(msg, sizeof msg, "'max_points' must be an integer from 1 to 100");
+    else if (mt && (!json_is_integer(mt) || json_integer_value(mt) < 1 || json_integer_value(mt) > 4096))
+        bad = "max_tokens", snprintf(msg, sizeof msg, "'max_tokens' (tokens per model summary) must be an integer from 1 to 4096");
+    if (bad) {
+        json_decref(body);
+        return send_err(s, c, ep, 400, "invalid_request_error", bad, msg);
+    }
+    o.extractive = json_is_true(ex);
+    if (mp) o.max_points = (int)json_integer_value(mp);
+    if (mt) o.max_length = (int)json_integer_value(mt);
+    bee_digest_input in;
+    int rc = bee_digest_from_json(body, "request", &in);
+    json_decref(body);
+    if (rc) {
+        digest_param(bee_error_message(), param, sizeof param);
+        return send_err(s, c, ep, 400, "invalid_request_error", param[0] ? param : NULL, bee_error_message());
+    }
+    char id[64];
+    pthread_mutex_lock(&s->mu);
+    unsigned long long k = ++s->id_counter;
+    pthread_mutex_unlock(&s->mu);
+    snprintf(id, sizeof id, "digest-%llx%06llx", (unsigned long long)time(NULL), k);
+    bee_api_error e;
+    if (digest_check_input(s, id, &in, &e)) {
+        bee_digest_input_free(&in);
+        return send_error(s, c, ep, &e);
+    }
+    digest_ctx g = {s, c, {0}, 0};
+    o.model = s->model;
+    o.ctx = s->o.ctx;
+    o.gen = digest_gen;
+    o.gen_user = &g;
+    bee_digest_result r;
+    int filtered = 0;
+    if (bee_digest_run(&in, &o, &r)) {
+        enum MHD_Result res = g.failed ? send_error(s, c, ep, &g.err)
+                                       : send_err(s, c, ep, strstr(bee_error_message(), "out of memory") ? 500 : 400,
+                                                  "invalid_request_error", NULL, bee_error_message());
+        bee_digest_input_free(&in);
+        return res;
+    }
+    if (digest_check_output(s, id, &r, &filtered)) {
+        bee_digest_result_free(&r);
+        bee_digest_input_free(&in);
+        return send_err(s, c, ep, 500, "server_error", NULL, bee_error_message());
+    }
+    json_t *out = bee_digest_result_json(&in, &r);
+    if (out) {
+        json_object_set_new(out, "id", json_string(id));
+        json_object_set_new(out, "object", json_string("digest"));
+        json_object_set_new(out, "model", json_string(s->model_name));
+        json_object_set_new(out, "filtered", json_integer(filtered));
+    }
+    bee_digest_result_free(&r);
+    bee_digest_input_free(&in);
+    return send_json(s, c, ep, 200, out);
+}
+
 /* ================================================================ web app */
 
 /* The page loads only its own script and style and talks only to this
@@ -629,6 +843,7 @@ static const route k_routes[] = {
     {"/v1/cpmbee", "POST", BEE_API_CPMBEE},
     {"/tokenize", "POST", BEE_API_TOKENIZE},
     {"/v1/feedback", "POST", -1},
+    {"/v1/digest", "POST", -1},
 };
 
 static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, const char *url, const char *method,
@@ -656,6 +871,7 @@ static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, 
     if (strcmp(r->path, "/v1/feedback") == 0) return handle_feedback(s, c, cc);
     if (!loaded) return send_err(s, c, r->path, 503, "server_error", NULL, "the model is not loaded");
     if (strcmp(r->path, "/v1/models") == 0) return handle_models(s, c);
+    if (strcmp(r->path, "/v1/digest") == 0) return handle_digest(s, c, cc);
     return handle_generate(s, c, cc, (bee_api_kind)r->kind, r->path);
 }
 
