@@ -228,38 +228,29 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
 
 /* ================================================================ driver */
 
-static void store_tile(const float *out, int T, size_t width, size_t nr, size_t t0, size_t col, float *y, size_t ldy,
-                       float div) {
-    for (int t = 0; t < T; t++)
-        for (size_t r = 0; r < nr; r++) y[(t0 + (size_t)t) * ldy + col + r] = out[(size_t)t * width + r] / div;
-}
-
-static void matmul(uint32_t type, bee_panel_tile_fn fast, bee_panel_tile2_fn fast2, const void *panel, uint64_t n_rows,
-                   size_t p0, size_t p1, const bee_panel_act *a, float *y, size_t ldy, float div) {
+static void matmul(uint32_t type, bee_panel_tile_fn fast, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                   const bee_panel_act *a, float *y, size_t ldy, float div) {
     size_t pb = panel_bytes(type, a->cols);
-    float out[BEE_PANEL_TILE * 2 * P];
+    float out[BEE_PANEL_TILE * P];
     for (size_t p = p0; p < p1; p++) {
         const uint8_t *pw = (const uint8_t *)panel + p * pb;
-        size_t rows_left = (size_t)(n_rows - p * P), nr = rows_left < P ? rows_left : P;
-        int pair = fast2 && p + 1 < p1 && a->n_tok > 1;
-        size_t nr2 = pair ? (rows_left < 2 * P ? rows_left : 2 * P) : nr;
+        size_t nr = n_rows - p * P < P ? (size_t)(n_rows - p * P) : P;
         for (size_t t0 = 0; t0 < a->n_tok; t0 += BEE_PANEL_TILE) {
             int T = a->n_tok - t0 < BEE_PANEL_TILE ? (int)(a->n_tok - t0) : BEE_PANEL_TILE;
-            if (pair) fast2(pw, pb, a, t0, T, out);
-            else if (fast) fast(pw, a, t0, T, out);
+            if (fast) fast(pw, a, t0, T, out);
             else tile_ref(type, pw, a, t0, T, out);
-            store_tile(out, T, pair ? 2 * P : P, nr2, t0, p * P, y, ldy, div);
+            for (int t = 0; t < T; t++)
+                for (size_t r = 0; r < nr; r++) y[(t0 + (size_t)t) * ldy + p * P + r] = out[t * P + (int)r] / div;
         }
-        p += (size_t)pair;
     }
 }
 
 void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
                       const bee_panel_act *a, float *y, size_t ldy, float div) {
-    matmul(type, bee_panel_tile_avx512(type), bee_panel_tile2_avx512(type), panel, n_rows, p0, p1, a, y, ldy, div);
+    matmul(type, bee_panel_tile_avx512(type), panel, n_rows, p0, p1, a, y, ldy, div);
 }
 
 void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
                           const bee_panel_act *a, float *y, size_t ldy, float div) {
-    matmul(type, NULL, NULL, panel, n_rows, p0, p1, a, y, ldy, div);
+    matmul(type, NULL, panel, n_rows, p0, p1, a, y, ldy, div);
 }

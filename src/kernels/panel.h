@@ -76,11 +76,6 @@ void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, siz
  * tokens starting at token t0 of a, panel p. */
 typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
-/* Float types only: two adjacent panels (the second pb bytes after the
- * first) per call, out[t * 32 + r]; each row bit-identical to the one-panel
- * kernel. NULL when unavailable. */
-typedef void (*bee_panel_tile2_fn)(const void *pw, size_t pb, const bee_panel_act *a, size_t t0, int T, float *out);
-bee_panel_tile2_fn bee_panel_tile2_avx512(uint32_t type);
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path
  * (NULL when unavailable) agree bit for bit. */

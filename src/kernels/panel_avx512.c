@@ -59,31 +59,6 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * P, acc[t]);
 }
 
-/* Two adjacent panels (32 rows) per call: each broadcast activation feeds two
- * FMAs, which turns the f32 prefill from load-bound into FMA-bound. Each row
- * keeps the one-panel kernel's arithmetic, so results are identical. */
-INL TGT void ftile2(int kind, int T, const uint8_t *pw, size_t pb, const bee_panel_act *a, size_t t0, float *out) {
-    size_t cols = a->cols, es = kind == K_F32 ? 4 : 2;
-    const float *x = a->f + t0 * cols;
-    const uint8_t *pw1 = pw + pb;
-    __m512 acc0[TMAX], acc1[TMAX];
-#pragma GCC unroll 12
-    for (int t = 0; t < T; t++) acc0[t] = _mm512_setzero_ps(), acc1[t] = _mm512_setzero_ps();
-    for (size_t k = 0; k < cols; k++) {
-        const uint8_t *e0 = pw + k * P * es, *e1 = pw1 + k * P * es;
-        if ((k & 3) == 0) _mm_prefetch((const char *)e0 + PF_AHEAD, PF_HINT), _mm_prefetch((const char *)e1 + PF_AHEAD, PF_HINT);
-        __m512 w0 = ld16(kind, e0), w1 = ld16(kind, e1);
-#pragma GCC unroll 12
-        for (int t = 0; t < T; t++) {
-            __m512 xv = _mm512_set1_ps(x[k * TMAX + (size_t)t]);
-            acc0[t] = _mm512_fmadd_ps(w0, xv, acc0[t]);
-            acc1[t] = _mm512_fmadd_ps(w1, xv, acc1[t]);
-        }
-    }
-#pragma GCC unroll 12
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * 2 * P, acc0[t]), _mm512_storeu_ps(out + t * 2 * P + P, acc1[t]);
-}
-
 /* ================================================================ int8 types */
 
 INL TGTV int32_t ld32(const int8_t *p) {
@@ -230,28 +205,6 @@ FLOAT_TILE(tile_f32, K_F32)
 FLOAT_TILE(tile_f16, K_F16)
 FLOAT_TILE(tile_bf16, K_BF16)
 
-#define FT2_K_F32(n) ftile2(K_F32, n, pw, pb, a, t0, out)
-#define FT2_K_F16(n) ftile2(K_F16, n, pw, pb, a, t0, out)
-#define FT2_K_BF16(n) ftile2(K_BF16, n, pw, pb, a, t0, out)
-#define FLOAT_TILE2(name, kind)                                                                                  \
-    TGT static void name(const void *pw_, size_t pb, const bee_panel_act *a, size_t t0, int T, float *out) {    \
-        const uint8_t *pw = pw_;                                                                                 \
-        TILE_CASES(FT2_##kind)                                                                                   \
-    }
-FLOAT_TILE2(tile2_f32, K_F32)
-FLOAT_TILE2(tile2_f16, K_F16)
-FLOAT_TILE2(tile2_bf16, K_BF16)
-
-bee_panel_tile2_fn bee_panel_tile2_avx512(uint32_t type) {
-    if (bee_cpu_level() < BEE_CPU_AVX512) return NULL;
-    switch (type) {
-    case BEE_TYPE_F32: return tile2_f32;
-    case BEE_TYPE_F16: return tile2_f16;
-    case BEE_TYPE_BF16: return tile2_bf16;
-    default: return NULL;
-    }
-}
-
 #define QT_Q8(n) qtile(0, n, pw, a, t0, out)
 #define QT_Q4(n) qtile(1, n, pw, a, t0, out)
 TGTV static void tile_q8_0(const void *pw_, const bee_panel_act *a, size_t t0, int T, float *out) {
@@ -277,10 +230,6 @@ bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type) {
 
 #else
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type) {
-    (void)type;
-    return NULL;
-}
-bee_panel_tile2_fn bee_panel_tile2_avx512(uint32_t type) {
     (void)type;
     return NULL;
 }
