@@ -39,7 +39,8 @@ bee_job *bee_job_new(struct bee_server *s, const char *endpoint) {
     s->n_jobs++;
     uint64_t k = ++s->id_counter;
     pthread_mutex_unlock(&s->mu);
-    const char *pre = strcmp(endpoint, "/v1/chat/completions") == 0 ? "chatcmpl" : strcmp(endpoint, "/v1/cpmbee") == 0 ? "cpmbee" : "cmpl";
+    const char *pre = strcmp(endpoint, "/v1/chat/completions") == 0 ? "chatcmpl" : strcmp(endpoint, "/v1/cpmbee") == 0 ? "cpmbee"
+                      : strcmp(endpoint, "/v1/ask") == 0 ? "ask" : "cmpl";
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", pre, (unsigned long long)j->created, (unsigned long long)k);
     return j;
 }
