@@ -249,8 +249,18 @@ static void test_hostile_queries(void **st) {
                                "\"首都", "首都\"", "\xff\xfe", "", "   ", "a + b", "col:*", "首都 AND (北京 OR"};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) query(s, qs[i], 5, NULL, 0);
     expect_top(s, "\"首都\" AND (", "beijing.md");
-    char *e = bee_search_match_expr("a\"b 首都");
-    assert_string_equal(e, "\"a\" OR \"b\" OR \"首都\"");
+    char *e = bee_search_match_expr("x\"b 首都");
+    assert_string_equal(e, "\"x\" OR \"b\" OR \"首都\"");
+    free(e);
+    /* English stop words are dropped when other terms remain, kept when they are all there is */
+    e = bee_search_match_expr("How do I keep THE system current?");
+    assert_string_equal(e, "\"keep\" OR \"system\" OR \"current\"");
+    free(e);
+    e = bee_search_match_expr("who is it");
+    assert_string_equal(e, "\"who\" OR \"is\" OR \"it\"");
+    free(e);
+    e = bee_search_match_expr("the 首都 of");
+    assert_string_equal(e, "\"首都\"");
     free(e);
     bee_search_close(s);
 }

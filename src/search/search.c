@@ -435,42 +435,86 @@ int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_inde
 
 /* ================================================================ queries */
 
-typedef struct {
-    const char *q;
-    bee_str out;
-    char **seen;
-    size_t n_seen;
-} expr_builder;
+/* English function words, dropped from queries (not from documents) when
+ * the query has other terms: "How do I keep my system current?" searches
+ * keep, system, current. Compared with the query's own lower-cased text. */
+static const char *const k_stop_en[] = {
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by",
+    "can", "could", "did", "do", "does", "doing", "for", "from", "had", "has", "have", "how", "i", "if", "in",
+    "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "should", "so", "some", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when",
+    "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your",
+};
+
+static int is_stop_word(const char *w, size_t n) {
+    char low[16];
+    if (n >= sizeof low) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] >= 'A' && w[i] <= 'Z') low[i] = (char)(w[i] + 32);
+        else if (w[i] >= 'a' && w[i] <= 'z') low[i] = w[i];
+        else return 0;
+    }
+    low[n] = 0;
+    size_t lo = 0, hi = sizeof k_stop_en / sizeof k_stop_en[0];
+    while (lo < hi) { /* the list is sorted */
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(low, k_stop_en[mid]);
+        if (c == 0) return 1;
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return 0;
+}
 
 #define BEE_SEARCH_MAX_TERMS 64
 
+typedef struct {
+    char *tok;          /* the token (dedup key) */
+    size_t start, end;  /* its source text in the query */
+    int stop;
+} expr_term;
+
+typedef struct {
+    const char *q;
+    expr_term t[BEE_SEARCH_MAX_TERMS];
+    size_t n;
+} expr_builder;
+
 static int expr_add(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
     expr_builder *b = user;
-    for (size_t i = 0; i < b->n_seen; i++)
-        if (strlen(b->seen[i]) == n && memcmp(b->seen[i], tok, n) == 0) return 0;
-    if (b->n_seen == BEE_SEARCH_MAX_TERMS) return 1; /* enough: more terms add cost, not recall */
-    if (!(b->seen[b->n_seen] = strndup(tok, n))) return -1;
-    b->n_seen++;
-    /* the token's own source text, quoted: FTS5 re-tokenizes it to exactly this token, and nothing a user types can be FTS5 syntax */
-    if (b->out.n) bee_str_appendz(&b->out, " OR ");
-    bee_str_append(&b->out, "\"", 1);
-    for (size_t i = start; i < end; i++) bee_str_append(&b->out, b->q[i] == '"' ? "\"\"" : b->q + i, 1 + (b->q[i] == '"'));
-    bee_str_append(&b->out, "\"", 1);
+    for (size_t i = 0; i < b->n; i++)
+        if (strlen(b->t[i].tok) == n && memcmp(b->t[i].tok, tok, n) == 0) return 0;
+    if (b->n == BEE_SEARCH_MAX_TERMS) return 1; /* enough: more terms add cost, not recall */
+    if (!(b->t[b->n].tok = strndup(tok, n))) return -1;
+    b->t[b->n].start = start, b->t[b->n].end = end;
+    b->t[b->n].stop = is_stop_word(b->q + start, end - start);
+    b->n++;
     return 0;
 }
 
 char *bee_search_match_expr(const char *query) {
-    char *seen[BEE_SEARCH_MAX_TERMS];
-    expr_builder b = {query, {0}, seen, 0};
-    bee_str_append(&b.out, "", 0);
+    expr_builder b = {query, {{0}}, 0};
     int rc = bee_search_tokenize(query, strlen(query), BEE_STOK_QUERY, expr_add, &b);
-    for (size_t i = 0; i < b.n_seen; i++) free(seen[i]);
-    if (rc < 0 || !b.out.s) {
-        bee_str_free(&b.out);
+    size_t content = 0;
+    for (size_t i = 0; i < b.n; i++) content += !b.t[i].stop;
+    bee_str out = {0};
+    bee_str_append(&out, "", 0);
+    for (size_t i = 0; i < b.n; i++) {
+        if (content && b.t[i].stop) continue; /* a query of stop words only keeps them all */
+        /* the token's own source text, quoted: FTS5 re-tokenizes it to exactly this token, and nothing a user types can be FTS5 syntax */
+        if (out.n) bee_str_appendz(&out, " OR ");
+        bee_str_append(&out, "\"", 1);
+        for (size_t k = b.t[i].start; k < b.t[i].end; k++)
+            bee_str_append(&out, query[k] == '"' ? "\"\"" : query + k, 1 + (query[k] == '"'));
+        bee_str_append(&out, "\"", 1);
+    }
+    for (size_t i = 0; i < b.n; i++) free(b.t[i].tok);
+    if (rc < 0 || !out.s) {
+        bee_str_free(&out);
         bee_fail("out of memory");
         return NULL;
     }
-    return bee_str_take(&b.out);
+    return bee_str_take(&out);
 }
 
 static char *col_dup(sqlite3_stmt *q, int i) {
