@@ -36,8 +36,13 @@ static void expect_tokens(const char *text, bee_stok_mode mode, const char *want
 
 static void test_tokenizer_cjk(void **st) {
     (void)st;
-    /* document: every character, and every bigram at its first character's position */
-    expect_tokens("北京大学", BEE_STOK_DOCUMENT, "北@0-3 +北京@0-6 京@3-6 +京大@3-9 大@6-9 +大学@6-12 学@9-12");
+    /* document: the bigrams, then the run's last character: every character starts one token */
+    expect_tokens("北京大学", BEE_STOK_DOCUMENT, "北京@0-6 京大@3-9 大学@6-12 学@9-12");
+    expect_tokens("去北京，好", BEE_STOK_DOCUMENT, "去北@0-6 北京@3-9 京@6-9 好@12-15");
+    assert_true(bee_search_cjk_char("北", 3));
+    assert_false(bee_search_cjk_char("北京", 6));
+    assert_false(bee_search_cjk_char("a", 1));
+    assert_false(bee_search_cjk_char("\xe4\xb8", 2));
     /* query: bigrams for runs of two or more, the character alone for a run of one */
     expect_tokens("北京大学", BEE_STOK_QUERY, "北京@0-6 京大@3-9 大学@6-12");
     expect_tokens("北", BEE_STOK_QUERY, "北@0-3");
@@ -165,7 +170,8 @@ static void test_index_search(void **st) {
     expect_top(s, "机场", "beijing.md");
     expect_top(s, "沪", "");                  /* absent character */
     expect_top(s, "沪上海", "shanghai.txt");  /* OR of bigrams */
-    expect_top(s, "亚", "rivers.jsonl#yangtze"); /* 1-character query */
+    expect_top(s, "亚", "rivers.jsonl#yangtze"); /* 1-character query (inside a run: bigram prefix) */
+    expect_top(s, "河", "rivers.jsonl#yangtze"); /* the last character of a run */
     expect_top(s, "长河", "rivers.jsonl#yangtze");
     expect_top(s, "RUNNING", "rivers.jsonl#2"); /* stemmed: runs */
     expect_top(s, "stored", "page.html");
@@ -261,6 +267,10 @@ static void test_hostile_queries(void **st) {
     free(e);
     e = bee_search_match_expr("the 首都 of");
     assert_string_equal(e, "\"首都\"");
+    free(e);
+    /* a one-character run is a prefix query over the bigrams it starts (and itself at a run's end) */
+    e = bee_search_match_expr("北 上海");
+    assert_string_equal(e, "\"北\"* OR \"上海\"");
     free(e);
     bee_search_close(s);
 }
