@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feedback/feedback.h"
 #include "httpclient.h"
 #include "safety/safety.h"
 #include "search/search.h"
@@ -288,6 +289,29 @@ static void test_policy(void **st) {
     srv_stop(&v);
 }
 
+/* /v1/ask responses go to the feedback store under their id, so they can be rated */
+static void test_ask_feedback(void **st) {
+    (void)st;
+    bee_search *ix;
+    bee_feedback *fb;
+    if (bee_search_open(g_db, &ix) || bee_feedback_open(tu_tmp("fb.sqlite"), &fb)) fail_msg("%s", bee_error_message());
+    bee_serve_opts o;
+    bee_serve_opts_default(&o);
+    o.model_path = g_model, o.port = 0, o.threads = 1, o.parallel = 1, o.ctx = 512, o.index = ix, o.feedback = fb;
+    bee_server *s;
+    if (bee_server_start(&o, &s) || bee_server_wait_ready(s, 60)) fail_msg("server: %s", bee_error_message());
+    int port = bee_server_port(s);
+    json_t *j = post(port, "/v1/ask", "{\"question\":\"黄河\",\"k\":1,\"max_tokens\":4}", 200);
+    char body[256];
+    snprintf(body, sizeof body, "{\"response_id\":\"%s\",\"rating\":1}", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    json_decref(post(port, "/v1/feedback", body, 200));
+    json_decref(post(port, "/v1/feedback", "{\"response_id\":\"ask-nope\",\"rating\":1}", 404));
+    bee_server_stop(s);
+    bee_feedback_close(fb);
+    bee_search_close(ix);
+}
+
 /* ================================================================ CLI flag */
 
 static void test_cli_index_flag(void **st) {
@@ -322,7 +346,7 @@ int main(void) {
         cmocka_unit_test(test_search_matches_cli), cmocka_unit_test(test_search_bad_input),
         cmocka_unit_test(test_no_index),           cmocka_unit_test(test_ask_matches_cli),
         cmocka_unit_test(test_ask_bad_input),      cmocka_unit_test(test_policy),
-        cmocka_unit_test(test_cli_index_flag),
+        cmocka_unit_test(test_cli_index_flag),     cmocka_unit_test(test_ask_feedback),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
