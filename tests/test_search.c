@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef BEE_HAVE_SQLITE
+#include <sqlite3.h>
+#endif
+
 #include "search/search.h"
 #include "search/tokenize.h"
 #include "testutil.h"
@@ -275,6 +279,28 @@ static void test_hostile_queries(void **st) {
     bee_search_close(s);
 }
 
+/* An index written by another tokenizer version is refused, naming the file and both versions. */
+static void test_old_schema(void **st) {
+    (void)st;
+#ifdef BEE_HAVE_SQLITE
+    const char *p = tu_tmp("old.sqlite");
+    bee_search *s = open_index("old.sqlite");
+    bee_search_close(s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='bee-search-1' WHERE key='schema'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(bee_search_open(p, &s), -1);
+    assert_null(s);
+    const char *m = bee_error_message();
+    assert_non_null(strstr(m, "old.sqlite"));
+    assert_non_null(strstr(m, "bee-search-1"));
+    assert_non_null(strstr(m, "bee-search-2"));
+#else
+    skip();
+#endif
+}
+
 static void test_bad_db(void **st) {
     (void)st;
     bee_search *s;
@@ -430,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_bad_file_rolls_back),
         cmocka_unit_test(test_hostile_queries),
         cmocka_unit_test(test_bad_db),
+        cmocka_unit_test(test_old_schema),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cmrc),
 #endif
