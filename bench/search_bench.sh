@@ -35,16 +35,24 @@ for name in ("faq.jsonl", "faq-heldout.jsonl"):
     except FileNotFoundError:
         pass
 cjk = re.compile("[\u3400-\u9fff]")
-with open(f"{out}/faq/faq.jsonl", "w", encoding="utf-8") as d, open(f"{out}/faq-questions.jsonl", "w", encoding="utf-8") as q:
+import os
+os.makedirs(f"{out}/faq-sections", exist_ok=True)
+with open(f"{out}/faq/faq.jsonl", "w", encoding="utf-8") as d, open(f"{out}/faq-questions.jsonl", "w", encoding="utf-8") as q, \
+     open(f"{out}/faq-sections/faq.jsonl", "w", encoding="utf-8") as sec:
     for i, r in enumerate(rows):
         lang = "zh" if cjk.search(r["input"]) else "en"
         d.write(json.dumps({"id": f"{lang}-{i:04d}", "text": r["<ans>"]}, ensure_ascii=False) + "\n")
+        # the section as the FAQ lays it out: its heading (the question itself) and the answer
+        sec.write(json.dumps({"id": f"{lang}-{i:04d}", "text": "# " + r["input"] + "\n\n" + r["<ans>"]}, ensure_ascii=False) + "\n")
         q.write(json.dumps({"question": r["input"], "doc": f"#{lang}-{i:04d}", "lang": lang}, ensure_ascii=False) + "\n")
 print(f"Debian FAQ: {len(rows)} answer sections indexed, {len(rows)} questions")
 PY
     echo "== Debian FAQ: one document per answer section, every question"
     "$bee" index --db "$out/faq.sqlite" "$out/faq" --json
     "$sb" --db "$out/faq.sqlite" --questions "$out/faq-questions.jsonl" -k 5 ${MISSES:+--misses}
+    echo "== Debian FAQ, sections with their heading (= the question: exact-match sanity check, not a retrieval measure)"
+    "$bee" index --db "$out/faq-sections.sqlite" "$out/faq-sections" --json
+    "$sb" --db "$out/faq-sections.sqlite" --questions "$out/faq-questions.jsonl" -k 5
 elif has faq; then
     echo "SKIP faq: $corpus/faq.jsonl not found (scripts/build-corpus.sh makes it)"
 fi
