@@ -1,8 +1,10 @@
 /* Retrieval quality and query latency of a bee search index.
  * usage: search_bench --db INDEX.sqlite --questions Q.jsonl [-k K]
- * Q.jsonl lines: {"question": ..., "doc": "#ID" (suffix of the expected doc), "answer": ...}.
+ * Q.jsonl lines: {"question": ..., "doc": "#ID" (suffix of the expected doc), "answer": ..., "lang": ...}.
  * Prints Recall@K and MRR@K by document and by passage (a hit from the right
- * document whose text contains the answer), and query latency p50/p99. */
+ * document whose text contains the answer; only when "answer" is given), and
+ * query latency p50/p99; with "lang" fields, Recall@K and MRR@K by document
+ * for each language too. --misses prints the questions not found in the top K. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +30,22 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+typedef struct {
+    char name[16];
+    size_t n, hit;
+    double rr;
+} lang_stat;
+
 int main(int argc, char **argv) {
     const char *db = NULL, *qpath = NULL;
-    int k = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--db")) db = argv[i + 1];
-        else if (!strcmp(argv[i], "--questions")) qpath = argv[i + 1];
-        else if (!strcmp(argv[i], "-k")) k = atoi(argv[i + 1]);
+    int k = 5, misses = 0, fetch = 0; /* fetch > k: rank by distinct documents among the top `fetch` passages */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--misses")) misses = 1;
+        else if (i + 1 >= argc) break;
+        else if (!strcmp(argv[i], "--db")) db = argv[++i];
+        else if (!strcmp(argv[i], "--questions")) qpath = argv[++i];
+        else if (!strcmp(argv[i], "-k")) k = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--fetch")) fetch = atoi(argv[++i]);
     }
     if (!db || !qpath || k < 1) {
         fprintf(stderr, "usage: search_bench --db INDEX.sqlite --questions Q.jsonl [-k K]\n");
@@ -47,6 +58,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     char line[65536];
+    lang_stat langs[8];
+    size_t n_langs = 0, n_ans = 0;
     size_t n = 0, cap = 1024, doc_hit = 0, pas_hit = 0;
     double *lat = malloc(cap * sizeof *lat), doc_rr = 0, pas_rr = 0;
     while (fgets(line, sizeof line, f)) {
@@ -61,20 +74,42 @@ int main(int argc, char **argv) {
         bee_search_hit *h;
         size_t nh;
         double t0 = now_ms();
-        if (bee_search_query(s, q, k, &h, &nh)) {
+        if (bee_search_query(s, q, fetch > k ? fetch : k, &h, &nh)) {
             fprintf(stderr, "search_bench: %s\n", bee_error_message());
             return 1;
         }
         if (n == cap) lat = realloc(lat, (cap *= 2) * sizeof *lat);
         lat[n++] = now_ms() - t0;
-        int dr = 0, pr = 0;
-        for (size_t i = 0; i < nh; i++) {
+        int dr = 0, pr = 0, rank = 0;
+        for (size_t i = 0; i < nh && rank < k; i++) {
+            int dup = 0;
+            for (size_t j = 0; fetch > k && j < i; j++) dup |= strcmp(h[j].doc, h[i].doc) == 0;
+            if (dup) continue;
+            rank++;
             int d = ends_with(h[i].doc, want);
-            if (d && !dr) dr = (int)i + 1;
-            if (d && !pr && ans && strstr(h[i].text, ans)) pr = (int)i + 1;
+            if (d && !dr) dr = rank;
+            if (d && !pr && ans && strstr(h[i].text, ans)) pr = rank;
         }
         doc_hit += dr > 0;
         pas_hit += pr > 0;
+        n_ans += ans != NULL;
+        const char *lang = json_string_value(json_object_get(o, "lang"));
+        if (lang) {
+            size_t l = 0;
+            while (l < n_langs && strcmp(langs[l].name, lang)) l++;
+            if (l == n_langs && n_langs < 8) {
+                memset(&langs[l], 0, sizeof langs[l]);
+                snprintf(langs[l].name, sizeof langs[l].name, "%s", lang);
+                n_langs++;
+            }
+            if (l < n_langs) {
+                langs[l].n++;
+                langs[l].hit += dr > 0;
+                langs[l].rr += dr ? 1.0 / dr : 0;
+            }
+        }
+        if (misses && !dr)
+            fprintf(stderr, "miss: %s -> %s (want %s)\n", q, nh ? h[0].doc : "(nothing)", want);
         doc_rr += dr ? 1.0 / dr : 0;
         pas_rr += pr ? 1.0 / pr : 0;
         bee_search_hits_free(h, nh);
@@ -86,10 +121,14 @@ int main(int argc, char **argv) {
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += lat[i];
     qsort(lat, n, sizeof *lat, cmp_d);
-    printf("{\"questions\": %zu, \"k\": %d, \"recall_doc\": %.4f, \"mrr_doc\": %.4f, \"recall_passage\": %.4f, "
-           "\"mrr_passage\": %.4f, \"latency_ms_p50\": %.3f, \"latency_ms_p99\": %.3f, \"latency_ms_mean\": %.3f}\n",
-           n, k, (double)doc_hit / (double)n, doc_rr / (double)n, (double)pas_hit / (double)n, pas_rr / (double)n,
-           lat[n / 2], lat[(size_t)((double)n * 0.99)], sum / (double)n);
+    printf("{\"questions\": %zu, \"k\": %d, \"recall_doc\": %.4f, \"mrr_doc\": %.4f", n, k,
+           (double)doc_hit / (double)n, doc_rr / (double)n);
+    if (n_ans) printf(", \"recall_passage\": %.4f, \"mrr_passage\": %.4f", (double)pas_hit / (double)n, pas_rr / (double)n);
+    for (size_t l = 0; l < n_langs; l++)
+        printf(", \"%s\": {\"questions\": %zu, \"recall_doc\": %.4f, \"mrr_doc\": %.4f}", langs[l].name, langs[l].n,
+               (double)langs[l].hit / (double)langs[l].n, langs[l].rr / (double)langs[l].n);
+    printf(", \"latency_ms_p50\": %.3f, \"latency_ms_p99\": %.3f, \"latency_ms_mean\": %.3f}\n", lat[n / 2],
+           lat[(size_t)((double)n * 0.99)], sum / (double)n);
     free(lat);
     return 0;
 }

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 1 << 16) return 0;
     bee_tokenizer *t = fuzz_tokenizer();
     const char *s = (const char *)data;
-    for (int k = BEE_API_COMPLETION; k <= BEE_API_TOKENIZE; k++) run((bee_api_kind)k, s, size, t);
+    for (int k = BEE_API_COMPLETION; k <= BEE_API_ASK; k++) run((bee_api_kind)k, s, size, t);
     bee_unescape u = {0};
     bee_str out = {0};
     size_t half = size / 2;

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef BEE_HAVE_SQLITE
+#include <sqlite3.h>
+#endif
+
 #include "search/search.h"
 #include "search/tokenize.h"
 #include "testutil.h"
@@ -36,8 +40,13 @@ static void expect_tokens(const char *text, bee_stok_mode mode, const char *want
 
 static void test_tokenizer_cjk(void **st) {
     (void)st;
-    /* document: every character, and every bigram at its first character's position */
-    expect_tokens("北京大学", BEE_STOK_DOCUMENT, "北@0-3 +北京@0-6 京@3-6 +京大@3-9 大@6-9 +大学@6-12 学@9-12");
+    /* document: the bigrams, then the run's last character: every character starts one token */
+    expect_tokens("北京大学", BEE_STOK_DOCUMENT, "北京@0-6 京大@3-9 大学@6-12 学@9-12");
+    expect_tokens("去北京，好", BEE_STOK_DOCUMENT, "去北@0-6 北京@3-9 京@6-9 好@12-15");
+    assert_true(bee_search_cjk_char("北", 3));
+    assert_false(bee_search_cjk_char("北京", 6));
+    assert_false(bee_search_cjk_char("a", 1));
+    assert_false(bee_search_cjk_char("\xe4\xb8", 2));
     /* query: bigrams for runs of two or more, the character alone for a run of one */
     expect_tokens("北京大学", BEE_STOK_QUERY, "北京@0-6 京大@3-9 大学@6-12");
     expect_tokens("北", BEE_STOK_QUERY, "北@0-3");
@@ -165,7 +174,8 @@ static void test_index_search(void **st) {
     expect_top(s, "机场", "beijing.md");
     expect_top(s, "沪", "");                  /* absent character */
     expect_top(s, "沪上海", "shanghai.txt");  /* OR of bigrams */
-    expect_top(s, "亚", "rivers.jsonl#yangtze"); /* 1-character query */
+    expect_top(s, "亚", "rivers.jsonl#yangtze"); /* 1-character query (inside a run: bigram prefix) */
+    expect_top(s, "河", "rivers.jsonl#yangtze"); /* the last character of a run */
     expect_top(s, "长河", "rivers.jsonl#yangtze");
     expect_top(s, "RUNNING", "rivers.jsonl#2"); /* stemmed: runs */
     expect_top(s, "stored", "page.html");
@@ -249,10 +259,46 @@ static void test_hostile_queries(void **st) {
                                "\"首都", "首都\"", "\xff\xfe", "", "   ", "a + b", "col:*", "首都 AND (北京 OR"};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) query(s, qs[i], 5, NULL, 0);
     expect_top(s, "\"首都\" AND (", "beijing.md");
-    char *e = bee_search_match_expr("a\"b 首都");
-    assert_string_equal(e, "\"a\" OR \"b\" OR \"首都\"");
+    char *e = bee_search_match_expr("x\"b 首都");
+    assert_string_equal(e, "\"x\" OR \"b\" OR \"首都\"");
+    free(e);
+    /* English stop words are dropped when other terms remain, kept when they are all there is */
+    e = bee_search_match_expr("How do I keep THE system current?");
+    assert_string_equal(e, "\"keep\" OR \"system\" OR \"current\"");
+    free(e);
+    e = bee_search_match_expr("who is it");
+    assert_string_equal(e, "\"who\" OR \"is\" OR \"it\"");
+    free(e);
+    e = bee_search_match_expr("the 首都 of");
+    assert_string_equal(e, "\"首都\"");
+    free(e);
+    /* a one-character run is a prefix query over the bigrams it starts (and itself at a run's end) */
+    e = bee_search_match_expr("北 上海");
+    assert_string_equal(e, "\"北\"* OR \"上海\"");
     free(e);
     bee_search_close(s);
+}
+
+/* An index written by another tokenizer version is refused, naming the file and both versions. */
+static void test_old_schema(void **st) {
+    (void)st;
+#ifdef BEE_HAVE_SQLITE
+    const char *p = tu_tmp("old.sqlite");
+    bee_search *s = open_index("old.sqlite");
+    bee_search_close(s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='bee-search-1' WHERE key='schema'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(bee_search_open(p, &s), -1);
+    assert_null(s);
+    const char *m = bee_error_message();
+    assert_non_null(strstr(m, "old.sqlite"));
+    assert_non_null(strstr(m, "bee-search-1"));
+    assert_non_null(strstr(m, "bee-search-2"));
+#else
+    skip();
+#endif
 }
 
 static void test_bad_db(void **st) {
@@ -410,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_bad_file_rolls_back),
         cmocka_unit_test(test_hostile_queries),
         cmocka_unit_test(test_bad_db),
+        cmocka_unit_test(test_old_schema),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cmrc),
 #endif

@@ -18,33 +18,11 @@ static double clock_s(clockid_t id) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* JSON strings must be UTF-8: invalid bytes (possible in indexed files) become U+FFFD. */
-static json_t *json_utf8(const char *s) {
-    size_t n = strlen(s);
-    if (!bee_utf8_check(s, n)) return json_stringn(s, n);
-    bee_str t = {0};
-    for (size_t i = 0; i < n;) {
-        int k = bee_utf8_len((const unsigned char *)s + i, n - i);
-        if (k > 0) bee_str_append(&t, s + i, (size_t)k);
-        else bee_str_appendz(&t, "\xEF\xBF\xBD");
-        i += k > 0 ? (size_t)k : 1;
-    }
-    json_t *j = json_stringn(t.s ? t.s : "", t.n);
-    bee_str_free(&t);
-    return j;
-}
-
 static void print_json(json_t *o) {
     char *s = json_dumps(o, JSON_COMPACT);
     if (s) printf("%s\n", s);
     free(s);
     json_decref(o);
-}
-
-static json_t *hit_json(const bee_search_hit *h) {
-    return json_pack("{s:o, s:I, s:f, s:o, s:I, s:o}", "doc", json_utf8(h->doc), "passage", (json_int_t)h->passage,
-                     "score", h->score, "text", json_utf8(h->text), "offset", (json_int_t)h->offset, "heading",
-                     json_utf8(h->heading));
 }
 
 #define OPT_DB {"db", 0, "INDEX.sqlite", "index database (required)", "BEE_SEARCH_DB", 0}
@@ -125,7 +103,7 @@ int cmd_search(int argc, char **argv) {
     else rc = open_and_query(&a, a.pos[0], &h, &n);
     if (rc == 0 && cli_get(&a, "json")) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) json_array_append_new(arr, hit_json(&h[i]));
+        for (size_t i = 0; i < n; i++) json_array_append_new(arr, bee_search_hit_json(&h[i]));
         print_json(arr);
     } else if (rc == 0) {
         for (size_t i = 0; i < n; i++)
@@ -140,44 +118,11 @@ int cmd_search(int argc, char **argv) {
 
 /* ================================================================ bee ask */
 
-/* CPM-Bee text: a literal '<' is written "<<". */
-static void append_escaped(bee_str *o, const char *t) {
-    for (; *t; t++) bee_str_append(o, *t == '<' ? "<<" : t, 1 + (*t == '<'));
-}
-
-static char *ask_prompt(const char *question, const bee_search_hit *h, size_t n) {
-    bee_str in = {0}, q = {0};
-    bee_str_append(&in, "", 0);
-    bee_str_append(&q, "", 0);
-    for (size_t i = 0; i < n; i++) {
-        bee_str_printf(&in, "%s[%zu] ", i ? "\n" : "", i + 1);
-        append_escaped(&in, h[i].text);
-    }
-    append_escaped(&q, question);
-    json_t *d = json_pack("{s:o, s:o, s:s}", "input", json_utf8(in.s), "question", json_utf8(q.s), "<ans>", "");
-    bee_str_free(&in);
-    bee_str_free(&q);
-    char *s = d ? json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(d);
-    return s;
-}
-
-/* The [n] citations in the answer: valid ones (1..n_hits) into `cited`, the rest counted. */
-static size_t parse_citations(const char *ans, size_t n_hits, int *cited) {
-    size_t bad = 0;
-    for (const char *p = strchr(ans, '['); p; p = strchr(p + 1, '[')) {
-        char *end;
-        long v = strtol(p + 1, &end, 10);
-        if (end == p + 1 || *end != ']') continue;
-        if (v >= 1 && (size_t)v <= n_hits) cited[v - 1] = 1;
-        else bad++;
-    }
-    return bad;
-}
-
 static int ask_answer(cli_args *a, const char *question, const bee_search_hit *h, size_t n) {
     bee_model *m = NULL;
-    char *prompt = ask_prompt(question, h, n), *out = NULL;
+    json_t *dict = bee_ask_dict(question, h, n);
+    char *prompt = dict ? json_dumps(dict, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL, *out = NULL;
+    json_decref(dict);
     if (!prompt) return cli_error(a->cmd, "out of memory");
     if (cli_model_load(a->cmd, a, &m)) {
         free(prompt);
@@ -192,27 +137,20 @@ static int ask_answer(cli_args *a, const char *question, const bee_search_hit *h
     json_t *o = rc == 0 ? json_loads(out, 0, NULL) : NULL;
     const char *ans = json_string_value(json_object_get(o, "<ans>"));
     if (rc == 0 && !ans) rc = cli_error(a->cmd, "model output has no <ans> string");
-    if (rc == 0) {
-        int *cited = calloc(n + 1, sizeof *cited);
-        size_t bad = parse_citations(ans, n, cited);
-        if (cli_get(a, "json")) {
-            json_t *arr = json_array(), *cit = json_array();
-            for (size_t i = 0; i < n; i++) {
-                json_t *j = hit_json(&h[i]);
-                json_object_set_new(j, "n", json_integer((json_int_t)i + 1));
-                json_array_append_new(arr, j);
-                if (cited[i]) json_array_append_new(cit, json_integer((json_int_t)i + 1));
-            }
-            print_json(json_pack("{s:o, s:o, s:I, s:o, s:s}", "answer", json_utf8(ans), "cited", cit,
-                                 "invalid_citations", (json_int_t)bad, "passages", arr, "prompt", prompt));
-        } else {
-            printf("%s\n\n", ans);
-            for (size_t i = 0; i < n; i++)
-                printf("[%zu] %s (passage %lld)%s\n", i + 1, h[i].doc, (long long)h[i].passage, cited[i] ? " *cited*" : "");
-            if (bad) fprintf(stderr, "bee ask: the answer cites %zu passage number(s) that do not exist\n", bad);
-        }
-        free(cited);
+    json_t *r = rc == 0 ? bee_ask_result_json(ans, h, n, prompt) : NULL;
+    if (rc == 0 && !r) rc = cli_error(a->cmd, "out of memory");
+    if (rc == 0 && cli_get(a, "json")) {
+        print_json(json_incref(r));
+    } else if (rc == 0) {
+        printf("%s\n\n", ans);
+        json_t *ps = json_object_get(r, "passages");
+        for (size_t i = 0; i < n; i++)
+            printf("[%zu] %s (passage %lld)%s\n", i + 1, h[i].doc, (long long)h[i].passage,
+                   json_is_true(json_object_get(json_array_get(ps, i), "cited")) ? " *cited*" : "");
+        json_int_t bad = json_integer_value(json_object_get(r, "invalid_citations"));
+        if (bad) fprintf(stderr, "bee ask: the answer cites %lld passage number(s) that do not exist\n", (long long)bad);
     }
+    json_decref(r);
     json_decref(o);
     free(out);
     free(prompt);

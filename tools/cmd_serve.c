@@ -6,8 +6,10 @@
 #include "cli.h"
 #include "feedback/feedback.h"
 #include "safety/safety.h"
+#include "search/search.h"
 #include "serve/serve.h"
 #include "util/error.h"
+#include "util/file.h"
 
 static const cli_opt k_serve_opts[] = {
     {"model", 'm', "MODEL.gguf", "model file", "BEE_MODEL", 0},
@@ -27,6 +29,7 @@ static const cli_opt k_serve_opts[] = {
     {"policy", 0, "P.json", "content-safety policy for prompts and generated text (docs/SAFETY.md)", "BEE_POLICY", 0},
     {"audit-db", 0, "F.sqlite", "safety audit table (default: the --feedback-db file)", "BEE_AUDIT_DB", 0},
     {"feedback-db", 0, "F.sqlite", "store every response; enables POST /v1/feedback", "BEE_FEEDBACK_DB", 0},
+    {"index", 0, "INDEX.sqlite", "search index (bee index) for POST /v1/search and /v1/ask", "BEE_INDEX", 0},
     {"verbose", 'v', NULL, "log each request", "BEE_VERBOSE", 0},
     {0},
 };
@@ -57,26 +60,31 @@ typedef struct {
     bee_safety_policy *policy;
     bee_safety_audit *audit;
     bee_feedback *feedback;
+    bee_search *index;
 } serve_stores;
 
 static void stores_close(serve_stores *st) {
     bee_safety_policy_free(st->policy);
     bee_safety_audit_close(st->audit);
     bee_feedback_close(st->feedback);
+    bee_search_close(st->index);
 }
 
 static int stores_open(const cli_args *a, serve_stores *st, bee_serve_opts *o) {
     const char *pol = cli_get(a, "policy"), *fdb = cli_get(a, "feedback-db"), *adb = cli_get(a, "audit-db");
+    const char *idx = cli_get(a, "index");
     if (!adb && pol) adb = fdb; /* decisions next to the responses they concern */
     memset(st, 0, sizeof *st);
-    if ((pol && bee_safety_policy_load(pol, &st->policy)) || (fdb && bee_feedback_open(fdb, &st->feedback)) ||
+    if (idx && !bee_file_exists(idx)) return cli_error("serve", "--index %s: no such index (create it with bee index)", idx);
+    if ((idx && bee_search_open(idx, &st->index)) || (pol && bee_safety_policy_load(pol, &st->policy)) ||
+        (fdb && bee_feedback_open(fdb, &st->feedback)) ||
         (adb && bee_safety_audit_open(adb, &st->audit))) {
         cli_fail("serve");
         stores_close(st);
         memset(st, 0, sizeof *st);
         return 1;
     }
-    o->policy = st->policy, o->audit = st->audit, o->feedback = st->feedback;
+    o->policy = st->policy, o->audit = st->audit, o->feedback = st->feedback, o->index = st->index;
     if (pol)
         fprintf(stderr, "bee serve: policy %s (%zu categories, %zu terms)%s%s\n", pol,
                 bee_safety_policy_n_categories(st->policy), bee_safety_policy_n_terms(st->policy),
@@ -112,7 +120,8 @@ static int serve(const bee_serve_opts *o) {
 int cmd_serve(int argc, char **argv) {
     cli_args a = {"serve", "-m MODEL.gguf [--host ADDR] [--port N] [--parallel N] [--ctx N] [options]",
                   "Serves the model over HTTP: OpenAI-style /v1/completions and /v1/chat/completions (with SSE\n"
-                  "streaming), /v1/cpmbee (CPM-Bee dicts), /v1/models, /tokenize, /health and /metrics.\n"
+                  "streaming), /v1/cpmbee (CPM-Bee dicts), /v1/models, /tokenize, /health and /metrics; with\n"
+                  "--index, /v1/search (passages) and /v1/ask (answers citing them).\n"
                   "Requests share one batched forward pass per step (continuous batching). See docs/SERVING.md.",
                   k_serve_opts};
     int rc = 0;

@@ -25,11 +25,22 @@ struct bee_search {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *get_file, *put_file, *touch_file, *del_fts, *del_pass, *put_pass, *put_fts, *put_seen;
+    int in_batch;          /* a write transaction is open */
+    uint64_t batch_bytes;  /* bytes of files written in it */
+    uint64_t batch_files;
 };
+
+/* Indexing writes files in batches: one transaction per BATCH_BYTES of input
+ * or BATCH_FILES files (one commit and WAL sync per batch instead of per
+ * file: many small files no longer cost a commit each). FTS5 keeps its
+ * default 1 MB term hash: larger ones (8, 128 MB) measured slower, their
+ * hash chains miss the CPU caches on every token. */
+#define BEE_SEARCH_BATCH_BYTES (32u << 20)
+#define BEE_SEARCH_BATCH_FILES 2000
 
 /* Bump when the tokenizer or splitter changes: an index built with another
  * version must be rebuilt, since stored tokens would no longer match queries. */
-#define BEE_SEARCH_SCHEMA "bee-search-1"
+#define BEE_SEARCH_SCHEMA "bee-search-2" /* 2: CJK bigrams + last character instead of every character + colocated bigrams */
 
 static const char k_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -183,33 +194,47 @@ static int step_done(bee_search *s, sqlite3_stmt *st, const char *what) {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(s, what);
 }
 
-static int store_passages(bee_search *s, int64_t file_id, const char *doc, bee_doc *d, int64_t *seq) {
-    for (size_t i = 0; i < d->n; i++) {
-        const bee_passage *p = &d->p[i];
-        sqlite3_bind_int64(s->put_pass, 1, file_id);
-        if (doc) sqlite3_bind_text(s->put_pass, 2, doc, -1, SQLITE_STATIC);
-        else sqlite3_bind_null(s->put_pass, 2);
-        sqlite3_bind_int64(s->put_pass, 3, (*seq)++);
-        sqlite3_bind_int64(s->put_pass, 4, p->offset);
-        sqlite3_bind_text(s->put_pass, 5, p->heading, -1, SQLITE_STATIC);
-        if (step_done(s, s->put_pass, "insert passage")) return -1;
-        sqlite3_bind_int64(s->put_fts, 1, sqlite3_last_insert_rowid(s->db));
-        sqlite3_bind_text(s->put_fts, 2, d->text + p->offset, (int)p->len, SQLITE_STATIC);
-        if (step_done(s, s->put_fts, "insert fts")) return -1;
+/* ---------------------------------------------------------------- parsing (no SQL) */
+
+/* A file parsed into documents before anything is written, so a bad file
+ * fails before it touches the index. */
+typedef struct {
+    char *doc; /* NULL: the file itself; else path#record */
+    bee_doc d;
+} parsed_doc;
+
+typedef struct {
+    parsed_doc *v;
+    size_t n, cap;
+} parsed_file;
+
+static void parsed_free(parsed_file *f) {
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->v[i].doc);
+        bee_doc_free(&f->v[i].d);
     }
-    return 0;
+    free(f->v);
+    memset(f, 0, sizeof *f);
 }
 
-/* Splits and stores one text (ownership of text passes to this function). */
-static int index_text(bee_search *s, int64_t file_id, const char *doc, char *text, size_t len, int md,
-                      int64_t *seq) {
-    bee_doc d = {text, len, NULL, 0, 0};
-    int rc = bee_doc_split(&d, md) || store_passages(s, file_id, doc, &d, seq) ? -1 : 0;
-    bee_doc_free(&d);
-    return rc;
+/* Splits one text into passages and keeps it (text and doc are taken over, also on failure). */
+static int parsed_add(parsed_file *f, char *doc, char *text, size_t len, int md) {
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 8;
+        parsed_doc *v = realloc(f->v, cap * sizeof *v);
+        if (!v) {
+            free(doc), free(text);
+            return bee_fail("out of memory");
+        }
+        f->v = v, f->cap = cap;
+    }
+    parsed_doc *p = &f->v[f->n++];
+    p->doc = doc;
+    p->d = (bee_doc){text, len, NULL, 0, 0};
+    return bee_doc_split(&p->d, md);
 }
 
-static int index_jsonl(bee_search *s, int64_t file_id, const char *path, const char *data, size_t n, int64_t *seq) {
+static int parse_jsonl(parsed_file *f, const char *path, const char *data, size_t n) {
     size_t line = 0;
     for (size_t i = 0; i < n; line++) {
         const char *nl = memchr(data + i, '\n', n - i);
@@ -228,10 +253,13 @@ static int index_jsonl(bee_search *s, int64_t file_id, const char *path, const c
         if (json_is_string(id)) snprintf(doc, sizeof doc, "%s#%s", path, json_string_value(id));
         else if (json_is_integer(id)) snprintf(doc, sizeof doc, "%s#%lld", path, (long long)json_integer_value(id));
         else snprintf(doc, sizeof doc, "%s#%zu", path, line + 1);
-        char *text = strndup(json_string_value(t), json_string_length(t));
+        char *text = strndup(json_string_value(t), json_string_length(t)), *d = strdup(doc);
         json_decref(o);
-        if (!text) return bee_fail("out of memory");
-        if (index_text(s, file_id, doc, text, strlen(text), 0, seq)) return -1;
+        if (!text || !d) {
+            free(text), free(d);
+            return bee_fail("out of memory");
+        }
+        if (parsed_add(f, d, text, strlen(text), 0)) return -1;
     }
     return 0;
 }
@@ -248,20 +276,70 @@ static doc_kind kind_of(const char *path) {
     return DOC_NONE;
 }
 
-static int index_content(bee_search *s, int64_t file_id, const char *path, doc_kind k, const char *data, size_t n,
-                         int64_t *seq) {
-    if (k == DOC_JSONL) return index_jsonl(s, file_id, path, data, n, seq);
+static int parse_content(parsed_file *f, const char *path, doc_kind k, const char *data, size_t n) {
+    if (k == DOC_JSONL) return parse_jsonl(f, path, data, n);
     size_t len = n;
     char *text = k == DOC_HTML ? bee_html_to_text(data, n, &len) : strndup(data, n);
     if (!text) return bee_fail("out of memory");
-    return index_text(s, file_id, NULL, text, len, k != DOC_TEXT, seq);
+    return parsed_add(f, NULL, text, len, k != DOC_TEXT);
 }
 
-static int64_t mtime_ns(const struct stat *sb) { return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec; }
+/* ---------------------------------------------------------------- batches */
 
 static int exec(bee_search *s, const char *sql) {
     return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, sql);
 }
+
+static int batch_begin(bee_search *s) {
+    if (s->in_batch) return 0;
+    if (exec(s, "BEGIN IMMEDIATE")) return -1;
+    s->in_batch = 1;
+    s->batch_bytes = s->batch_files = 0;
+    return 0;
+}
+
+static void batch_rollback(bee_search *s) {
+    if (s->in_batch) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->in_batch = 0;
+}
+
+static int batch_commit(bee_search *s) {
+    if (!s->in_batch) return 0;
+    if (exec(s, "COMMIT")) {
+        batch_rollback(s);
+        return -1;
+    }
+    s->in_batch = 0;
+    return 0;
+}
+
+/* Commits when the batch is full. */
+static int batch_step(bee_search *s, uint64_t bytes) {
+    s->batch_bytes += bytes;
+    s->batch_files++;
+    return s->batch_bytes >= BEE_SEARCH_BATCH_BYTES || s->batch_files >= BEE_SEARCH_BATCH_FILES ? batch_commit(s) : 0;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static int store_passages(bee_search *s, int64_t file_id, const char *doc, const bee_doc *d, int64_t *seq) {
+    for (size_t i = 0; i < d->n; i++) {
+        const bee_passage *p = &d->p[i];
+        sqlite3_bind_int64(s->put_pass, 1, file_id);
+        if (doc) sqlite3_bind_text(s->put_pass, 2, doc, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(s->put_pass, 2);
+        sqlite3_bind_int64(s->put_pass, 3, (*seq)++);
+        sqlite3_bind_int64(s->put_pass, 4, p->offset);
+        sqlite3_bind_text(s->put_pass, 5, p->heading, -1, SQLITE_STATIC);
+        if (step_done(s, s->put_pass, "insert passage")) return -1;
+        sqlite3_bind_int64(s->put_fts, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_text(s->put_fts, 2, d->text + p->offset, (int)p->len, SQLITE_STATIC);
+        if (step_done(s, s->put_fts, "insert fts")) return -1;
+    }
+    return 0;
+}
+
+static int64_t mtime_ns(const struct stat *sb) { return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec; }
 
 static int delete_file_rows(bee_search *s, int64_t id) {
     sqlite3_bind_int64(s->del_fts, 1, id);
@@ -269,12 +347,24 @@ static int delete_file_rows(bee_search *s, int64_t id) {
     return step_done(s, s->del_fts, "delete fts") || step_done(s, s->del_pass, "delete passages") ? -1 : 0;
 }
 
-/* Re-indexes path inside one transaction: old passages out, new ones in. */
+/* Re-indexes path in the current batch: parsed first (a bad file fails
+ * here: the batch so far is committed, nothing of this file is written),
+ * then old passages out and new ones in. A database error rolls the whole
+ * batch back; either way the index holds, for each file, its previous or
+ * its new version, never a mix. */
 static int write_file(bee_search *s, const char *path, doc_kind k, const struct stat *sb, const char *data,
                       const char *hash, int64_t old_id, bee_index_stats *st) {
-    if (exec(s, "BEGIN IMMEDIATE")) return -1;
+    parsed_file f = {0};
+    if (parse_content(&f, path, k, data, (size_t)sb->st_size)) {
+        parsed_free(&f);
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", bee_error_message());
+        if (batch_commit(s)) return -1;
+        return bee_fail("%s", msg);
+    }
     int64_t seq = 0, id = -1;
-    int rc = old_id >= 0 ? delete_file_rows(s, old_id) : 0;
+    int rc = batch_begin(s);
+    if (rc == 0 && old_id >= 0) rc = delete_file_rows(s, old_id);
     if (rc == 0) {
         sqlite3_bind_text(s->put_file, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s->put_file, 2, (int64_t)sb->st_size);
@@ -284,10 +374,11 @@ static int write_file(bee_search *s, const char *path, doc_kind k, const struct 
         else rc = db_fail(s, "insert file");
         sqlite3_reset(s->put_file);
     }
-    if (rc == 0) rc = index_content(s, id, path, k, data, (size_t)sb->st_size, &seq);
-    if (rc == 0) rc = exec(s, "COMMIT");
+    for (size_t i = 0; rc == 0 && i < f.n; i++) rc = store_passages(s, id, f.v[i].doc, &f.v[i].d, &seq);
+    parsed_free(&f);
+    if (rc == 0) rc = batch_step(s, (uint64_t)sb->st_size);
     if (rc) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        batch_rollback(s);
         return -1;
     }
     st->passages += (uint64_t)seq;
@@ -331,7 +422,8 @@ static int index_file(bee_search *s, const char *path, bee_index_stats *st) {
         sqlite3_bind_int64(s->touch_file, 1, old_id);
         sqlite3_bind_int64(s->touch_file, 2, (int64_t)n);
         sqlite3_bind_int64(s->touch_file, 3, mtime_ns(&sb));
-        rc = step_done(s, s->touch_file, "update file");
+        rc = batch_begin(s) || step_done(s, s->touch_file, "update file") || batch_step(s, 0) ? -1 : 0;
+        if (rc) batch_rollback(s);
         st->unchanged++;
     } else {
         rc = write_file(s, path, k, &sb, data, hash, old_id, st);
@@ -388,7 +480,7 @@ static int remove_missing(bee_search *s, const char *root, bee_index_stats *st) 
                            -1, &q, NULL) != SQLITE_OK)
         return db_fail(s, "prepare");
     sqlite3_bind_text(q, 1, root, -1, SQLITE_STATIC);
-    int rc = exec(s, "BEGIN IMMEDIATE");
+    int rc = batch_begin(s);
     while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(q, 0);
         char sql[64];
@@ -397,8 +489,8 @@ static int remove_missing(bee_search *s, const char *root, bee_index_stats *st) 
         if (rc == 0) st->removed++;
     }
     sqlite3_finalize(q);
-    if (rc == 0) return exec(s, "COMMIT");
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == 0) return 0; /* committed with the batch */
+    batch_rollback(s);
     return -1;
 }
 
@@ -412,9 +504,7 @@ static int absolute(const char *in, char *out) {
     return 1;
 }
 
-int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st) {
-    memset(st, 0, sizeof *st);
-    if (exec(s, "DELETE FROM seen")) return -1;
+static int index_paths(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st) {
     for (size_t i = 0; i < n; i++) {
         char abs[PATH_MAX];
         int r = absolute(paths[i], abs);
@@ -433,44 +523,104 @@ int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_inde
     return 0;
 }
 
+int bee_search_index(bee_search *s, const char *const *paths, size_t n, bee_index_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (exec(s, "DELETE FROM seen")) return -1;
+    int rc = index_paths(s, paths, n, st);
+    if (rc) {
+        /* what was written before a failure that was not the database's own is kept */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", bee_error_message());
+        if (batch_commit(s) == 0) bee_fail("%s", msg);
+        return -1;
+    }
+    return batch_commit(s);
+}
+
 /* ================================================================ queries */
 
-typedef struct {
-    const char *q;
-    bee_str out;
-    char **seen;
-    size_t n_seen;
-} expr_builder;
+/* English function words, dropped from queries (not from documents) when
+ * the query has other terms: "How do I keep my system current?" searches
+ * keep, system, current. Compared with the query's own lower-cased text. */
+static const char *const k_stop_en[] = {
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by",
+    "can", "could", "did", "do", "does", "doing", "for", "from", "had", "has", "have", "how", "i", "if", "in",
+    "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "should", "so", "some", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when",
+    "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your",
+};
+
+static int is_stop_word(const char *w, size_t n) {
+    char low[16];
+    if (n >= sizeof low) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] >= 'A' && w[i] <= 'Z') low[i] = (char)(w[i] + 32);
+        else if (w[i] >= 'a' && w[i] <= 'z') low[i] = w[i];
+        else return 0;
+    }
+    low[n] = 0;
+    size_t lo = 0, hi = sizeof k_stop_en / sizeof k_stop_en[0];
+    while (lo < hi) { /* the list is sorted */
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(low, k_stop_en[mid]);
+        if (c == 0) return 1;
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return 0;
+}
 
 #define BEE_SEARCH_MAX_TERMS 64
 
+typedef struct {
+    char *tok;          /* the token (dedup key) */
+    size_t start, end;  /* its source text in the query */
+    int stop;
+    int prefix;         /* one CJK character: "c"* matches the bigrams it starts and itself */
+} expr_term;
+
+typedef struct {
+    const char *q;
+    expr_term t[BEE_SEARCH_MAX_TERMS];
+    size_t n;
+} expr_builder;
+
 static int expr_add(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
     expr_builder *b = user;
-    for (size_t i = 0; i < b->n_seen; i++)
-        if (strlen(b->seen[i]) == n && memcmp(b->seen[i], tok, n) == 0) return 0;
-    if (b->n_seen == BEE_SEARCH_MAX_TERMS) return 1; /* enough: more terms add cost, not recall */
-    if (!(b->seen[b->n_seen] = strndup(tok, n))) return -1;
-    b->n_seen++;
-    /* the token's own source text, quoted: FTS5 re-tokenizes it to exactly this token, and nothing a user types can be FTS5 syntax */
-    if (b->out.n) bee_str_appendz(&b->out, " OR ");
-    bee_str_append(&b->out, "\"", 1);
-    for (size_t i = start; i < end; i++) bee_str_append(&b->out, b->q[i] == '"' ? "\"\"" : b->q + i, 1 + (b->q[i] == '"'));
-    bee_str_append(&b->out, "\"", 1);
+    for (size_t i = 0; i < b->n; i++)
+        if (strlen(b->t[i].tok) == n && memcmp(b->t[i].tok, tok, n) == 0) return 0;
+    if (b->n == BEE_SEARCH_MAX_TERMS) return 1; /* enough: more terms add cost, not recall */
+    if (!(b->t[b->n].tok = strndup(tok, n))) return -1;
+    b->t[b->n].start = start, b->t[b->n].end = end;
+    b->t[b->n].stop = is_stop_word(b->q + start, end - start);
+    b->t[b->n].prefix = bee_search_cjk_char(tok, n);
+    b->n++;
     return 0;
 }
 
 char *bee_search_match_expr(const char *query) {
-    char *seen[BEE_SEARCH_MAX_TERMS];
-    expr_builder b = {query, {0}, seen, 0};
-    bee_str_append(&b.out, "", 0);
+    expr_builder b = {query, {{0}}, 0};
     int rc = bee_search_tokenize(query, strlen(query), BEE_STOK_QUERY, expr_add, &b);
-    for (size_t i = 0; i < b.n_seen; i++) free(seen[i]);
-    if (rc < 0 || !b.out.s) {
-        bee_str_free(&b.out);
+    size_t content = 0;
+    for (size_t i = 0; i < b.n; i++) content += !b.t[i].stop;
+    bee_str out = {0};
+    bee_str_append(&out, "", 0);
+    for (size_t i = 0; i < b.n; i++) {
+        if (content && b.t[i].stop) continue; /* a query of stop words only keeps them all */
+        /* the token's own source text, quoted: FTS5 re-tokenizes it to exactly this token, and nothing a user types can be FTS5 syntax */
+        if (out.n) bee_str_appendz(&out, " OR ");
+        bee_str_append(&out, "\"", 1);
+        for (size_t k = b.t[i].start; k < b.t[i].end; k++)
+            bee_str_append(&out, query[k] == '"' ? "\"\"" : query + k, 1 + (query[k] == '"'));
+        bee_str_append(&out, b.t[i].prefix ? "\"*" : "\"", 1 + (size_t)b.t[i].prefix);
+    }
+    for (size_t i = 0; i < b.n; i++) free(b.t[i].tok);
+    if (rc < 0 || !out.s) {
+        bee_str_free(&out);
         bee_fail("out of memory");
         return NULL;
     }
-    return bee_str_take(&b.out);
+    return bee_str_take(&out);
 }
 
 static char *col_dup(sqlite3_stmt *q, int i) {

@@ -3,6 +3,7 @@
 #ifndef BEE_SEARCH_H
 #define BEE_SEARCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,21 @@ void bee_search_hits_free(bee_search_hit *h, size_t n);
 
 /* The FTS5 MATCH expression bee_search_query uses: every query token quoted, OR-ed (malloc'd; "" when no token). */
 char *bee_search_match_expr(const char *query);
+
+/* ---------------------------------------------------------------- answering (ask.c)
+ * Shared by `bee ask` and POST /v1/ask. */
+/* A JSON string of s; invalid UTF-8 bytes (possible in indexed files) become U+FFFD. */
+json_t *bee_json_utf8(const char *s);
+/* {"doc", "passage", "score", "text", "offset", "heading"}: one result of `bee search --json`. */
+json_t *bee_search_hit_json(const bee_search_hit *h);
+/* The CPM-Bee dict {"input": "[1] passage\n[2] ...", "question": Q, "<ans>": ""}
+ * (a literal '<' escaped as "<<"); NULL when out of memory. */
+json_t *bee_ask_dict(const char *question, const bee_search_hit *h, size_t n);
+/* Marks the valid citations [1]..[n_hits] of an answer in cited[] (n_hits
+ * ints, zeroed by the caller); returns how many cite numbers that do not exist. */
+size_t bee_ask_citations(const char *answer, size_t n_hits, int *cited);
+/* {"answer", "cited": [n...], "invalid_citations", "passages": [hit + "n" + "cited"], "prompt"?}. */
+json_t *bee_ask_result_json(const char *answer, const bee_search_hit *h, size_t n, const char *prompt);
 
 /* ---------------------------------------------------------------- documents (doc.c) */
 typedef struct {

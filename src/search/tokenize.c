@@ -118,6 +118,12 @@ static int emit_word(cursor *c, bee_stok_fn fn, void *user) {
     return fn(user, w, wn, start, c->i, 0);
 }
 
+/* A CJK run c1..cn gives its bigrams c1c2 .. c(n-1)cn, each at its own
+ * position, then cn alone. Every character thus starts exactly one token,
+ * so a one-character query is the prefix query "c*" over the same postings
+ * (same term frequencies as unigrams would give) at half the tokens of
+ * indexing every character and every bigram. A query run of one character is
+ * that character; longer runs are their bigrams. */
 static int emit_cjk(cursor *c, bee_stok_mode mode, bee_stok_fn fn, void *user) {
     char buf[16];
     size_t len, s0 = c->i, l0 = 0, run = 0;
@@ -127,14 +133,9 @@ static int emit_cjk(cursor *c, bee_stok_mode mode, bee_stok_fn fn, void *user) {
         uint32_t cp = peek(c, &len, &kind);
         if (kind != 1) break;
         if (run > 0) {
-            /* bigram prev+cp, at the position of prev */
             size_t k = utf8_put(prev, buf);
             k += utf8_put(cp, buf + k);
-            int rc = fn(user, buf, k, s0, c->i + len, mode == BEE_STOK_DOCUMENT);
-            if (rc) return rc;
-        }
-        if (mode == BEE_STOK_DOCUMENT) {
-            int rc = fn(user, buf, utf8_put(cp, buf), c->i, c->i + len, 0);
+            int rc = fn(user, buf, k, s0, c->i + len, 0);
             if (rc) return rc;
         }
         prev = cp;
@@ -143,8 +144,14 @@ static int emit_cjk(cursor *c, bee_stok_mode mode, bee_stok_fn fn, void *user) {
         c->i += len;
         run++;
     }
-    if (mode == BEE_STOK_QUERY && run == 1) return fn(user, buf, utf8_put(prev, buf), s0, s0 + l0, 0);
+    if (run == 1 || (run > 1 && mode == BEE_STOK_DOCUMENT)) return fn(user, buf, utf8_put(prev, buf), s0, s0 + l0, 0);
     return 0;
+}
+
+int bee_search_cjk_char(const char *tok, size_t n) {
+    uint32_t cp = 0;
+    size_t k = n ? utf8_next((const unsigned char *)tok, n, &cp) : 0;
+    return k == n && k > 0 && is_cjk(normalize(cp));
 }
 
 int bee_search_tokenize(const char *text, size_t n, bee_stok_mode mode, bee_stok_fn fn, void *user) {

@@ -99,6 +99,7 @@ struct bee_server {
     bee_model *model;
     bee_metrics metrics;
     pthread_mutex_t audit_mu; /* the audit handle belongs to one thread at a time */
+    pthread_mutex_t search_mu; /* so does the search index */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* scheduler: new work or a cancellation */

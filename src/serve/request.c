@@ -287,11 +287,8 @@ static int parse_chat(json_t *body, bee_api_req *r, bee_api_error *e) {
     return 0;
 }
 
-/* {"data": DICT, "beam_size": K | sampling fields, "max_tokens": N} */
-static int parse_cpmbee(json_t *body, bee_api_req *r, bee_api_error *e) {
-    json_t *d = json_object_get(body, "data");
-    if (!json_is_object(d)) return bad(e, "data", "'data' must be a CPM-Bee dict (a JSON object with \"<ans>\")");
-    if (!json_object_get(d, "<ans>")) return bad(e, "data", "'data' has no \"<ans>\" field to fill");
+/* The decoding fields of /v1/cpmbee and /v1/ask: beam search (default) or sampling. */
+static int get_decoding(json_t *body, const char *endpoint, bee_api_req *r, bee_api_error *e) {
     long long beam = 0;
     const char *mode = json_string_value(json_object_get(body, "mode"));
     if (json_object_get(body, "mode") && (!mode || (strcmp(mode, "beam") && strcmp(mode, "sample"))))
@@ -299,13 +296,46 @@ static int parse_cpmbee(json_t *body, bee_api_req *r, bee_api_error *e) {
     if (get_sampling(body, r, e) || get_max_tokens(body, "max_tokens", 100, r, e) ||
         get_int(body, "beam_size", 1, 64, &beam, NULL, e))
         return -1;
-    if (r->stream) return bad(e, "stream", "/v1/cpmbee does not stream");
-    if (r->n != 1) return bad(e, "n", "/v1/cpmbee returns one result ('n' must be 1)");
+    if (r->stream) return bad(e, "stream", "%s does not stream", endpoint);
+    if (r->n != 1) return bad(e, "n", "%s returns one result ('n' must be 1)", endpoint);
     int sampling = (mode && strcmp(mode, "sample") == 0) || (!mode && !beam && json_object_get(body, "temperature"));
     r->beam = sampling ? 0 : (beam ? (int)beam : 3);
     if (sampling && beam) return bad(e, "beam_size", "'beam_size' cannot be combined with sampling");
+    return 0;
+}
+
+/* {"data": DICT, "beam_size": K | sampling fields, "max_tokens": N} */
+static int parse_cpmbee(json_t *body, bee_api_req *r, bee_api_error *e) {
+    json_t *d = json_object_get(body, "data");
+    if (!json_is_object(d)) return bad(e, "data", "'data' must be a CPM-Bee dict (a JSON object with \"<ans>\")");
+    if (!json_object_get(d, "<ans>")) return bad(e, "data", "'data' has no \"<ans>\" field to fill");
+    if (get_decoding(body, "/v1/cpmbee", r, e)) return -1;
     r->data = json_deep_copy(d);
     return r->data ? 0 : bad(e, "data", "out of memory");
+}
+
+/* The query text of /v1/search ("query") or /v1/ask ("question"), and "k". */
+static int get_query(json_t *body, const char *key, bee_api_req *r, bee_api_error *e) {
+    json_t *q = json_object_get(body, key);
+    if (!q) return bad(e, key, "'%s' is required", key);
+    if (!json_is_string(q)) return bad(e, key, "'%s' must be a string", key);
+    const char *t = json_string_value(q);
+    size_t n = json_string_length(q);
+    if (n > BEE_API_MAX_QUERY) return bad(e, key, "'%s' is %zu bytes; the limit is %d", key, n, BEE_API_MAX_QUERY);
+    if (memchr(t, 0, n)) return bad(e, key, "'%s' contains a NUL character", key);
+    size_t i = 0;
+    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
+    if (i == n) return bad(e, key, "'%s' is empty", key);
+    long long k = 5;
+    if (get_int(body, "k", 1, BEE_API_MAX_K, &k, NULL, e)) return -1;
+    r->k = (int)k;
+    r->content = strndup(t, n);
+    return r->content ? 0 : bad(e, key, "out of memory");
+}
+
+/* {"question": TEXT, "k": N} + decoding fields; the dict is built once the passages are known. */
+static int parse_ask(json_t *body, bee_api_req *r, bee_api_error *e) {
+    return get_query(body, "question", r, e) || get_decoding(body, "/v1/ask", r, e) ? -1 : 0;
 }
 
 /* {"content": TEXT} tokenizes raw text; {"prompt"} / {"messages"} / {"data"}
@@ -340,6 +370,8 @@ int bee_api_parse(bee_api_kind kind, const char *body, size_t len, bee_api_req *
     else if (kind == BEE_API_COMPLETION) rc = parse_completion(b, r, e);
     else if (kind == BEE_API_CHAT) rc = parse_chat(b, r, e);
     else if (kind == BEE_API_CPMBEE) rc = parse_cpmbee(b, r, e);
+    else if (kind == BEE_API_SEARCH) rc = get_query(b, "query", r, e);
+    else if (kind == BEE_API_ASK) rc = parse_ask(b, r, e);
     else rc = parse_tokenize(b, r, e);
     json_decref(b);
     if (rc) bee_api_req_free(r);

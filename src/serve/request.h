@@ -14,11 +14,15 @@ typedef enum {
     BEE_API_CHAT,       /* POST /v1/chat/completions */
     BEE_API_CPMBEE,     /* POST /v1/cpmbee */
     BEE_API_TOKENIZE,   /* POST /tokenize */
+    BEE_API_SEARCH,     /* POST /v1/search: {"query", "k"} */
+    BEE_API_ASK,        /* POST /v1/ask: {"question", "k"} + the /v1/cpmbee decoding fields */
 } bee_api_kind;
 
 #define BEE_API_MAX_N 16     /* choices per request */
 #define BEE_API_MAX_STOP 8   /* stop strings per request */
 #define BEE_API_MAX_LOGPROBS 5
+#define BEE_API_MAX_K 100        /* passages per /v1/search or /v1/ask */
+#define BEE_API_MAX_QUERY 4096   /* bytes of a query or question */
 
 /* An error reply in the OpenAI shape {"error":{"message","type","param","code"}}. */
 typedef struct {
@@ -31,7 +35,8 @@ typedef struct {
 typedef struct {
     bee_api_kind kind;
     json_t *data;      /* model input as a CPM-Bee dict (owned); NULL for raw tokenize */
-    char *content;     /* tokenize: raw text to tokenize like `bee tokenize` (owned), else NULL */
+    char *content;     /* tokenize: raw text to tokenize like `bee tokenize`; search: the query; ask: the question (owned), else NULL */
+    int k;             /* search, ask: passages (default 5) */
     int stream;
     int n;             /* choices */
     int max_tokens;    /* generated-token limit per choice */

@@ -43,6 +43,7 @@ bee_job *bee_job_new(struct bee_server *s, const char *endpoint) {
     const char *pre = strcmp(endpoint, "/v1/chat/completions") == 0 ? "chatcmpl"
                       : strcmp(endpoint, "/v1/cpmbee") == 0         ? "cpmbee"
                       : strcmp(endpoint, "/v1/digest") == 0         ? "digest"
+                      : strcmp(endpoint, "/v1/ask") == 0            ? "ask"
                                                                     : "cmpl";
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", pre, (unsigned long long)j->created, (unsigned long long)k);
     return j;

@@ -70,6 +70,9 @@ typedef struct {
     const struct bee_safety_policy *policy;
     struct bee_safety_audit *audit; /* calls are serialised by the server */
     struct bee_feedback *feedback;
+    /* Search index for POST /v1/search and /v1/ask (owned by the caller;
+     * the server serialises its queries). NULL: those endpoints answer 404. */
+    struct bee_search *index;
 } bee_serve_opts;
 
 void bee_serve_opts_default(bee_serve_opts *o);

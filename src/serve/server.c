@@ -9,6 +9,7 @@
 
 #include "apps/digest.h"
 #include "feedback/feedback.h"
+#include "search/search.h"
 #include "serve/internal.h"
 #include "serve/web.h"
 #include "util/error.h"
@@ -345,6 +346,7 @@ static json_t *result_json(const struct bee_server *s, const bee_job *j) {
 static char *request_prompt_json(const bee_job *j) {
     json_t *req = json_loads(j->body ? j->body : "", 0, NULL);
     const char *key = j->rq.kind == BEE_API_CHAT ? "messages" : j->rq.kind == BEE_API_CPMBEE ? "data" : "prompt";
+    if (strcmp(j->endpoint, "/v1/ask") == 0) key = "question";
     json_t *v = req ? json_object_get(req, key) : NULL;
     char *out = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(req);
@@ -357,7 +359,8 @@ static void feedback_store(struct bee_server *s, bee_job *j) {
     if (!s->o.feedback || j->failed) return;
     char *prompt = request_prompt_json(j), *dict = NULL;
     const char *text = "";
-    if (j->rq.kind == BEE_API_CPMBEE) text = dict = j->result ? json_dumps(j->result, JSON_COMPACT) : NULL;
+    if (strcmp(j->endpoint, "/v1/ask") == 0) text = json_string_value(json_object_get(j->result, "<ans>"));
+    else if (j->rq.kind == BEE_API_CPMBEE) text = dict = j->result ? json_dumps(j->result, JSON_COMPACT) : NULL;
     else if (j->choices && j->choices[0].text.n) text = j->choices[0].text.s;
     bee_feedback_response r = {j->id, s->model_name, prompt, text ? text : "", 0};
     int rc = prompt ? bee_feedback_record_response(s->o.feedback, &r, NULL, 0) : bee_fail("no prompt in the request");
@@ -548,6 +551,16 @@ static enum MHD_Result handle_feedback(struct bee_server *s, struct MHD_Connecti
     return send_err(s, c, ep, 400, "invalid_request_error", param[0] ? param : NULL, msg);
 }
 
+/* Waits for a queued job; a client that goes away cancels it. */
+static void wait_done(struct bee_server *s, struct MHD_Connection *c, bee_job *j) {
+    pthread_mutex_lock(&s->mu);
+    while (j->state != BEE_JOB_DONE) {
+        timed_wait(&j->cv, &s->mu, 100);
+        if (j->state != BEE_JOB_DONE && peer_gone(c)) bee_job_cancel_locked(j);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc, bee_api_kind kind,
                                        const char *endpoint) {
     bee_api_req rq;
@@ -581,12 +594,7 @@ static enum MHD_Result handle_generate(struct bee_server *s, struct MHD_Connecti
         return send_error(s, c, endpoint, &e);
     }
     if (j->rq.stream) return send_stream(s, c, j);
-    pthread_mutex_lock(&s->mu);
-    while (j->state != BEE_JOB_DONE) {
-        timed_wait(&j->cv, &s->mu, 100);
-        if (j->state != BEE_JOB_DONE && peer_gone(c)) bee_job_cancel_locked(j);
-    }
-    pthread_mutex_unlock(&s->mu);
+    wait_done(s, c, j);
     enum MHD_Result r = send_result(s, c, j);
     job_release(j);
     return r;
@@ -805,6 +813,213 @@ static enum MHD_Result handle_digest(struct bee_server *s, struct MHD_Connection
     return send_json(s, c, ep, 200, out);
 }
 
+/* ================================================================ search and ask */
+
+/* The policy and the check hook on a query or question (stage prompt):
+ * block or refusal → 400 content_filter naming the field; mask → *text is
+ * replaced by the masked text, which is what gets searched and asked. */
+static int check_query(struct bee_server *s, const char *id, char **text, const char *param, bee_api_error *e) {
+    if (s->o.policy) {
+        bee_safety_result r;
+        if (bee_safety_check(s->o.policy, *text, strlen(*text), &r))
+            return bee_api_error_set(e, 500, "server_error", NULL, "content policy: %s", bee_error_message());
+        policy_note(s, id, BEE_SAFETY_STAGE_PROMPT, r.matches, r.n_matches);
+        int rc = 0;
+        if (r.action == BEE_SAFETY_BLOCK) {
+            const char *cat = "";
+            for (size_t i = 0; i < r.n_matches; i++)
+                if (r.matches[i].action == BEE_SAFETY_BLOCK) cat = r.matches[i].category_name;
+            rc = bee_api_error_set(e, 400, "content_filter", param,
+                                   "the %s was blocked by the content policy (category '%s')", param, cat);
+        } else if (r.action == BEE_SAFETY_MASK) {
+            char *m = strndup(r.text, r.len);
+            if (m) free(*text), *text = m;
+            else rc = bee_api_error_set(e, 500, "server_error", NULL, "out of memory");
+        }
+        bee_safety_result_free(&r);
+        if (rc) return rc;
+    }
+    char *reason = NULL;
+    if (s->o.check && s->o.check(s->o.hook_user, BEE_SERVE_TEXT_PROMPT, *text, strlen(*text), &reason)) {
+        bee_api_error_set(e, 400, "content_filter", param, "%s", reason ? reason : "the text was refused by the content check");
+        free(reason);
+        return -1;
+    }
+    free(reason);
+    return 0;
+}
+
+/* The policy and the check hook on retrieved passages (stage output): a
+ * blocked or refused passage is withheld (neither returned nor given to the
+ * model), a masked one is returned masked. Returns the number withheld. */
+static size_t check_hits(struct bee_server *s, const char *id, bee_search_hit *h, size_t *n) {
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; i < *n; i++) {
+        int drop = 0;
+        if (s->o.policy) {
+            bee_safety_result r;
+            if (bee_safety_check(s->o.policy, h[i].text, strlen(h[i].text), &r)) drop = 1; /* fail closed */
+            else {
+                policy_note(s, id, BEE_SAFETY_STAGE_OUTPUT, r.matches, r.n_matches);
+                if (r.action == BEE_SAFETY_BLOCK) drop = 1;
+                else if (r.action == BEE_SAFETY_MASK) {
+                    char *m = strndup(r.text, r.len);
+                    if (m) free(h[i].text), h[i].text = m;
+                    else drop = 1;
+                }
+                bee_safety_result_free(&r);
+            }
+        }
+        char *reason = NULL;
+        if (!drop && s->o.check && s->o.check(s->o.hook_user, BEE_SERVE_TEXT_OUTPUT, h[i].text, strlen(h[i].text), &reason))
+            drop = 1;
+        free(reason);
+        if (drop) {
+            free(h[i].doc), free(h[i].heading), free(h[i].text);
+            dropped++;
+        } else {
+            h[kept++] = h[i];
+        }
+    }
+    *n = kept;
+    return dropped;
+}
+
+static int run_search(struct bee_server *s, const char *query, int k, bee_search_hit **h, size_t *n, bee_api_error *e) {
+    pthread_mutex_lock(&s->search_mu);
+    int rc = bee_search_query(s->o.index, query, k, h, n);
+    if (rc) bee_api_error_set(e, 500, "server_error", NULL, "search: %s", bee_error_message());
+    pthread_mutex_unlock(&s->search_mu);
+    return rc;
+}
+
+static enum MHD_Result no_index(struct bee_server *s, struct MHD_Connection *c, const char *ep) {
+    return send_err(s, c, ep, 404, "invalid_request_error", NULL,
+                    "this server has no search index (start it with bee serve --index INDEX.sqlite)");
+}
+
+/* POST /v1/search {"query", "k"} → {"results": [...]} as `bee search --json` prints them. */
+static enum MHD_Result handle_search(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc) {
+    const char *ep = "/v1/search";
+    if (!s->o.index) return no_index(s, c, ep);
+    bee_api_req rq;
+    bee_api_error e;
+    if (bee_api_parse(BEE_API_SEARCH, cc->body.s ? cc->body.s : "", cc->body.n, &rq, &e)) return send_error(s, c, ep, &e);
+    char id[64];
+    pthread_mutex_lock(&s->mu);
+    snprintf(id, sizeof id, "search-%llx%06llx", (unsigned long long)time(NULL), (unsigned long long)++s->id_counter);
+    pthread_mutex_unlock(&s->mu);
+    bee_search_hit *h = NULL;
+    size_t n = 0;
+    int rc = check_query(s, id, &rq.content, "query", &e);
+    if (rc == 0) rc = run_search(s, rq.content, rq.k, &h, &n, &e);
+    bee_api_req_free(&rq);
+    if (rc) return send_error(s, c, ep, &e);
+    size_t withheld = check_hits(s, id, h, &n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, bee_search_hit_json(&h[i]));
+    bee_search_hits_free(h, n);
+    return send_json(s, c, ep, 200,
+                     json_pack("{s:s,s:s,s:o,s:I}", "id", id, "object", "search.result", "results", arr, "withheld",
+                               (json_int_t)withheld));
+}
+
+/* POST /v1/ask: retrieve, then the `bee ask` dict through the scheduler as a
+ * /v1/cpmbee job (beam search by default); answer, citations and passages back. */
+static enum MHD_Result handle_ask(struct bee_server *s, struct MHD_Connection *c, conn_ctx *cc) {
+    const char *ep = "/v1/ask";
+    if (!s->o.index) return no_index(s, c, ep);
+    bee_api_req rq;
+    bee_api_error e;
+    if (bee_api_parse(BEE_API_ASK, cc->body.s ? cc->body.s : "", cc->body.n, &rq, &e)) return send_error(s, c, ep, &e);
+    bee_job *j = bee_job_new(s, ep);
+    if (!j) {
+        bee_api_req_free(&rq);
+        return send_err(s, c, ep, 500, "server_error", NULL, "out of memory");
+    }
+    j->rq = rq;
+    j->body = strndup(cc->body.s ? cc->body.s : "", cc->body.n);
+    bee_search_hit *h = NULL;
+    size_t n = 0, withheld = 0;
+    int rc = check_query(s, j->id, &j->rq.content, "question", &e);
+    if (rc == 0) rc = run_search(s, j->rq.content, j->rq.k, &h, &n, &e);
+    if (rc == 0) {
+        withheld = check_hits(s, j->id, h, &n);
+        j->rq.data = bee_ask_dict(j->rq.content, h, n);
+        j->rq.kind = BEE_API_CPMBEE; /* from here on it is a dict job */
+        if (!j->rq.data) rc = bee_api_error_set(&e, 500, "server_error", NULL, "out of memory");
+    }
+    if (rc == 0 && bee_job_prepare(s, j, &e)) {
+        rc = -1;
+        if (strcmp(e.param, "max_tokens") != 0 && e.status == 400) { /* too long for --ctx: fewer passages fit */
+            char msg[sizeof e.message];
+            memcpy(msg, e.message, sizeof msg);
+            bee_api_error_set(&e, 400, "invalid_request_error", "k", "the question with %zu passages: %.400s; ask for fewer (k)",
+                              n, msg);
+        }
+    }
+    if (rc == 0) rc = bee_job_submit(s, j, &e);
+    if (rc) {
+        bee_search_hits_free(h, n);
+        job_release(j);
+        return send_error(s, c, ep, &e);
+    }
+    wait_done(s, c, j);
+    enum MHD_Result r;
+    const char *ans = json_string_value(json_object_get(j->result, "<ans>"));
+    if (!j->failed && !ans) bee_api_error_set(&j->err, 500, "server_error", NULL, "the model output has no <ans> string"), j->failed = 1;
+    if (j->failed) {
+        record(s, j, j->err.message, j->err.status);
+        r = send_error(s, c, ep, &j->err);
+    } else {
+        /* the answer goes through the policy and the check hook like a completion's text */
+        char *answer = strdup(ans);
+        int filtered = 0;
+        if (answer && s->o.policy) {
+            bee_safety_result pr;
+            if (bee_safety_check(s->o.policy, answer, strlen(answer), &pr)) filtered = 1;
+            else {
+                policy_note(s, j->id, BEE_SAFETY_STAGE_OUTPUT, pr.matches, pr.n_matches);
+                if (pr.action == BEE_SAFETY_BLOCK) filtered = 1;
+                else if (pr.action == BEE_SAFETY_MASK) {
+                    char *m = strndup(pr.text, pr.len);
+                    if (m) free(answer), answer = m;
+                }
+                bee_safety_result_free(&pr);
+            }
+        }
+        char *reason = NULL;
+        if (answer && !filtered && s->o.check &&
+            s->o.check(s->o.hook_user, BEE_SERVE_TEXT_OUTPUT, answer, strlen(answer), &reason))
+            filtered = 1;
+        free(reason);
+        if (answer && filtered) answer[0] = 0;
+        json_t *o = answer ? bee_ask_result_json(answer, h, n, NULL) : NULL;
+        if (o) {
+            json_object_set_new(j->result, "<ans>", json_string(answer)); /* what the feedback store keeps */
+            json_object_set_new(o, "id", json_string(j->id));
+            json_object_set_new(o, "object", json_string("ask.result"));
+            json_object_set_new(o, "model", json_string(s->model_name));
+            json_object_set_new(o, "finish_reason", json_string(filtered ? "content_filter" : "stop"));
+            json_object_set_new(o, "withheld", json_integer((json_int_t)withheld));
+            json_object_set_new(o, "usage", bee_job_usage(j));
+        }
+        free(answer);
+        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!txt) {
+            r = send_err(s, c, ep, 500, "server_error", NULL, "out of memory");
+        } else {
+            record(s, j, txt, 200);
+            r = send_body(s, c, ep, 200, "application/json", txt, strlen(txt));
+            free(txt);
+        }
+    }
+    bee_search_hits_free(h, n);
+    job_release(j);
+    return r;
+}
+
 /* ================================================================ web app */
 
 /* The page loads only its own script and style and talks only to this
@@ -844,6 +1059,8 @@ static const route k_routes[] = {
     {"/tokenize", "POST", BEE_API_TOKENIZE},
     {"/v1/feedback", "POST", -1},
     {"/v1/digest", "POST", -1},
+    {"/v1/search", "POST", BEE_API_SEARCH},
+    {"/v1/ask", "POST", BEE_API_ASK},
 };
 
 static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, const char *url, const char *method,
@@ -869,9 +1086,11 @@ static enum MHD_Result dispatch(struct bee_server *s, struct MHD_Connection *c, 
     pthread_mutex_unlock(&s->mu);
     if (strcmp(r->path, "/metrics") == 0) return handle_metrics(s, c);
     if (strcmp(r->path, "/v1/feedback") == 0) return handle_feedback(s, c, cc);
+    if (strcmp(r->path, "/v1/search") == 0) return handle_search(s, c, cc); /* needs no model */
     if (!loaded) return send_err(s, c, r->path, 503, "server_error", NULL, "the model is not loaded");
     if (strcmp(r->path, "/v1/models") == 0) return handle_models(s, c);
     if (strcmp(r->path, "/v1/digest") == 0) return handle_digest(s, c, cc);
+    if (strcmp(r->path, "/v1/ask") == 0) return handle_ask(s, c, cc);
     return handle_generate(s, c, cc, (bee_api_kind)r->kind, r->path);
 }
 
@@ -975,6 +1194,7 @@ static void server_free(struct bee_server *s) {
     pthread_cond_destroy(&s->ready_cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->audit_mu);
+    pthread_mutex_destroy(&s->search_mu);
     free(s);
 }
 
@@ -997,6 +1217,7 @@ int bee_server_start(const bee_serve_opts *o, bee_server **out) {
     if (s->o.prefill_budget < 1) s->o.prefill_budget = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->audit_mu, NULL);
+    pthread_mutex_init(&s->search_mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
     int rc = bee_metrics_init(&s->metrics);
