@@ -16,7 +16,7 @@
 
 static const char *k_cmds[] = {"convert", "info", "init", "tokenize", "forward", "generate", "chat", "perplexity", "quantize",
                                 "safety check", "feedback export", "serve", "bench", "train", "index", "search", "ask",
-                                "vocab build", "data", "lora merge", "eval"};
+                                "vocab build", "data", "lora merge", "eval", "plot"};
 
 
 static void expect_run(int want_rc, const char *needle, const char *fmt, const char *arg) {
