@@ -65,11 +65,12 @@ TIMEFORMAT='%U %S'
     >"$W/bee.out" 2>&1 || { cat "$W/bee.out" >&3; die "bee train failed"; }; } 2>"$W/bee.cpu"
 grep -E "^(train:|step)" "$W/bee.out" | sed -n '1,2p;$p'
 echo "== torch: same shape, $THREADS threads"
-{ time "$PY" bench/train_torch.py --shard "$W/data.bin" --dim "$DIM" --layers "$LAYERS" --heads "$HEADS" \
+{ time OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" bench/train_torch.py --shard "$W/data.bin" --dim "$DIM" --layers "$LAYERS" --heads "$HEADS" \
     --dim-head "$DIM_HEAD" --ff "$FF" --batch "$BATCH" --ctx "$CTX" --steps "$STEPS" --lr "$LR" --min-lr "$min_lr" \
     --warmup 5 --wd 0.1 --threads "$THREADS" --seed "$SEED" --log-every "$STEPS" >"$W/torch.json" 2>"$W/torch.err" ||
     { cat "$W/torch.err" >&3; die "torch run failed"; }; } 2>"$W/torch.cpu"
 grep -E "^(torch|step)" "$W/torch.err"
+"$PY" -c 'import json, sys; print("torch BLAS:", json.loads(open(sys.argv[1]).read().splitlines()[-1]).get("blas"))' "$W/torch.json"
 
 "$PY" - "$W/bee.jsonl" "$W/torch.json" "$W/bee.cpu" "$W/torch.cpu" "$DIM" "$LAYERS" "$HEADS" "$DIM_HEAD" "$FF" "$BATCH" "$CTX" "$STEPS" "$THREADS" "${vocab_arg[1]:-builtin}" <<'EOF' | tee "$W/result.json"
 import json, sys, time, platform
@@ -93,7 +94,7 @@ print(f"CPU seconds of the whole process (user + sys): bee {cpu[0]:.1f}, torch {
 print(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
                   "shape": {"dim": dim, "layers": layers, "heads": heads, "dim_head": dh, "ff": ff,
                             "vocab": sys.argv[14]},
-                  "batch": batch, "ctx": ctx, "steps": steps, "threads": threads, "torch": torch["torch"],
+                  "batch": batch, "ctx": ctx, "steps": steps, "threads": threads, "torch": torch["torch"], "torch_blas": torch.get("blas"),
                   "bee_tok_s": bee[-1]["tok_s"], "torch_tok_s": torch["tok_s"], "ratio_bee_torch": round(ratio, 4),
                   "bee_cpu_s": round(cpu[0], 2), "torch_cpu_s": round(cpu[1], 2), "cpu_ratio_bee_torch": round(cpu_ratio, 4),
                   "bee_loss": [bl[0], bl[-1]], "torch_loss": [tl[0], tl[-1]]}))

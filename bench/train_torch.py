@@ -136,6 +136,17 @@ def lr_at(step, lr_max, lr_min, warmup, total):
     return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t))
 
 
+def blas_library():
+    """The BLAS the process loaded (Debian's torch uses the system libblas.so.3:
+    the reference BLAS unless OpenBLAS or another alternative is installed)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+        return sorted(libs)[0] if libs else "unknown"
+    except OSError:
+        return "unknown"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shard", help="bee token shard (bee data); random tokens without it")
@@ -199,7 +210,7 @@ def main():
             print(f"step {step + 1}/{a.steps}  loss {losses[-1]:.4f}  lr {lr:.3e}  gnorm {float(gnorm):.3f}  "
                   f"tok/s {tokens / el:.0f}", file=sys.stderr)
     el = time.perf_counter() - t0
-    print(json.dumps({"impl": "torch", "torch": torch.__version__, "threads": a.threads, "steps": a.steps,
+    print(json.dumps({"impl": "torch", "torch": torch.__version__, "blas": blas_library(), "threads": a.threads, "steps": a.steps,
                       "batch": a.batch, "ctx": a.ctx, "params": n_params, "seconds": round(el, 3),
                       "tok_s": round(tokens / el, 1), "first_loss": round(losses[0], 4),
                       "last_loss": round(losses[-1], 4), "losses": [round(v, 4) for v in losses]}))
