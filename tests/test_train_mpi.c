@@ -84,6 +84,33 @@ static void test_two_ranks_match_one(void **state) {
     compare(base, data, "--lora 4,8", "mpi_lora.ckpt", 1e-5);
 }
 
+/* The held-out batches are split over the ranks (batch k on rank k mod 2,
+ * sums reduced): the held-out losses before and after training equal the
+ * single process's. 5 batches, so the ranks get different numbers. Uses the
+ * model and data test_two_ranks_match_one wrote (cmocka runs tests in order). */
+static void test_eval_split_over_ranks(void **state) {
+    (void)state;
+    char cmd[8192], base[512], data[512], *out[2] = {NULL, NULL};
+    snprintf(base, sizeof base, "%s", tu_tmp("mpi_base.gguf"));
+    snprintf(data, sizeof data, "%s", tu_tmp("mpi.jsonl"));
+    double before[2], after[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s %s train -m %s --data %s --eval-data %s --eval-batches 5 --steps 2 --batch 2 "
+                                  "--ctx 32 --accum 2 --lr 1e-3 --warmup 1 -t 1 --ckpt %s",
+                 k ? MPIRUN : "", tu_bee(), base, data, data, tu_tmp(k ? "ev2.ckpt" : "ev1.ckpt"));
+        if (tu_run(cmd, &out[k])) fail_msg("%s\n%s", cmd, out[k]);
+        const char *b = strstr(out[k], "step 0/2  eval "), *a = strstr(out[k], "held-out loss ");
+        if (!b || !a) fail_msg("no held-out losses in:\n%s", out[k]);
+        assert_non_null(strstr(out[k], "in 5 batches"));
+        before[k] = atof(b + 15), after[k] = atof(a + 14);
+        free(out[k]);
+    }
+    fprintf(stderr, "  held-out loss, 1 process vs 2 ranks: before %.6f / %.6f, after %.6f / %.6f\n", before[0],
+            before[1], after[0], after[1]);
+    assert_true(fabs(before[0] - before[1]) < 1e-5 && fabs(after[0] - after[1]) < 1e-5);
+    assert_true(after[0] < before[0]);
+}
+
 int main(void) {
     if (!bee_dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
         fprintf(stderr, "skipped: %s\n", bee_dist_available() ? "mpirun not found" : "built without MPI");
@@ -91,6 +118,7 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_ranks_match_one),
+        cmocka_unit_test(test_eval_split_over_ranks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
