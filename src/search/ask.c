@@ -8,21 +8,9 @@
 
 #include "search/search.h"
 #include "util/buf.h"
+#include "util/json.h"
 
-json_t *bee_json_utf8(const char *s) {
-    size_t n = strlen(s);
-    if (!bee_utf8_check(s, n)) return json_stringn(s, n);
-    bee_str t = {0};
-    for (size_t i = 0; i < n;) {
-        int k = bee_utf8_len((const unsigned char *)s + i, n - i);
-        if (k > 0) bee_str_append(&t, s + i, (size_t)k);
-        else bee_str_appendz(&t, "\xEF\xBF\xBD");
-        i += k > 0 ? (size_t)k : 1;
-    }
-    json_t *j = json_stringn(t.s ? t.s : "", t.n);
-    bee_str_free(&t);
-    return j;
-}
+json_t *bee_json_utf8(const char *s) { return bee_json_string_lossy(s, strlen(s)); }
 
 json_t *bee_search_hit_json(const bee_search_hit *h) {
     return json_pack("{s:o, s:I, s:f, s:o, s:I, s:o}", "doc", bee_json_utf8(h->doc), "passage", (json_int_t)h->passage,
