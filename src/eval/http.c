@@ -186,12 +186,16 @@ double bee_http_backoff_s(int attempt, double retry_after) {
 }
 
 /* POST to the model's /v1/completions with retries: a failed connect or
- * send, a timeout, or HTTP 429/500/502/503/504 is tried again up to
+ * send, a timeout, a connection that breaks before a whole HTTP reply, or
+ * HTTP 429/500/502/503/504 is tried again up to
  * r->retries times after bee_http_backoff_s. Returns 0 with the last
  * *status and body (any status), or -1 when the last try got no response
  * (the error names the model, the URL and the attempts). */
 static int remote_post(const bee_remote *r, const char *key, const char *body, int *status, char **resp) {
     int retries = r->retries < 0 ? 0 : r->retries;
+    char host[256], port[16], prefix[1024];
+    if (parse_url(r->base_url, host, sizeof host, port, sizeof port, prefix, sizeof prefix)) /* not worth retrying */
+        return bee_fail_prefix("remote model '%s': ", r->model);
     for (int attempt = 0;; attempt++) {
         double ra = -1;
         int rc = http_post(r->base_url, "/v1/completions", key, body, r->timeout_ms, status, resp, &ra);
