@@ -731,9 +731,22 @@ static void test_local_vs_served(void **s) {
     bee_eval_opts o = {fixture("served.json", j), tasks, out, ".", tu_tmpdir(), 6, 0, 1, 1, 1, NULL};
     bee_eval_stats st;
     int rc = bee_eval_run(&o, &st);
+    /* the same through 4 requests in flight: byte-identical served records */
+    const char *out4 = tu_tmp("run_served4");
+    char j4[8192];
+    snprintf(j4, sizeof j4, "[%s", strstr(j, "{\"name\":\"served\"")); /* the served model alone */
+    bee_eval_opts o4 = {fixture("served4.json", j4), tasks, out4, ".", tu_tmpdir(), 6, 0, 1, 1, 1, NULL, 4};
+    if (rc == 0) rc = bee_eval_run(&o4, &st);
     bee_server_stop(srv);
     if (rc) fail_msg("%s", bee_error_message());
     const char *tn[] = {"sanity", "qa", "ppl"};
+    for (int k = 0; k < 3; k++) {
+        char b[256];
+        snprintf(b, sizeof b, "samples/served__%s.jsonl", tn[k]);
+        char *l1 = slurp(out, b), *l4 = slurp(out4, b);
+        if (strcmp(l1, l4)) fail_msg("%s: --concurrency 4 differs from 1", b);
+        free(l1), free(l4);
+    }
     size_t want_n[] = {6, 4, 2};
     for (int k = 0; k < 3; k++) {
         char a[256], b[256];

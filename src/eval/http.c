@@ -308,7 +308,7 @@ int bee_remote_loglik(const bee_remote *r, bee_remote_scoring *mode, const char 
         json_t *be = json_object_get(reply, "bee_echo");
         if (rc == 0 && status == 200 && json_is_object(be) && json_is_true(json_object_get(be, "context")) == (context != NULL) &&
             sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
-            *mode = BEE_SCORE_BEE;
+            if (*mode != BEE_SCORE_BEE) *mode = BEE_SCORE_BEE; /* found once; later (concurrent) calls only read it */
         } else if (rc == 0 && *mode == BEE_SCORE_BEE) {
             rc = remote_error(r, " (echo)", status, raw);
         } else if (rc == 0 && status == 200 && sum_logprobs(reply, text, 0, ll, n_tok) == 0) {
