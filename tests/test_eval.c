@@ -14,6 +14,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #include "eval/eval.h"
 #include "model/model.h"
@@ -728,9 +731,22 @@ static void test_local_vs_served(void **s) {
     bee_eval_opts o = {fixture("served.json", j), tasks, out, ".", tu_tmpdir(), 6, 0, 1, 1, 1, NULL};
     bee_eval_stats st;
     int rc = bee_eval_run(&o, &st);
+    /* the same through 4 requests in flight: byte-identical served records */
+    const char *out4 = tu_tmp("run_served4");
+    char j4[8192];
+    snprintf(j4, sizeof j4, "[%s", strstr(j, "{\"name\":\"served\"")); /* the served model alone */
+    bee_eval_opts o4 = {fixture("served4.json", j4), tasks, out4, ".", tu_tmpdir(), 6, 0, 1, 1, 1, NULL, 4};
+    if (rc == 0) rc = bee_eval_run(&o4, &st);
     bee_server_stop(srv);
     if (rc) fail_msg("%s", bee_error_message());
     const char *tn[] = {"sanity", "qa", "ppl"};
+    for (int k = 0; k < 3; k++) {
+        char b[256];
+        snprintf(b, sizeof b, "samples/served__%s.jsonl", tn[k]);
+        char *l1 = slurp(out, b), *l4 = slurp(out4, b);
+        if (strcmp(l1, l4)) fail_msg("%s: --concurrency 4 differs from 1", b);
+        free(l1), free(l4);
+    }
     size_t want_n[] = {6, 4, 2};
     for (int k = 0; k < 3; k++) {
         char a[256], b[256];
@@ -847,6 +863,246 @@ static void test_remote_openai_echo(void **s) {
     free(jl);
 }
 
+/* ================================================================ retries and concurrency */
+
+/* A threaded fake OpenAI server: FLAKY answers 503 twice (the first with
+ * Retry-After: 0) then 200; BAD always 400; SLOW 200 after 20 ms; HANG reads
+ * the request and says nothing for 2.5 s. Echo requests get 400 (no prompt
+ * scoring: mc by generation); a completion's text is the prompt's length. It
+ * counts requests and the most connections open at once. */
+enum { SRV_FLAKY, SRV_BAD, SRV_SLOW, SRV_HANG };
+#define SRV_THREADS 6
+
+typedef struct {
+    int lfd, port, mode;
+    atomic_int requests, inflight, max_inflight;
+    pthread_t th[SRV_THREADS];
+} fake_srv;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts)) {}
+}
+
+static void *fake_srv_thread(void *arg) {
+    fake_srv *f = arg;
+    for (;;) {
+        int c = accept(f->lfd, NULL, NULL);
+        if (c < 0) return NULL; /* listening socket shut down */
+        int now = atomic_fetch_add(&f->inflight, 1) + 1, m = atomic_load(&f->max_inflight);
+        while (now > m && !atomic_compare_exchange_weak(&f->max_inflight, &m, now)) {}
+        char req[65536];
+        size_t got = 0;
+        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
+            got += (size_t)r;
+            req[got] = 0;
+            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+        }
+        req[got] = 0;
+        int k = atomic_fetch_add(&f->requests, 1);
+        char resp[1024], *h = strstr(req, "\r\n\r\n");
+        json_t *body = h ? json_loads(h + 4, 0, NULL) : NULL;
+        const char *prompt = json_string_value(json_object_get(body, "prompt"));
+        if (f->mode == SRV_HANG) {
+            sleep_ms(2500);
+            resp[0] = 0;
+        } else if (f->mode == SRV_BAD) {
+            snprintf(resp, sizeof resp, "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\n{\"error\":\"bad request!!\"}");
+        } else if (f->mode == SRV_FLAKY && k < 2) {
+            snprintf(resp, sizeof resp, "HTTP/1.1 503 Service Unavailable\r\n%sContent-Length: 2\r\n\r\n{}", k == 0 ? "Retry-After: 0\r\n" : "");
+        } else if (strstr(req, "\"echo\":true")) {
+            snprintf(resp, sizeof resp, "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}");
+        } else {
+            char text[256];
+            snprintf(text, sizeof text, "{\"choices\":[{\"text\":\"%zu\"}]}", prompt ? strlen(prompt) : 0);
+            snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(text), text);
+        }
+        json_decref(body);
+        if (f->mode == SRV_SLOW) sleep_ms(20);
+        if (resp[0] && write(c, resp, strlen(resp)) < 0) perror("fake server write");
+        atomic_fetch_sub(&f->inflight, 1);
+        close(c);
+    }
+}
+
+static void fake_srv_start(fake_srv *f, int mode) {
+    memset(f, 0, sizeof *f);
+    f->mode = mode;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->lfd, 64), 0);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
+    f->port = ntohs(a.sin_port);
+    for (int i = 0; i < SRV_THREADS; i++) assert_int_equal(pthread_create(&f->th[i], NULL, fake_srv_thread, f), 0);
+}
+
+static void fake_srv_stop(fake_srv *f) {
+    shutdown(f->lfd, SHUT_RDWR); /* wakes the accepts */
+    for (int i = 0; i < SRV_THREADS; i++) pthread_join(f->th[i], NULL);
+    close(f->lfd);
+}
+
+/* A model list with one remote model on the fake server; extra: more fields. */
+static const char *srv_models(const fake_srv *f, const char *file, const char *extra) {
+    char j[512];
+    snprintf(j, sizeof j, "[{\"name\":\"flaky\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d\",\"model\":\"srvm\"%s}]",
+             f->port, extra);
+    return fixture(file, j);
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void test_remote_backoff(void **s) {
+    (void)s;
+    assert_true(fabs(bee_http_backoff_s(0, -1) - 0.25) < 1e-12);
+    assert_true(fabs(bee_http_backoff_s(1, -1) - 0.5) < 1e-12);
+    assert_true(fabs(bee_http_backoff_s(3, -1) - 2.0) < 1e-12);
+    assert_true(fabs(bee_http_backoff_s(9, -1) - BEE_HTTP_BACKOFF_MAX_S) < 1e-12);
+    assert_true(bee_http_backoff_s(2, 0) == 0);
+    assert_true(fabs(bee_http_backoff_s(0, 3) - 3) < 1e-12);
+    assert_true(fabs(bee_http_backoff_s(0, 60) - BEE_HTTP_BACKOFF_MAX_S) < 1e-12);
+    int yes[] = {429, 500, 502, 503, 504}, no[] = {200, 400, 401, 403, 404, 422, 501};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) assert_true(bee_http_retryable(yes[i]));
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++) assert_false(bee_http_retryable(no[i]));
+}
+
+/* 503, 503 (with and without Retry-After), then 200: the eval succeeds after
+ * two retries; with "retries": 1 it fails naming the model and the status. */
+static void test_remote_retry(void **s) {
+    (void)s;
+    fake_srv f;
+    bee_eval_stats st;
+    fake_srv_start(&f, SRV_FLAKY);
+    const char *out = tu_tmp("run_retry");
+    bee_eval_opts o = {srv_models(&f, "retry.json", ",\"timeout_s\":20"), "sanity-gen", out, ".", ".", 1, 0, 1, 1, 1, NULL, 1};
+    double t0 = mono_s();
+    int rc = bee_eval_run(&o, &st);
+    double el = mono_s() - t0;
+    fake_srv_stop(&f);
+    if (rc) fail_msg("%s", bee_error_message());
+    assert_int_equal(atomic_load(&f.requests), 3);
+    assert_true(el >= 0.45 && el < 5); /* Retry-After: 0, then 0.25 s x 2^1 */
+    char *jl = slurp(out, "samples/flaky__sanity-gen.jsonl");
+    assert_non_null(strstr(jl, "\"prediction\":\""));
+    free(jl);
+
+    fake_srv_start(&f, SRV_FLAKY);
+    o.models_path = srv_models(&f, "retry1.json", ",\"retries\":1");
+    o.out_dir = tu_tmp("run_retry1");
+    rc = bee_eval_run(&o, &st);
+    fake_srv_stop(&f);
+    assert_int_equal(rc, -1);
+    const char *msg = bee_error_message();
+    if (!strstr(msg, "HTTP 503") || !strstr(msg, "'srvm'") || !strstr(msg, "flaky / sanity-gen") || !strstr(msg, "/v1/completions"))
+        fail_msg("unexpected error: %s", msg);
+    assert_int_equal(atomic_load(&f.requests), 2);
+
+    /* a bad "retries" is named */
+    o.models_path = srv_models(&f, "retry2.json", ",\"retries\":\"x\"");
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "\"retries\" must be an integer"));
+}
+
+/* HTTP 400 is final: one request, an error naming the model and status. */
+static void test_remote_no_retry_400(void **s) {
+    (void)s;
+    fake_srv f;
+    bee_eval_stats st;
+    fake_srv_start(&f, SRV_BAD);
+    bee_eval_opts o = {srv_models(&f, "bad.json", ""), "sanity-gen", tu_tmp("run_bad"), ".", ".", 2, 0, 1, 1, 1, NULL, 1};
+    int rc = bee_eval_run(&o, &st);
+    fake_srv_stop(&f);
+    assert_int_equal(rc, -1);
+    const char *msg = bee_error_message();
+    if (!strstr(msg, "HTTP 400") || !strstr(msg, "'srvm'") || !strstr(msg, "bad request!!")) fail_msg("unexpected error: %s", msg);
+    assert_int_equal(atomic_load(&f.requests), 1);
+}
+
+/* timeout_s bounds the whole request: a server that never answers fails it
+ * after about timeout_s (no retries here), with "timed out" in the error. */
+static void test_remote_timeout(void **s) {
+    (void)s;
+    fake_srv f;
+    bee_eval_stats st;
+    fake_srv_start(&f, SRV_HANG);
+    bee_eval_opts o = {srv_models(&f, "hang.json", ",\"timeout_s\":1,\"retries\":0"), "sanity-gen", tu_tmp("run_hang"), ".", ".", 1, 0,
+                       1, 1, 1, NULL, 1};
+    double t0 = mono_s();
+    int rc = bee_eval_run(&o, &st);
+    double el = mono_s() - t0;
+    fake_srv_stop(&f);
+    assert_int_equal(rc, -1);
+    if (!strstr(bee_error_message(), "timed out")) fail_msg("unexpected error: %s", bee_error_message());
+    assert_true(el > 0.9 && el < 2.0);
+    assert_int_equal(atomic_load(&f.requests), 1);
+}
+
+/* --concurrency 4 gives the same bytes as 1 (samples, cache, results), with
+ * more than one request in flight at the server. */
+static void test_remote_concurrency(void **s) {
+    (void)s;
+    const char *files[] = {"samples/flaky__sanity.jsonl", "samples/flaky__sanity-gen.jsonl", "cache.jsonl", "results.json"};
+    char *got[2][4];
+    int max_in[2];
+    size_t computed1 = 0;
+    fake_srv f; /* one server for both runs: the cache keys contain its URL */
+    fake_srv_start(&f, SRV_SLOW);
+    for (int run = 0; run < 2; run++) {
+        bee_eval_stats st;
+        atomic_store(&f.requests, 0);
+        atomic_store(&f.max_inflight, 0);
+        char out[4096];
+        snprintf(out, sizeof out, "%s", tu_tmp(run ? "run_conc4" : "run_conc1"));
+        bee_eval_opts o = {srv_models(&f, "conc.json", ""), "sanity,sanity-gen", out, ".", ".", 12, 0, 1, 1, 1, NULL, run ? 4 : 1};
+        int rc = bee_eval_run(&o, &st);
+        if (rc) {
+            fake_srv_stop(&f);
+            fail_msg("%s", bee_error_message());
+        }
+        assert_int_equal(st.computed + st.cached, 24); /* repeated prompts come from the cache */
+        assert_true(st.computed >= 12);
+        assert_int_equal(atomic_load(&f.requests), (int)st.computed + 1); /* the refused echo probe, then one completion per item */
+        if (run) assert_int_equal(st.computed, computed1);
+        else computed1 = st.computed;
+        max_in[run] = atomic_load(&f.max_inflight);
+        for (int k = 0; k < 4; k++) got[run][k] = slurp(out, files[k]);
+    }
+    fake_srv_stop(&f);
+    assert_int_equal(max_in[0], 1);
+    if (max_in[1] < 2) fail_msg("at most %d request in flight with --concurrency 4", max_in[1]);
+    for (int k = 0; k < 4; k++) {
+        if (strcmp(got[0][k], got[1][k])) fail_msg("%s differs between concurrency 1 and 4", files[k]);
+        free(got[0][k]), free(got[1][k]);
+    }
+    /* out of range */
+    bee_eval_stats st;
+    bee_eval_opts o = {models_file(1), "sanity", tu_tmp("run_conc_bad"), ".", ".", 1, 0, 1, 1, 1, NULL, 65};
+    assert_int_equal(bee_eval_run(&o, &st), -1);
+    assert_non_null(strstr(bee_error_message(), "concurrency 65"));
+    char cmd[8192], *log = NULL;
+    snprintf(cmd, sizeof cmd, "%s eval --models x.json --tasks sanity --out %s --concurrency 0", tu_bee(), tu_tmp("run_conc_cli"));
+    assert_int_equal(tu_run(cmd, &log), 2);
+    assert_non_null(strstr(log, "--concurrency: expected an integer in [1, 64]"));
+    free(log);
+    snprintf(cmd, sizeof cmd, "BEE_EVAL_CONCURRENCY=many %s eval --models x.json --tasks sanity --out %s", tu_bee(), tu_tmp("run_conc_cli"));
+    assert_int_equal(tu_run(cmd, &log), 2);
+    assert_non_null(strstr(log, "got 'many'"));
+    free(log);
+    snprintf(cmd, sizeof cmd, "%s eval --help", tu_bee());
+    assert_int_equal(tu_run(cmd, &log), 0);
+    assert_non_null(strstr(log, "BEE_EVAL_CONCURRENCY"));
+    free(log);
+}
+
 static json_t *results_model(json_t *res, const char *name) {
     json_t *m;
     size_t i;
@@ -915,7 +1171,8 @@ int main(void) {
         cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
         cmocka_unit_test(test_read_nextline),  cmocka_unit_test(test_unigram),     cmocka_unit_test(test_yaml),
         cmocka_unit_test(test_token_logprobs), cmocka_unit_test(test_corpus_tasks), cmocka_unit_test(test_local_vs_served),
-        cmocka_unit_test(test_remote_openai_echo),
+        cmocka_unit_test(test_remote_openai_echo), cmocka_unit_test(test_remote_backoff), cmocka_unit_test(test_remote_retry),
+        cmocka_unit_test(test_remote_no_retry_400), cmocka_unit_test(test_remote_timeout), cmocka_unit_test(test_remote_concurrency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

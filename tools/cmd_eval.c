@@ -76,18 +76,21 @@ int cmd_eval(int argc, char **argv) {
         {"data-dir", 0, "DIR", "folder the tasks' data paths are relative to (default ../shared/data)", "BEE_DATA_DIR", 0},
         {"corpus-dir", 0, "DIR", "corpus folder of \"root\": \"corpus\" tasks (default: the source tree's .cache/corpus)", "BEE_CORPUS", 0},
         {"threads", 't', "N", "worker threads (default: all cores)", "BEE_THREADS", 0},
+        {"concurrency", 0, "C", "requests in flight per remote (\"type\": \"openai\") model, 1..64 (default 1); failed requests "
+                                "(connect, timeout, HTTP 429/500/502/503/504) are retried \"retries\" times (model list, default 3) "
+                                "with backoff 0.25 s x 2^n (or Retry-After), at most 10 s", "BEE_EVAL_CONCURRENCY", 0},
         {"quiet", 'q', NULL, "no progress lines", "BEE_QUIET", 0},
         {0},
     };
-    cli_args a = {"eval", "--models MODELS.{json,yaml} --tasks T1,T2 --out DIR [--limit N] [--shots K] [--seed S]",
-                  "Evaluate local models on tasks: per-sample JSONL, results.json, leaderboard.{md,csv,svg}; "
+    cli_args a = {"eval", "--models MODELS.{json,yaml} --tasks T1,T2 --out DIR [--limit N] [--shots K] [--seed S] [--concurrency C]",
+                  "Evaluate local, unigram and remote (OpenAI-compatible) models on tasks: per-sample JSONL, results.json, leaderboard.{md,csv,svg}; "
                   "an interrupted run resumes from DIR/cache.jsonl (docs/EVAL.md).",
                   opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
     bee_eval_opts o = {cli_get(&a, "models"), cli_get(&a, "tasks"), cli_get(&a, "out"), cli_get(&a, "task-dir"),
                        cli_get(&a, "data-dir"), 0, -1, 1, 0, cli_get(&a, "quiet") != NULL};
-    long limit = 0, shots = -1, threads = 0;
+    long limit = 0, shots = -1, threads = 0, conc = 1;
     unsigned long long seed = 1;
     if (!o.task_dir) o.task_dir = BEE_TASK_DIR_DEFAULT;
     if (!o.data_dir) o.data_dir = "../shared/data";
@@ -96,13 +99,15 @@ int cmd_eval(int argc, char **argv) {
     if (a.n_pos) rc = cli_error("eval", "unexpected argument '%s'", a.pos[0]) + 1;
     else if (!o.models_path || !o.tasks || !o.out_dir) rc = cli_error("eval", "--models, --tasks and --out are required") + 1;
     else if (cli_int(&a, "limit", 0, 1L << 30, &limit) || cli_int(&a, "shots", 0, 64, &shots) ||
-             cli_u64(&a, "seed", &seed) || cli_int(&a, "threads", 0, 1024, &threads))
+             cli_u64(&a, "seed", &seed) || cli_int(&a, "threads", 0, 1024, &threads) ||
+             cli_int(&a, "concurrency", 1, BEE_EVAL_MAX_CONCURRENCY, &conc))
         rc = 2;
     if (rc == 0) {
         o.limit = limit;
         o.shots = (int)shots;
         o.seed = seed;
         o.threads = (int)threads;
+        o.concurrency = (int)conc;
         bee_eval_stats st;
         if (bee_eval_run(&o, &st)) rc = cli_fail("eval");
         else if (!o.quiet) fprintf(stderr, "eval: %zu items computed, %zu from the cache; results in %s\n", st.computed, st.cached, o.out_dir);

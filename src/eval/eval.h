@@ -156,14 +156,23 @@ int bee_eval_generate(const bee_model *m, const char *prompt, int max_tokens, ch
 
 /* ---------------------------------------------------------------- remote models
  * OpenAI-compatible /v1/completions over plain http (e.g. `bee serve`):
- * greedy generation only, so remote mc items are scored by the generated
- * text (see docs/EVAL.md). */
+ * generation, and prompt log-probs through echo where the server has them
+ * (see docs/EVAL.md). */
 typedef struct {
     const char *base_url; /* http://host:port[/prefix] */
     const char *model;
     const char *key_env;  /* environment variable holding the API key, or NULL */
-    int timeout_ms;
+    int timeout_ms;       /* per request: connect + send + the whole response */
+    int retries;          /* extra tries after a failed connect, a timeout or HTTP 429/500/502/503/504 */
 } bee_remote;
+
+#define BEE_HTTP_BACKOFF_MAX_S 10.0
+/* HTTP statuses worth retrying: 429, 500, 502, 503, 504. */
+int bee_http_retryable(int status);
+/* Seconds to wait before retry `attempt` (0-based): retry_after (a
+ * Retry-After header in seconds) when >= 0, else 0.25 * 2^attempt; at most
+ * BEE_HTTP_BACKOFF_MAX_S. */
+double bee_http_backoff_s(int attempt, double retry_after);
 
 /* POSTs body to base_url + path; *resp receives the body (malloc'd). */
 int bee_http_post(const char *base_url, const char *path, const char *key, const char *body, int timeout_ms, int *status,
@@ -215,7 +224,10 @@ typedef struct {
     int threads;
     int quiet;
     const char *corpus_dir;  /* "root": "corpus" tasks (NULL: bee_corpus_dir_default()) */
+    int concurrency;         /* remote models: requests in flight (1..BEE_EVAL_MAX_CONCURRENCY; 0 = 1) */
 } bee_eval_opts;
+
+#define BEE_EVAL_MAX_CONCURRENCY 64
 
 /* Counters of the last run (tests check that a resumed run recomputes nothing). */
 typedef struct {

@@ -1,6 +1,8 @@
 /* bee eval: models × tasks, per-sample records with a resumable cache, and
  * the results, leaderboard and chart files. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ typedef struct {
     char *model, *key_env;
     char *lora;        /* local: LoRA adapter applied at load (or NULL) */
     int timeout_ms;
+    int retries;                /* remote: extra tries of a failed request */
     bee_remote_scoring scoring; /* remote: how log-likelihoods are obtained (found by the first request) */
     char *why;                  /* remote: the server's answer when it does not score prompts */
 } eval_model;
@@ -102,6 +105,9 @@ static int load_models(eval_run *r, const char *path) {
             rc = bee_fail("%s: models[%zu]: needs string \"name\" and %s", path, i, kind == MODEL_REMOTE ? "\"base_url\"" : "\"path\"");
         else if (lora && kind != MODEL_LOCAL)
             rc = bee_fail("%s: models[%zu]: \"lora\" applies to local models only", path, i);
+        json_t *rt = json_object_get(m, "retries");
+        if (rc == 0 && rt && (!json_is_integer(rt) || json_integer_value(rt) < 0 || json_integer_value(rt) > 100))
+            rc = bee_fail("%s: models[%zu]: \"retries\" must be an integer in [0, 100]", path, i);
         for (size_t k = 0; rc == 0 && k < r->n_models; k++)
             if (!strcmp(r->models[k].name, name)) rc = bee_fail("%s: models[%zu]: name '%s' used twice", path, i, name);
         if (rc == 0) {
@@ -115,6 +121,7 @@ static int load_models(eval_run *r, const char *path) {
             em->key_env = ke ? strdup(ke) : NULL;
             em->lora = lora ? strdup(lora) : NULL;
             em->timeout_ms = 1000 * (json_is_integer(to) && json_integer_value(to) > 0 ? (int)json_integer_value(to) : 600);
+            em->retries = rt ? (int)json_integer_value(rt) : 3;
         }
     }
     json_decref(root);
@@ -228,7 +235,7 @@ typedef struct {
 } scorer;
 
 static bee_remote remote_of(const eval_model *em) {
-    return (bee_remote){em->path, em->model, em->key_env, em->timeout_ms};
+    return (bee_remote){em->path, em->model, em->key_env, em->timeout_ms, em->retries};
 }
 
 /* Log-likelihood of the answer `opt` after `prompt`: 0, or 1 when the
@@ -416,28 +423,121 @@ static int scorer_ready(eval_run *r, size_t mi, scorer *sc) {
     return rc;
 }
 
-/* The record of item i: from the cache, or computed (model loaded on demand). */
-static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, scorer *sc) {
+/* The record of item i from the cache (*cached = 1), or a new record with
+ * its item, prompt and options, still to be scored under `key`. */
+static json_t *item_prepare(eval_run *r, size_t mi, bee_task *t, size_t i, char *key, int *cached) {
     json_t *sample = json_array_get(t->samples, i);
-    char *prompt = bee_task_prompt(t, i, r->o->seed), key[17];
+    char *prompt = bee_task_prompt(t, i, r->o->seed);
     if (!prompt) return NULL;
     json_t *opts = t->type == BEE_TASK_MC ? render_list(t, t->choices, sample) : json_array();
     if (!opts) return free(prompt), NULL;
     sample_key(&r->models[mi], t, prompt, opts, key);
     json_t *rec = json_object_get(r->cache, key);
-    if (rec) {
-        r->st->cached++;
-        free(prompt);
-        json_decref(opts);
-        return json_incref(rec);
-    }
-    rec = json_pack("{s:I,s:s,s:O}", "item", (json_int_t)i, "prompt", prompt, "options", opts);
+    *cached = rec != NULL;
+    rec = rec ? json_incref(rec) : json_pack("{s:I,s:s,s:O}", "item", (json_int_t)i, "prompt", prompt, "options", opts);
     free(prompt);
     json_decref(opts);
-    if (scorer_ready(r, mi, sc) || score_item(sc, t, sample, rec, i)) return json_decref(rec), NULL;
+    return rec;
+}
+
+/* The record of item i: from the cache, or computed (model loaded on demand). */
+static json_t *item_record(eval_run *r, size_t mi, bee_task *t, size_t i, scorer *sc) {
+    char key[17];
+    int cached;
+    json_t *rec = item_prepare(r, mi, t, i, key, &cached);
+    if (!rec || cached) {
+        r->st->cached += rec != NULL;
+        return rec;
+    }
+    if (scorer_ready(r, mi, sc) || score_item(sc, t, json_array_get(t->samples, i), rec, i)) return json_decref(rec), NULL;
     cache_put(r, key, rec);
     r->st->computed++;
     return rec;
+}
+
+/* ---------------------------------------------------------------- concurrent remote requests
+ * A window of items is prepared on the main thread (prompts, keys, cache
+ * look-ups); `concurrency` workers score the missing ones, each with its
+ * own requests (the HTTP client keeps no shared state); the main thread
+ * then takes the records in item order, so the samples, the cache and the
+ * scores are those of a serial run. */
+typedef struct {
+    json_t *rec;
+    char key[17];
+    size_t item;
+    int cached;
+    size_t dup;       /* 1 + the earlier item of the window with the same key (a serial run takes it from the cache) */
+    atomic_int state; /* 0 pending, 1 scored, -1 failed */
+    char *err;        /* the worker's error message (errors are per thread) */
+} pend_item;
+
+typedef struct {
+    scorer *sc;
+    const bee_task *t;
+    pend_item *items;
+    size_t n;
+    atomic_size_t next;
+    atomic_int stop;
+} pend_job;
+
+static void *pend_worker(void *arg) {
+    pend_job *j = arg;
+    while (!atomic_load(&j->stop)) {
+        size_t k = atomic_fetch_add(&j->next, 1);
+        if (k >= j->n) break;
+        pend_item *it = &j->items[k];
+        if (it->cached || it->dup) continue;
+        scorer sc = *j->sc;
+        if (score_item(&sc, j->t, json_array_get(j->t->samples, it->item), it->rec, it->item)) {
+            it->err = strdup(bee_error_message());
+            atomic_store(&it->state, -1);
+            atomic_store(&j->stop, 1); /* items before this one are already taken and finish */
+        } else {
+            atomic_store(&it->state, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Scores items [i0, i1) of task t for remote model mi with n_threads
+ * workers; appends the records in order to *out (n_out of them), stopping at
+ * the first failed item (its error set, -1). */
+static int score_window(eval_run *r, size_t mi, bee_task *t, scorer *sc, size_t i0, size_t i1, int n_threads, json_t **out,
+                        size_t *n_out) {
+    size_t n = i1 - i0;
+    pend_item *items = calloc(n, sizeof *items);
+    pthread_t *th = calloc((size_t)n_threads, sizeof *th);
+    int rc = items && th ? 0 : bee_fail("out of memory");
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        items[k].item = i0 + k;
+        atomic_init(&items[k].state, 0);
+        if (!(items[k].rec = item_prepare(r, mi, t, i0 + k, items[k].key, &items[k].cached))) rc = -1;
+        for (size_t j = 0; rc == 0 && !items[k].cached && j < k && !items[k].dup; j++)
+            if (!items[j].cached && !items[j].dup && !strcmp(items[j].key, items[k].key)) items[k].dup = j + 1;
+    }
+    pend_job job = {sc, t, items, rc == 0 ? n : 0, 0, 0};
+    int started = 0;
+    for (; rc == 0 && started < n_threads; started++)
+        if (pthread_create(&th[started], NULL, pend_worker, &job)) {
+            if (started == 0) rc = bee_fail("cannot start a request thread");
+            break;
+        }
+    for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
+    *n_out = 0;
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        pend_item *it = &items[k], *src = it->dup ? &items[it->dup - 1] : it;
+        if (!it->cached && atomic_load(&src->state) != 1) {
+            rc = atomic_load(&it->state) < 0 ? bee_fail("%s", it->err ? it->err : "out of memory") : bee_fail("item %zu not scored", it->item);
+            break;
+        }
+        if (it->cached || it->dup) r->st->cached++;
+        else cache_put(r, it->key, it->rec), r->st->computed++;
+        out[(*n_out)++] = json_incref(src->rec);
+    }
+    for (size_t k = 0; items && k < n; k++) json_decref(items[k].rec), free(items[k].err);
+    free(items);
+    free(th);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- per model */
@@ -489,27 +589,49 @@ static int run_model(eval_run *r, size_t mi) {
     for (size_t ti = 0; ti < r->n_tasks; ti++) total += task_items(r, &r->tasks[ti]);
     double t0 = now_s();
     int rc = 0, tty = isatty(2);
+    eval_model *em = &r->models[mi];
+    int conc = em->remote && r->o->concurrency > 1 ? r->o->concurrency : 1;
+    size_t win = conc > 1 ? 16 * (size_t)conc : 1;
+    json_t **batch = calloc(win, sizeof *batch);
+    if (!batch) return bee_fail("out of memory");
     for (size_t ti = 0; rc == 0 && ti < r->n_tasks; ti++) {
         bee_task *t = &r->tasks[ti];
         json_t *recs = json_array();
-        for (size_t i = 0; rc == 0 && i < task_items(r, t); i++) {
-            json_t *rec = item_record(r, mi, t, i, &sc);
-            if (!rec) {
-                rc = bee_fail_prefix("%s / %s: ", r->models[mi].name, t->name);
+        size_t n_items = task_items(r, t);
+        for (size_t i = 0; rc == 0 && i < n_items;) {
+            size_t got = 0;
+            if (conc == 1 || (t->type != BEE_TASK_GEN && em->scoring == BEE_SCORE_UNKNOWN)) {
+                /* serial; for a remote model also the item that finds out how the server scores */
+                rc = (batch[0] = item_record(r, mi, t, i, &sc)) ? 0 : -1;
+                got = rc == 0;
+            } else {
+                size_t end = i + win < n_items ? i + win : n_items;
+                rc = scorer_ready(r, mi, &sc);
+                if (rc == 0) rc = score_window(r, mi, t, &sc, i, end, conc, batch, &got);
+                if (rc) { /* the records before the failed item are in the cache, as after a serial run */
+                    for (size_t k = 0; k < got; k++) json_decref(batch[k]);
+                    got = 0;
+                }
+            }
+            if (rc) {
+                rc = bee_fail_prefix("%s / %s: ", em->name, t->name);
                 break;
             }
-            add_metrics(&r->cells[mi * r->n_tasks + ti], rec);
-            json_array_append_new(recs, rec);
-            done++;
-            double el = now_s() - t0, rate = el > 0 ? (double)(r->st->computed - computed0) / el : 0;
-            double eta = rate > 0 ? (double)(total - done) / rate : 0;
-            if (!r->o->quiet && (tty || done == total))
-                fprintf(stderr, "%s%s: %zu/%zu items, %.2f items/s, ETA %.0fs%s", tty ? "\r" : "", r->models[mi].name, done,
-                        total, rate, eta, done == total ? "\n" : "");
+            for (size_t k = 0; k < got; k++, i++) {
+                add_metrics(&r->cells[mi * r->n_tasks + ti], batch[k]);
+                json_array_append_new(recs, batch[k]);
+                done++;
+                double el = now_s() - t0, rate = el > 0 ? (double)(r->st->computed - computed0) / el : 0;
+                double eta = rate > 0 ? (double)(total - done) / rate : 0;
+                if (!r->o->quiet && (tty || done == total))
+                    fprintf(stderr, "%s%s: %zu/%zu items, %.2f items/s, ETA %.0fs%s", tty ? "\r" : "", em->name, done, total, rate,
+                            eta, done == total ? "\n" : "");
+            }
         }
         if (rc == 0) rc = write_samples(r, mi, t, recs);
         json_decref(recs);
     }
+    free(batch);
     bee_model_free(sc.m);
     bee_unigram_free(sc.u);
     return rc;
@@ -702,7 +824,10 @@ int bee_eval_run(const bee_eval_opts *o, bee_eval_stats *st) {
     memset(st, 0, sizeof *st);
     r.o = o;
     r.st = st;
-    int rc = load_models(&r, o->models_path);
+    int rc = o->concurrency < 0 || o->concurrency > BEE_EVAL_MAX_CONCURRENCY
+                 ? bee_fail("concurrency %d: expected 1..%d requests in flight", o->concurrency, BEE_EVAL_MAX_CONCURRENCY)
+                 : 0;
+    if (rc == 0) rc = load_models(&r, o->models_path);
     if (rc == 0) rc = load_tasks(&r);
     if (rc == 0 && !(r.cells = calloc(r.n_models * r.n_tasks, sizeof *r.cells))) rc = bee_fail("out of memory");
     if (rc == 0 && bee_mkdir_p(o->out_dir)) rc = -1;
