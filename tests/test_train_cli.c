@@ -93,6 +93,45 @@ static void test_loss_decreases_and_resume(void **s) {
     free(out);
 }
 
+/* kill -9 in the middle of a checkpoint save (BEE_CRASH_AFTER_BYTES makes the
+ * process SIGKILL itself once the temp file has that many bytes): the previous
+ * checkpoint is left byte for byte, and resuming from it ends exactly where an
+ * uninterrupted run does. */
+static void test_kill_during_save(void **s) {
+    (void)s;
+    char *out, args[16384], ck[4096], part[4096], saved[4096], ref_ck[4096], ref_gguf[4096];
+    /* tu_tmp's buffers are reused after a few calls: keep copies */
+    snprintf(ck, sizeof ck, "%s", tu_tmp("kill.ckpt"));
+    snprintf(part, sizeof part, "%s", tu_tmp("kill.gguf"));
+    snprintf(saved, sizeof saved, "%s", tu_tmp("kill-step3.ckpt"));
+    snprintf(ref_ck, sizeof ref_ck, "%s", tu_tmp("ref.ckpt"));
+    snprintf(ref_gguf, sizeof ref_gguf, "%s", tu_tmp("ref.gguf"));
+    snprintf(args, sizeof args, "--steps 8 -o %s --ckpt %s", ref_gguf, ref_ck);
+    run_ok(&out, args), free(out);
+    snprintf(args, sizeof args, "--steps 8 -o %s --ckpt %s --stop-after 3", part, ck);
+    run_ok(&out, args), free(out);
+    char *b;
+    size_t nb;
+    assert_int_equal(bee_read_file(ck, &b, &nb), 0);
+    tu_write(saved, b, nb);
+    free(b);
+    setenv("BEE_CRASH_AFTER_BYTES", "4096", 1);
+    /* no -o: the only file this run writes is the checkpoint */
+    int rc = tu_bee_run(&out, "train -m %s --data %s --batch 1 --ctx 64 --lr 1e-2 --warmup 2 --accum 2 -t 2 --steps 8 "
+                              "--ckpt %s --resume --stop-after 2",
+                        demo(), tu_tmp("d.jsonl"), ck);
+    unsetenv("BEE_CRASH_AFTER_BYTES");
+    free(out);
+    assert_int_not_equal(rc, 0); /* killed, not a clean exit */
+    assert_true(same_file(saved, ck));
+    snprintf(args, sizeof args, "--steps 8 -o %s --ckpt %s --resume", part, ck);
+    run_ok(&out, args);
+    assert_non_null(strstr(out, "resumed from"));
+    free(out);
+    assert_true(same_file(ref_ck, ck));
+    assert_true(same_file(ref_gguf, part));
+}
+
 static void test_text_mode(void **s) {
     (void)s;
     const char *txt = "the quick brown fox\n\njumps over <the> lazy dog\n";
@@ -361,6 +400,7 @@ static void test_pack_targets(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_decreases_and_resume),
+        cmocka_unit_test(test_kill_during_save),
         cmocka_unit_test(test_text_mode),
         cmocka_unit_test(test_log_and_curve),
         cmocka_unit_test(test_curve_svg),
