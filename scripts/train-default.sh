@@ -21,6 +21,7 @@ WORK=${1:-.cache/default}
 CORPUS=${CORPUS:-.cache/corpus}
 
 mkdir -p "$WORK"
+command -v python3 >/dev/null || { echo "train-default: python3 is required (scripts/pretrain-mix.py)" >&2; exit 1; }
 [ -f "$CORPUS/train.txt" ] || scripts/build-corpus.sh "$CORPUS"
 
 [ -f "$WORK/vocab.txt" ] || "$BEE" vocab build --corpus "$CORPUS/train.txt" --size 8000 -o "$WORK/vocab.txt" \

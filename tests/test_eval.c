@@ -434,22 +434,31 @@ static void fake_server(int lfd, int n) {
     _exit(0);
 }
 
-static void test_remote_model(void **s) {
-    (void)s;
+/* A listening socket on a free loopback port; *port gets the port. */
+static int listen_loopback(int backlog, int *port) {
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t al = sizeof a;
+    assert_true(lfd >= 0);
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(listen(lfd, backlog), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return lfd;
+}
+
+static void test_remote_model(void **s) {
+    (void)s;
+    int port;
+    int lfd = listen_loopback(8, &port);
     pid_t pid = fork();
     if (pid == 0) fake_server(lfd, 4); /* echo probe (refused), mc by generation, gen, the unauthorised one */
     close(lfd);
     char j[512];
     snprintf(j, sizeof j, "[{\"name\":\"far\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/api/\",\"model\":\"m\","
-             "\"api_key_env\":\"BEE_TEST_KEY\",\"timeout_s\":20}]", ntohs(a.sin_port));
+             "\"api_key_env\":\"BEE_TEST_KEY\",\"timeout_s\":20}]", port);
     setenv("BEE_TEST_KEY", "sekrit", 1);
     const char *out = tu_tmp("run_remote");
     bee_eval_opts o = {fixture("remote.json", j), "sanity,sanity-gen", out, ".", ".", 1, 0, 1, 1, 1};
@@ -672,6 +681,45 @@ static void test_token_logprobs(void **s) {
     bee_model_free(m);
 }
 
+/* "joiner" in a task file: "" joins the context lines directly (as the
+ * training text writes a poem), any other string goes between them, the
+ * draw stays the same; a non-string is refused, naming the field. */
+static void load_joined(const char *joiner_json, bee_task *t, int want_rc) {
+    char task[1024], path[4200];
+    snprintf(path, sizeof path, "%s", tu_tmp("joiner.json"));
+    snprintf(task, sizeof task,
+             "{\"name\": \"j\", \"type\": \"mc\", \"reader\": \"nextline\", \"path\": \"verses.txt\", \"format\": "
+             "\"lines\", \"context_lines\": 2, \"seed\": 3, \"template\": \"{context}\", \"choices\": [\"{A}\", "
+             "\"{B}\", \"{C}\", \"{D}\"], \"gold\": \"{answer}\"%s%s}",
+             joiner_json ? ", \"joiner\": " : "", joiner_json ? joiner_json : "");
+    tu_write(path, task, strlen(task));
+    int rc = bee_task_load_ex(t, path, NULL, tu_tmpdir(), NULL, -1);
+    if (want_rc == 0 && rc) fail_msg("%s", bee_error_message());
+    if (want_rc != 0) assert_int_not_equal(rc, 0);
+}
+
+static void test_task_joiner(void **s) {
+    (void)s;
+    fixture("verses.txt", "In the beginning.\nAnd the earth.\n\nAnd God said.\nAnd there was light.\nAnd God saw.\n");
+    bee_task t0, t1, t2;
+    load_joined(NULL, &t0, 0);
+    load_joined("\"\"", &t1, 0);
+    load_joined("\" / \"", &t2, 0);
+    assert_int_equal(json_array_size(t0.samples), 4);
+    assert_int_equal(json_array_size(t1.samples), 4);
+    assert_string_equal(str(json_array_get(t0.samples, 1), "context"), "In the beginning.\nAnd the earth.");
+    assert_string_equal(str(json_array_get(t1.samples, 1), "context"), "In the beginning.And the earth.");
+    assert_string_equal(str(json_array_get(t2.samples, 1), "context"), "In the beginning. / And the earth.");
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(str(json_array_get(t1.samples, i), "next"), str(json_array_get(t0.samples, i), "next"));
+        assert_string_equal(str(json_array_get(t1.samples, i), "answer"), str(json_array_get(t0.samples, i), "answer"));
+    }
+    bee_task_free(&t0), bee_task_free(&t1), bee_task_free(&t2);
+    load_joined("5", &t0, -1);
+    assert_non_null(strstr(bee_error_message(), "\"joiner\" must be a string"));
+    bee_task_free(&t0); /* what the failed load had read */
+}
+
 /* Corpus tasks, when scripts/build-corpus.sh's output is there. */
 static void test_corpus_tasks(void **s) {
     (void)s;
@@ -826,19 +874,13 @@ static void echo_server(int lfd) {
  * echo of prompt + option, its score the sum over the option's bytes. */
 static void test_remote_openai_echo(void **s) {
     (void)s;
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(lfd, 8), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    int port;
+    int lfd = listen_loopback(8, &port);
     pid_t pid = fork();
     if (pid == 0) echo_server(lfd);
     close(lfd);
     char j[512];
-    snprintf(j, sizeof j, "[{\"name\":\"oa\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d\",\"timeout_s\":20}]", ntohs(a.sin_port));
+    snprintf(j, sizeof j, "[{\"name\":\"oa\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:%d\",\"timeout_s\":20}]", port);
     const char *out = tu_tmp("run_oa");
     bee_eval_opts o = {fixture("oa.json", j), "sanity", out, ".", ".", 3, 0, 1, 1, 1, NULL};
     bee_eval_stats st;
@@ -929,15 +971,9 @@ static void *fake_srv_thread(void *arg) {
 static void fake_srv_start(fake_srv *f, int mode) {
     memset(f, 0, sizeof *f);
     f->mode = mode;
-    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f->lfd, 64), 0);
-    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
-    f->port = ntohs(a.sin_port);
+    int port;
+    f->lfd = listen_loopback(64, &port);
+    f->port = port;
     for (int i = 0; i < SRV_THREADS; i++) assert_int_equal(pthread_create(&f->th[i], NULL, fake_srv_thread, f), 0);
 }
 
@@ -1169,7 +1205,7 @@ int main(void) {
         cmocka_unit_test(test_read_csv),       cmocka_unit_test(test_read_gaokao), cmocka_unit_test(test_read_squad_jsonl_tsv),
         cmocka_unit_test(test_read_shared_data), cmocka_unit_test(test_task),      cmocka_unit_test(test_loglik),
         cmocka_unit_test(test_mc_pick),        cmocka_unit_test(test_cache_resume), cmocka_unit_test(test_cli_end_to_end), cmocka_unit_test(test_remote_model),
-        cmocka_unit_test(test_read_nextline),  cmocka_unit_test(test_unigram),     cmocka_unit_test(test_yaml),
+        cmocka_unit_test(test_read_nextline),  cmocka_unit_test(test_task_joiner),  cmocka_unit_test(test_unigram),     cmocka_unit_test(test_yaml),
         cmocka_unit_test(test_token_logprobs), cmocka_unit_test(test_corpus_tasks), cmocka_unit_test(test_local_vs_served),
         cmocka_unit_test(test_remote_openai_echo), cmocka_unit_test(test_remote_backoff), cmocka_unit_test(test_remote_retry),
         cmocka_unit_test(test_remote_no_retry_400), cmocka_unit_test(test_remote_timeout), cmocka_unit_test(test_remote_concurrency),

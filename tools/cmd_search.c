@@ -91,9 +91,9 @@ int cmd_search(int argc, char **argv) {
         {0},
     };
     cli_args a = {"search", "--db INDEX.sqlite [-k K] [--json] QUERY",
-                  "Prints the K passages that best match QUERY (BM25 over the bee tokenizer: Chinese characters\n"
-                  "and bigrams, stemmed English words). QUERY is plain text: quotes, operators and brackets have\n"
-                  "no special meaning.",
+                  "Prints the K passages that best match QUERY (BM25 over the bee tokenizer: Chinese bigrams, a\n"
+                  "single character matched as a prefix, stemmed English words). QUERY is plain text: quotes,\n"
+                  "operators and brackets have no special meaning.",
                   opts};
     int rc = 0;
     if (cli_begin(&a, argc, argv, &rc)) return rc;
