@@ -76,6 +76,12 @@ void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, siz
  * tokens starting at token t0 of a, panel p. */
 typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
+/* Internal: float types, two panels (pw0 to out0, pw1 to out1) for one whole
+ * tile of BEE_PANEL_TILE tokens; the same arithmetic per output as the tile
+ * kernel. NULL when unavailable. */
+typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, float *out0,
+                                  float *out1);
+bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path
  * (NULL when unavailable) agree bit for bit. */
