@@ -52,6 +52,10 @@ typedef struct {
     double timeout_s;          /* per request, queueing included; 0 = none (default 600) */
     size_t max_body;           /* request body limit in bytes (default 1 MiB) */
     int prefill_budget;        /* new prompt tokens admitted per step (default 512; one prompt always fits) */
+    long prefill_chunk;        /* prompt tokens x layers of a long prompt's prefill run per step, between the
+                                  decode steps of running streams; a prompt whose whole prefill is more is
+                                  prefilled a few layers per step (0 = prefill_budget x the model's layers,
+                                  the default; < 0 = never split) */
     const char *api_key_file;  /* one key per line; NULL = no auth */
     const char *model_name;    /* id shown by /v1/models; default the file's base name */
     double drain_s;            /* shutdown: how long to let in-flight requests finish (default 30) */
