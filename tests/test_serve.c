@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <math.h>
+#include <stdatomic.h>
 
 #include "eval/eval.h"
 #include "model/model.h"
@@ -657,18 +658,20 @@ typedef struct {
     resp r;
     double *t; /* arrival time of each SSE event */
     size_t n_t;
+    atomic_int done;
 } timed_req;
 
 static void *timed_bg(void *arg) {
     timed_req *q = arg;
     q->rc = http_timed(q->port, "POST", "/v1/completions", NULL, q->body, &q->r, &q->t, &q->n_t, &q->stop);
+    atomic_store(&q->done, 1);
     return NULL;
 }
 
 static bee_server *start_chunk(const char *model, long chunk) {
     bee_serve_opts o;
     bee_serve_opts_default(&o);
-    o.model_path = model, o.port = 0, o.threads = 1, o.parallel = 2, o.queue = 8, o.ctx = 4096;
+    o.model_path = model, o.port = 0, o.threads = 1, o.parallel = 2, o.queue = 8, o.ctx = 8192;
     o.max_body = 1 << 16, o.timeout_s = 300, o.drain_s = 0, o.prefill_chunk = chunk;
     bee_server *s;
     if (bee_server_start(&o, &s)) fail_msg("server start: %s", bee_error_message());
@@ -687,32 +690,40 @@ static char *long_prompt_body(const char *word, int reps, int stream) {
 }
 
 /* While stream A runs, the long prompt B arrives. The window is from B's
- * request to B's first event (B's prefill, after a few tokens of A that were
- * already on their way): returns how many of A's events arrived in the later
- * half of the window, and the longest gap between A's events in it. */
+ * request to B's first event (its prefill, after a few tokens of A that were
+ * already on their way). Returns how many of A's events arrived after the
+ * first slice of B's prefill had run (as /metrics showed it) and before B's
+ * first event (0 when nothing was sliced), and the window's length and its
+ * longest gap between A's events (timings are only printed: on a shared
+ * machine a stall of the whole process can make any gap long). */
 static int run_long_during_stream(int port, const char *b_body, char **b_text, double *window, double *max_gap) {
-    timed_req a = {port, "{\"prompt\":\"a running stream\",\"max_tokens\":3000,\"temperature\":0,\"stream\":true,\"ignore_eos\":true}", 0, 0, {0}, NULL, 0};
-    timed_req b = {port, (char *)b_body, 0, 0, {0}, NULL, 0};
+    timed_req a = {port, "{\"prompt\":\"a running stream\",\"max_tokens\":8000,\"temperature\":0,\"stream\":true,\"ignore_eos\":true}", 0, 0, {0}, NULL, 0, 0};
+    timed_req b = {port, (char *)b_body, 0, 0, {0}, NULL, 0, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, timed_bg, &a);
     long long g0 = metric(port, "bee_generated_tokens_total");
     for (int i = 0; i < 3000 && metric(port, "bee_generated_tokens_total") < g0 + 5; i++) usleep(2000);
-    double t_send = http_now();
+    long long s0 = metric(port, "bee_prefill_slices_total");
+    double t_send = http_now(), t_slice = 0;
     pthread_create(&tb, NULL, timed_bg, &b);
+    while (!atomic_load(&b.done) && !t_slice) { /* until B's first slice has run */
+        if (metric(port, "bee_prefill_slices_total") > s0) t_slice = http_now();
+        usleep(500);
+    }
     pthread_join(tb, NULL);
     a.stop = 1; /* A's client goes away */
     pthread_join(ta, NULL);
     assert_int_equal(b.rc, 0);
     assert_int_equal(b.r.status, 200);
     assert_true(b.n_t > 1);
-    assert_int_equal(a.rc, 1);
+    assert_true(a.rc == 1 || a.rc == 0); /* 0: A ended (8000 tokens) first */
     assert_int_equal(a.r.status, 200);
     double t_first = b.t[0];
     int n_in = 0;
     double prev = t_send, gap = 0;
     for (size_t k = 0; k < a.n_t; k++) {
         if (a.t[k] <= t_send || a.t[k] >= t_first) continue;
-        n_in += a.t[k] > t_send + (t_first - t_send) / 2;
+        n_in += t_slice && a.t[k] > t_slice;
         gap = fmax(gap, a.t[k] - prev);
         prev = a.t[k];
     }
@@ -750,13 +761,14 @@ static void test_prefill_chunked(void **st) {
     assert_int_equal(metric(px, "bee_prefill_slices_total"), 0);
     int ny = run_long_during_stream(py, body, &got_y, &wy, &gy);
     long long slices = metric(py, "bee_prefill_slices_total");
-    fprintf(stderr, "  one-shot: running stream's longest gap %.0f ms in the %.0f ms prefill window, %d events in its later half\n"
-                    "  chunked:  longest gap %.0f ms in the %.0f ms window, %d events in its later half, %lld slices\n",
-            gx * 1e3, wx * 1e3, nx, gy * 1e3, wy * 1e3, ny, slices);
+    fprintf(stderr, "  one-shot: running stream's longest gap %.0f ms in the %.0f ms prefill window\n"
+                    "  chunked:  longest gap %.0f ms in the %.0f ms window, %d events after the first of %lld slices\n",
+            gx * 1e3, wx * 1e3, gy * 1e3, wy * 1e3, ny, slices);
+    assert_int_equal(nx, 0);
     assert_int_equal(slices, 12); /* chunk 400 < prompt tokens: one layer per slice */
-    /* a decode step after every slice: no long pause (one-shot: one pause of about the whole window) */
-    assert_true(ny >= 3);
-    assert_true(gy < wy / 2);
+    /* a decode step after every slice: 11 tokens of A while B's prefill goes on
+     * (some slack for events still on their way when B's first one arrives) */
+    assert_true(ny >= 6);
     assert_string_equal(got_x, want);
     assert_string_equal(got_y, want);
     free(got_x), free(got_y);
@@ -771,7 +783,7 @@ static void test_prefill_chunked(void **st) {
     free(body);
     /* a client that goes away during the prefill (another prompt: no reuse) */
     char *other = long_prompt_body("jumps over the lazy dog, the quick brown fox ", 60, 1);
-    timed_req c = {py, other, 0, 0, {0}, NULL, 0};
+    timed_req c = {py, other, 0, 0, {0}, NULL, 0, 0};
     pthread_t tc;
     pthread_create(&tc, NULL, timed_bg, &c);
     for (int i = 0; i < 5000 && metric(py, "bee_prefill_slices_total") < 13; i++) usleep(1000);
@@ -782,7 +794,10 @@ static void test_prefill_chunked(void **st) {
     fprintf(stderr, "  cancelled after %lld of 12 slices\n", after - 12);
     free(c.t);
     resp_free(&c.r);
-    /* the slot's cache was not kept as a prefix: the prompt prefills anew, with the right output */
+    /* the slot's partial cache was not kept as a prefix: the prompt prefills
+     * anew, with the right output (if the cancel came only after the whole
+     * prefill, on a very slow machine, the full context is reused instead) */
+    int finished = after - 12 == 12;
     assert_int_equal(http(py, "POST", "/v1/completions", NULL, other, &r), 0);
     assert_int_equal(r.status, 200);
     char *o1 = sse_text(r.body, 0, NULL);
@@ -792,7 +807,7 @@ static void test_prefill_chunked(void **st) {
     resp_free(&r);
     assert_string_equal(o1, o2);
     free(o1), free(o2), free(other);
-    assert_int_equal(metric(py, "bee_prefill_slices_total") - after, 12);
+    assert_int_equal(metric(py, "bee_prefill_slices_total") - after, finished ? 0 : 12);
     bee_server_stop(x);
     bee_server_stop(y);
     bee_server_stop(z);
