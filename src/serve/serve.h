@@ -4,8 +4,10 @@
  * their connection threads, wait in a bounded queue, and run in up to
  * `parallel` slots; every scheduler step is ONE bee_forward over all active
  * slots (the decode token of each running stream plus the prefill of newly
- * admitted prompts), so weights are read once per step whatever the number
- * of streams. See docs/SERVING.md. */
+ * admitted short prompts), so weights are read once per step whatever the
+ * number of streams, followed by a slice of a few layers of a long prompt's
+ * prefill (exact: prompts are split by layers, never by tokens). See
+ * docs/SERVING.md. */
 #ifndef BEE_SERVE_H
 #define BEE_SERVE_H
 
