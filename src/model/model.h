@@ -147,7 +147,9 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
  *          rolled back;
  *   cancel: s back to its length before begin, p freed (NULL is a no-op).
  * Between calls p holds the new tokens' hidden states, (n_tok, dim) floats;
- * each call allocates the layer scratch bee_forward would. */
+ * each call allocates the layer scratch bee_forward would. The model's
+ * thread count must not change between begin and finish (begin sizes the
+ * per-thread attention scratch). No trace, one sequence, no LoRA swap. */
 typedef struct bee_prefill bee_prefill;
 int bee_prefill_begin(const bee_model *m, bee_seq *s, const bee_token *toks, size_t n_tok, bee_prefill **out);
 int bee_prefill_step(bee_prefill *p, uint32_t n_layers);
