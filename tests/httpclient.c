@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -106,6 +107,65 @@ int http(int port, const char *method, const char *path, const char *headers, co
     }
     free(buf);
     return 0;
+}
+
+double http_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int http_timed(int port, const char *method, const char *path, const char *headers, const char *body, resp *r,
+               double **t, size_t *n_t, const volatile int *stop) {
+    memset(r, 0, sizeof *r);
+    *t = NULL, *n_t = 0;
+    int fd = send_request(port, method, path, headers, body, body ? strlen(body) : 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {0, 50000}; /* wake up to look at stop */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t cap = 1 << 16, n = 0, seen = 0, tcap = 0;
+    char *buf = malloc(cap);
+    int stopped = 0;
+    double t_last = http_now();
+    for (;;) {
+        if (stop && *stop) {
+            stopped = 1;
+            break;
+        }
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k == 0) break;
+        if (k < 0) {
+            if (http_now() - t_last > 60) break; /* as connect_to's 60 s receive timeout */
+            continue;
+        }
+        double now = t_last = http_now();
+        n += (size_t)k;
+        buf[n] = 0;
+        for (char *p; (p = strstr(buf + seen, "data: "));) { /* events completed by this read */
+            if (*n_t == tcap) *t = realloc(*t, (tcap = tcap ? 2 * tcap : 64) * sizeof **t);
+            (*t)[(*n_t)++] = now;
+            seen = (size_t)(p - buf) + 6;
+        }
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    buf[n] = 0;
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
+        free(buf);
+        return stopped ? 1 : -1;
+    }
+    r->head = strndup(buf, (size_t)(sep - buf));
+    const char *b = sep + 4;
+    size_t bn = n - (size_t)(b - buf);
+    if (strcasestr(r->head, "transfer-encoding: chunked")) {
+        dechunk(r, b, bn);
+    } else {
+        r->body = strndup(b, bn);
+        r->n = bn;
+    }
+    free(buf);
+    return stopped;
 }
 
 json_t *json_of(const resp *r) {

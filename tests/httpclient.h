@@ -20,6 +20,14 @@ void send_all(int fd, const char *p, size_t n);
 int send_request(int port, const char *method, const char *path, const char *headers, const char *body, size_t n);
 /* A whole exchange; 0 on success (r filled), -1 when there was no valid response. */
 int http(int port, const char *method, const char *path, const char *headers, const char *body, resp *r);
+/* As http(), also timing the stream: t[k] (malloc'd, CLOCK_MONOTONIC
+ * seconds) is when the k-th "data: " event of the body arrived. When stop
+ * is given and becomes nonzero, the connection is closed early (a client
+ * that goes away) and the function returns 1 with r filled as far as read. */
+int http_timed(int port, const char *method, const char *path, const char *headers, const char *body, resp *r,
+               double **t, size_t *n_t, const volatile int *stop);
+/* CLOCK_MONOTONIC in seconds. */
+double http_now(void);
 /* The body as JSON (fails the test otherwise). */
 json_t *json_of(const resp *r);
 /* POST, expecting `status`; returns the JSON body. */

@@ -414,6 +414,147 @@ static void test_threads_deterministic(void **state) {
     example_close(&e);
 }
 
+/* ---------------------------------------------------------------- layer-sliced prefill */
+
+/* a and b hold the same tokens and bit-identical K/V rows in every cache. */
+static void expect_same_seq(const bee_model *m, const bee_seq *a, const bee_seq *b) {
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->n_att, b->n_att);
+    assert_memory_equal(a->keys, b->keys, a->n * sizeof *a->keys);
+    size_t bytes = a->n * bee_type_nbytes(a->kv_type, (size_t)m->hp.n_heads * m->hp.dim_head);
+    for (uint32_t l = 0; l < a->n_att; l++) {
+        assert_memory_equal(a->k[l], b->k[l], bytes);
+        assert_memory_equal(a->v[l], b->v[l], bytes);
+    }
+}
+
+/* Sliced prefill of toks[h..n) after a one-shot prefill of toks[0..h) (h = 0:
+ * an empty cache), `chunk` layers per step (0: straight to finish), against
+ * bee_forward of the same tokens: same KV caches, bit-identical logits of
+ * every position, and the same logits for a decode step after it. */
+static void sliced_vs_oneshot(const bee_model *m, const example *e, const bee_token *toks, size_t h, uint32_t chunk) {
+    size_t n = e->in.ids.n, W = e->b.width, rest = n - h;
+    size_t nrel = (size_t)e->in.enc.n_seg * e->in.enc.n_seg;
+    bee_seq a, b;
+    assert_int_equal(bee_seq_init(&a, m, 0, e->in.enc.seg_rel, nrel), 0);
+    assert_int_equal(bee_seq_init(&b, m, 0, e->in.enc.seg_rel, nrel), 0);
+    float *la = malloc((rest + 1) * W * sizeof *la), *lb = malloc((rest + 1) * W * sizeof *lb);
+    bee_seq *sa[1] = {&a}, *sb[1] = {&b};
+    const bee_token *t0[1] = {toks}, *t1[1] = {toks + h};
+    if (h) {
+        assert_int_equal(bee_forward(m, sa, t0, &h, 1, NULL, BEE_LOGITS_NONE, NULL, NULL), 0);
+        assert_int_equal(bee_forward(m, sb, t0, &h, 1, NULL, BEE_LOGITS_NONE, NULL, NULL), 0);
+    }
+    assert_int_equal(bee_forward(m, sa, t1, &rest, 1, &e->b.ext, BEE_LOGITS_ALL, la, NULL), 0);
+    bee_prefill *p;
+    assert_int_equal(bee_prefill_begin(m, &b, toks + h, rest, &p), 0);
+    assert_int_equal(b.n, n); /* the keys are in at once */
+    int steps = 0;
+    while (chunk && bee_prefill_layers_left(p) > 0) {
+        uint32_t left = bee_prefill_layers_left(p);
+        assert_int_equal(bee_prefill_step(p, chunk), 0);
+        assert_int_equal(bee_prefill_layers_left(p), left > chunk ? left - chunk : 0);
+        steps++;
+    }
+    assert_int_equal(bee_prefill_step(p, 1), 0); /* nothing left: a no-op */
+    if (chunk) assert_int_equal(steps, (m->hp.n_layers + chunk - 1) / chunk);
+    assert_int_equal(bee_prefill_finish(p, &e->b.ext, BEE_LOGITS_ALL, lb), 0);
+    expect_same_seq(m, &a, &b);
+    assert_memory_equal(la, lb, rest * W * sizeof *la);
+    /* the next (answer) token sees the same cache */
+    bee_token nx = {toks[0].id, 0, (int32_t)n, toks[n - 1].seg, 0, e->in.enc.n_seg, 0, 0};
+    size_t one = 1;
+    const bee_token *tn[1] = {&nx};
+    assert_int_equal(bee_forward(m, sa, tn, &one, 1, &e->b.ext, BEE_LOGITS_LAST, la, NULL), 0);
+    assert_int_equal(bee_forward(m, sb, tn, &one, 1, &e->b.ext, BEE_LOGITS_LAST, lb, NULL), 0);
+    assert_memory_equal(la, lb, W * sizeof *la);
+    free(la), free(lb);
+    bee_seq_free(&a), bee_seq_free(&b);
+}
+
+/* Cancelling mid-way (and a failed begin) leaves the sequence as it was:
+ * the same length and keys, and a later one-shot prefill gives the same
+ * logits as on a sequence that never saw the cancelled one. */
+static void sliced_cancel(const bee_model *m, const example *e, const bee_token *toks) {
+    size_t n = e->in.ids.n, W = e->b.width, h = n / 2, rest = n - h;
+    size_t nrel = (size_t)e->in.enc.n_seg * e->in.enc.n_seg;
+    bee_seq a, b;
+    assert_int_equal(bee_seq_init(&a, m, 0, e->in.enc.seg_rel, nrel), 0);
+    assert_int_equal(bee_seq_init(&b, m, 0, e->in.enc.seg_rel, nrel), 0);
+    bee_seq *sa[1] = {&a}, *sb[1] = {&b};
+    const bee_token *t0[1] = {toks}, *t1[1] = {toks + h};
+    assert_int_equal(bee_forward(m, sa, t0, &h, 1, NULL, BEE_LOGITS_NONE, NULL, NULL), 0);
+    assert_int_equal(bee_forward(m, sb, t0, &h, 1, NULL, BEE_LOGITS_NONE, NULL, NULL), 0);
+    for (uint32_t done = 0; done <= m->hp.n_layers; done++) { /* cancelled after 0 .. all layers */
+        bee_prefill *p;
+        assert_int_equal(bee_prefill_begin(m, &b, toks + h, rest, &p), 0);
+        if (done) assert_int_equal(bee_prefill_step(p, done), 0);
+        bee_prefill_cancel(p);
+        assert_int_equal(b.n, h);
+        assert_memory_equal(a.keys, b.keys, h * sizeof *a.keys);
+    }
+    bee_prefill_cancel(NULL);
+    bee_token *bad = malloc(rest * sizeof *bad);
+    memcpy(bad, toks + h, rest * sizeof *bad);
+    bad[rest - 1].id = (int32_t)m->hp.n_vocab; /* out of the vocabulary */
+    bee_prefill *p = (bee_prefill *)&p;
+    assert_int_not_equal(bee_prefill_begin(m, &b, bad, rest, &p), 0);
+    assert_null(p);
+    assert_int_not_equal(bee_prefill_begin(m, &b, toks + h, 0, &p), 0);
+    assert_int_equal(b.n, h);
+    free(bad);
+    float *la = malloc(W * sizeof *la), *lb = malloc(W * sizeof *lb);
+    assert_int_equal(bee_forward(m, sa, t1, &rest, 1, &e->b.ext, BEE_LOGITS_LAST, la, NULL), 0);
+    assert_int_equal(bee_forward(m, sb, t1, &rest, 1, &e->b.ext, BEE_LOGITS_LAST, lb, NULL), 0);
+    expect_same_seq(m, &a, &b);
+    assert_memory_equal(la, lb, W * sizeof *la);
+    /* a bad ext table at finish: refused, and the sequence rolled back */
+    int32_t bid = -1, bsub = 0;
+    bee_ext bext = {&bid, &bsub, 1};
+    size_t before = b.n;
+    assert_int_equal(bee_prefill_begin(m, &b, &toks[0], 1, &p), 0);
+    assert_int_not_equal(bee_prefill_finish(p, &bext, BEE_LOGITS_LAST, lb), 0);
+    assert_int_equal(b.n, before);
+    free(la), free(lb);
+    bee_seq_free(&a), bee_seq_free(&b);
+}
+
+static void run_sliced(bee_model *m) {
+    for (size_t i = 0; i < 3; i++) {
+        example e;
+        example_open(&e, m, k_examples[i]);
+        bee_token *toks = context_tokens(&e.in);
+        size_t n = e.in.ids.n;
+        for (uint32_t chunk = 0; chunk <= m->hp.n_layers + 1; chunk++) {
+            sliced_vs_oneshot(m, &e, toks, 0, chunk);
+            sliced_vs_oneshot(m, &e, toks, n / 3, chunk);
+        }
+        sliced_cancel(m, &e, toks);
+        free(toks);
+        example_close(&e);
+    }
+}
+
+static void test_prefill_sliced(void **state) {
+    (void)state;
+    if (!g_model) skip();
+    const int threads[] = {1, 3};
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(bee_model_set_threads(g_model, threads[t]), 0);
+        run_sliced(g_model);
+    }
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
+    run_sliced(g_model);
+    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
+    assert_int_equal(bee_model_set_threads(g_model, 1), 0);
+    const uint8_t mask[4] = {1, 0, 0, 1}; /* layer 0 attention and layer 1 FFN pruned */
+    golden_write_tiny(tu_tmp("tiny_masked_sliced.gguf"), mask, 0);
+    bee_model *pm;
+    assert_int_equal(bee_model_load(tu_tmp("tiny_masked_sliced.gguf"), &pm), 0);
+    run_sliced(pm);
+    bee_model_free(pm);
+}
+
 /* ---------------------------------------------------------------- perplexity */
 
 /* Independent NLL: the whole text in one training-layout forward. */
@@ -479,6 +620,7 @@ int main(void) {
         cmocka_unit_test(test_batch),            cmocka_unit_test(test_inv_freq_f16),
         cmocka_unit_test(test_pruned),           cmocka_unit_test(test_perplexity),
         cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_kv_half), cmocka_unit_test(test_attention_paths),
+        cmocka_unit_test(test_prefill_sliced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

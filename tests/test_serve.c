@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <math.h>
+#include <stdatomic.h>
 
 #include "eval/eval.h"
 #include "model/model.h"
@@ -647,6 +648,172 @@ static void test_disconnect_and_drain(void **st) {
     free(inflight.reply);
 }
 
+/* ================================================================ layer-chunked prefill */
+
+typedef struct {
+    int port;
+    char *body;
+    volatile int stop;
+    int rc;
+    resp r;
+    double *t; /* arrival time of each SSE event */
+    size_t n_t;
+    atomic_int done;
+} timed_req;
+
+static void *timed_bg(void *arg) {
+    timed_req *q = arg;
+    q->rc = http_timed(q->port, "POST", "/v1/completions", NULL, q->body, &q->r, &q->t, &q->n_t, &q->stop);
+    atomic_store(&q->done, 1);
+    return NULL;
+}
+
+static bee_server *start_chunk(const char *model, long chunk) {
+    bee_serve_opts o;
+    bee_serve_opts_default(&o);
+    o.model_path = model, o.port = 0, o.threads = 1, o.parallel = 2, o.queue = 8, o.ctx = 8192;
+    o.max_body = 1 << 16, o.timeout_s = 300, o.drain_s = 0, o.prefill_chunk = chunk;
+    bee_server *s;
+    if (bee_server_start(&o, &s)) fail_msg("server start: %s", bee_error_message());
+    if (bee_server_wait_ready(s, 60)) fail_msg("model load: %s", bee_error_message());
+    return s;
+}
+
+static char *long_prompt_body(const char *word, int reps, int stream) {
+    size_t cap = strlen(word) * (size_t)reps + 256, n = 0;
+    char *b = malloc(cap);
+    n += (size_t)snprintf(b, cap, "{\"prompt\":\"");
+    for (int i = 0; i < reps; i++) n += (size_t)snprintf(b + n, cap - n, "%s", word);
+    snprintf(b + n, cap - n, "\",\"max_tokens\":8,\"temperature\":0,\"seed\":5,\"ignore_eos\":true%s}",
+             stream ? ",\"stream\":true" : "");
+    return b;
+}
+
+/* While stream A runs, the long prompt B arrives. The window is from B's
+ * request to B's first event (its prefill, after a few tokens of A that were
+ * already on their way). Returns how many of A's events arrived after the
+ * first slice of B's prefill had run (as /metrics showed it) and before B's
+ * first event (0 when nothing was sliced), and the window's length and its
+ * longest gap between A's events (timings are only printed: on a shared
+ * machine a stall of the whole process can make any gap long). */
+static int run_long_during_stream(int port, const char *b_body, char **b_text, double *window, double *max_gap) {
+    timed_req a = {port, "{\"prompt\":\"a running stream\",\"max_tokens\":8000,\"temperature\":0,\"stream\":true,\"ignore_eos\":true}", 0, 0, {0}, NULL, 0, 0};
+    timed_req b = {port, (char *)b_body, 0, 0, {0}, NULL, 0, 0};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, timed_bg, &a);
+    long long g0 = metric(port, "bee_generated_tokens_total");
+    for (int i = 0; i < 3000 && metric(port, "bee_generated_tokens_total") < g0 + 5; i++) usleep(2000);
+    long long s0 = metric(port, "bee_prefill_slices_total");
+    double t_send = http_now(), t_slice = 0;
+    pthread_create(&tb, NULL, timed_bg, &b);
+    while (!atomic_load(&b.done) && !t_slice) { /* until B's first slice has run */
+        if (metric(port, "bee_prefill_slices_total") > s0) t_slice = http_now();
+        usleep(500);
+    }
+    pthread_join(tb, NULL);
+    a.stop = 1; /* A's client goes away */
+    pthread_join(ta, NULL);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.r.status, 200);
+    assert_true(b.n_t > 1);
+    assert_true(a.rc == 1 || a.rc == 0); /* 0: A ended (8000 tokens) first */
+    assert_int_equal(a.r.status, 200);
+    double t_first = b.t[0];
+    int n_in = 0;
+    double prev = t_send, gap = 0;
+    for (size_t k = 0; k < a.n_t; k++) {
+        if (a.t[k] <= t_send || a.t[k] >= t_first) continue;
+        n_in += t_slice && a.t[k] > t_slice;
+        gap = fmax(gap, a.t[k] - prev);
+        prev = a.t[k];
+    }
+    *max_gap = fmax(gap, t_first - prev);
+    *window = t_first - t_send;
+    *b_text = sse_text(b.r.body, 0, NULL);
+    free(a.t), free(b.t);
+    resp_free(&a.r), resp_free(&b.r);
+    wait_metric(port, "bee_active_slots", 0);
+    return n_in;
+}
+
+/* A long prompt's prefill runs a layer per step between the decode steps of
+ * a running stream, which keeps getting tokens during it (without chunking it
+ * gets none while the whole prefill runs); the long prompt's greedy output is
+ * the same as when it is prefilled in one step, alone. A client that goes away
+ * mid-prefill frees its slot. */
+static void test_prefill_chunked(void **st) {
+    (void)st;
+    char deep[4096];
+    make_model(deep, "deep.gguf", "--dim 64 --ff 256 --layers 12 --heads 1 --dim-head 64");
+    char *body = long_prompt_body("the quick brown fox jumps over the lazy dog ", 60, 1);
+    /* x and z prefill in one step, y a layer per step for prompts over 400 / 12 tokens */
+    bee_server *x = start_chunk(deep, -1), *y = start_chunk(deep, 400), *z = start_chunk(deep, -1);
+    int px = bee_server_port(x), py = bee_server_port(y), pz = bee_server_port(z);
+    /* reference: alone, one-shot prefill (on z: x and y must not have the context cached) */
+    resp r;
+    assert_int_equal(http(pz, "POST", "/v1/completions", NULL, body, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *want = sse_text(r.body, 0, NULL);
+    resp_free(&r);
+    char *got_x, *got_y;
+    double wx, wy, gx, gy;
+    int nx = run_long_during_stream(px, body, &got_x, &wx, &gx);
+    assert_int_equal(metric(px, "bee_prefill_slices_total"), 0);
+    int ny = run_long_during_stream(py, body, &got_y, &wy, &gy);
+    long long slices = metric(py, "bee_prefill_slices_total");
+    fprintf(stderr, "  one-shot: running stream's longest gap %.0f ms in the %.0f ms prefill window\n"
+                    "  chunked:  longest gap %.0f ms in the %.0f ms window, %d events after the first of %lld slices\n",
+            gx * 1e3, wx * 1e3, gy * 1e3, wy * 1e3, ny, slices);
+    assert_int_equal(nx, 0);
+    assert_int_equal(slices, 12); /* chunk 400 < prompt tokens: one layer per slice */
+    /* a decode step after every slice: 11 tokens of A while B's prefill goes on
+     * (some slack for events still on their way when B's first one arrives) */
+    assert_true(ny >= 6);
+    assert_string_equal(got_x, want);
+    assert_string_equal(got_y, want);
+    free(got_x), free(got_y);
+    /* the same prompt again on y: its context is kept, so no prefill at all */
+    assert_int_equal(http(py, "POST", "/v1/completions", NULL, body, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *again = sse_text(r.body, 0, NULL);
+    assert_string_equal(again, want);
+    free(again);
+    resp_free(&r);
+    assert_int_equal(metric(py, "bee_prefill_slices_total"), 12);
+    free(body);
+    /* a client that goes away during the prefill (another prompt: no reuse) */
+    char *other = long_prompt_body("jumps over the lazy dog, the quick brown fox ", 60, 1);
+    timed_req c = {py, other, 0, 0, {0}, NULL, 0, 0};
+    pthread_t tc;
+    pthread_create(&tc, NULL, timed_bg, &c);
+    for (int i = 0; i < 5000 && metric(py, "bee_prefill_slices_total") < 13; i++) usleep(1000);
+    c.stop = 1;
+    pthread_join(tc, NULL);
+    wait_metric(py, "bee_active_slots", 0);
+    long long after = metric(py, "bee_prefill_slices_total");
+    fprintf(stderr, "  cancelled after %lld of 12 slices\n", after - 12);
+    free(c.t);
+    resp_free(&c.r);
+    /* the slot's partial cache was not kept as a prefix: the prompt prefills
+     * anew, with the right output (if the cancel came only after the whole
+     * prefill, on a very slow machine, the full context is reused instead) */
+    int finished = after - 12 == 12;
+    assert_int_equal(http(py, "POST", "/v1/completions", NULL, other, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *o1 = sse_text(r.body, 0, NULL);
+    resp_free(&r);
+    assert_int_equal(http(pz, "POST", "/v1/completions", NULL, other, &r), 0);
+    char *o2 = sse_text(r.body, 0, NULL);
+    resp_free(&r);
+    assert_string_equal(o1, o2);
+    free(o1), free(o2), free(other);
+    assert_int_equal(metric(py, "bee_prefill_slices_total") - after, finished ? 0 : 12);
+    bee_server_stop(x);
+    bee_server_stop(y);
+    bee_server_stop(z);
+    free(want);
+}
+
 static void test_hooks_called(void **st) {
     (void)st;
     pthread_mutex_lock(&g_hook_mu);
@@ -674,6 +841,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_matches_single),
         cmocka_unit_test(test_auth_queue_timeout),
         cmocka_unit_test(test_disconnect_and_drain),
+        cmocka_unit_test(test_prefill_chunked),
         cmocka_unit_test(test_hooks_called),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -22,6 +22,9 @@ static const cli_opt k_serve_opts[] = {
     {"timeout", 0, "S", "per-request timeout in seconds, queueing included (default 600; 0 = none)", "BEE_TIMEOUT", 0},
     {"max-body", 0, "BYTES", "request body limit (default 1048576)", "BEE_MAX_BODY", 0},
     {"prefill-budget", 0, "N", "prompt tokens admitted per step (default 512)", "BEE_PREFILL_BUDGET", 0},
+    {"prefill-chunk", 0, "N",
+     "prompt tokens x layers of a long prefill run per step between decode steps (default 0 = prefill-budget x layers; -1 = never split)",
+     "BEE_PREFILL_CHUNK", 0},
     {"api-key-file", 0, "FILE", "require 'Authorization: Bearer KEY' with a key from FILE (one per line)",
      "BEE_API_KEY_FILE", 0},
     {"name", 0, "NAME", "model id reported by /v1/models (default: file name)", "BEE_MODEL_NAME", 0},
@@ -35,12 +38,13 @@ static const cli_opt k_serve_opts[] = {
 };
 
 static int read_opts(const cli_args *a, bee_serve_opts *o) {
-    long port = 8080, threads = 0, par = 4, ctx = 2048, queue = 64, body = 1 << 20, budget = 512;
+    long port = 8080, threads = 0, par = 4, ctx = 2048, queue = 64, body = 1 << 20, budget = 512, chunk = 0;
     double timeout = 600, drain = 30;
     if (cli_int(a, "port", 0, 65535, &port) || cli_int(a, "threads", 0, 1024, &threads) ||
         cli_int(a, "parallel", 1, 256, &par) || cli_int(a, "ctx", 16, 1 << 24, &ctx) ||
         cli_int(a, "queue", 1, 1 << 20, &queue) || cli_int(a, "max-body", 64, 1L << 34, &body) ||
-        cli_int(a, "prefill-budget", 1, 1 << 24, &budget) || cli_float(a, "timeout", 0, 1e9, &timeout) ||
+        cli_int(a, "prefill-budget", 1, 1 << 24, &budget) ||
+        cli_int(a, "prefill-chunk", -1, 1L << 40, &chunk) || cli_float(a, "timeout", 0, 1e9, &timeout) ||
         cli_float(a, "drain", 0, 1e6, &drain))
         return -1;
     bee_serve_opts_default(o);
@@ -48,6 +52,7 @@ static int read_opts(const cli_args *a, bee_serve_opts *o) {
     if (cli_get(a, "host")) o->host = cli_get(a, "host");
     o->port = (int)port, o->threads = (int)threads, o->parallel = (int)par, o->ctx = (int)ctx;
     o->queue = (int)queue, o->max_body = (size_t)body, o->prefill_budget = (int)budget;
+    o->prefill_chunk = chunk;
     o->timeout_s = timeout, o->drain_s = drain;
     o->api_key_file = cli_get(a, "api-key-file");
     o->model_name = cli_get(a, "name");

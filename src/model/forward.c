@@ -673,3 +673,119 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     free_bufs(&b);
     return rc;
 }
+
+/* ================================================================ layer-sliced prefill
+ * The prefill of one sequence run a few layers at a time: between calls only
+ * the hidden states of the new tokens are kept (the layer scratch is
+ * allocated per call). Every layer runs exactly the code bee_forward runs on
+ * a batch of this one sequence, so the KV cache and the logits are
+ * bit-identical to one bee_forward call. */
+
+struct bee_prefill {
+    const bee_model *m;
+    bee_seq *seq;
+    fwd_ctx c;
+    size_t n_tok;
+    uint32_t n_old;     /* cache length before begin */
+    uint32_t layer;     /* next layer to run */
+    uint32_t cache_l;   /* its cache index (attention layers before it) */
+    int failed;
+    float *h;           // (n_tok, dim) hidden states after layer - 1
+};
+
+static void prefill_free(bee_prefill *p) {
+    free(p->c.scores);
+    free(p->c.rows);
+    free(p->c.q_seq);
+    free(p->h);
+    free(p);
+}
+
+void bee_prefill_cancel(bee_prefill *p) {
+    if (!p) return;
+    p->seq->n = p->n_old;
+    prefill_free(p);
+}
+
+int bee_prefill_begin(const bee_model *m, bee_seq *s, const bee_token *toks, size_t n_tok, bee_prefill **out) {
+    *out = NULL;
+    if (n_tok == 0) return bee_fail("prefill of no tokens");
+    if (check_tokens(m, toks, n_tok, NULL)) return -1;
+    bee_prefill *p = calloc(1, sizeof *p);
+    if (!p) return bee_fail("out of memory");
+    p->m = m, p->seq = s, p->n_tok = n_tok, p->n_old = s->n;
+    p->c = (fwd_ctx){.m = m, .seqs = &p->seq, .n_tok = &p->n_tok, .n_seq = 1, .total = n_tok, .n_old = &p->n_old,
+                     .elt = bee_eltwise_get()};
+    size_t d = m->hp.dim;
+    p->h = malloc(n_tok * d * sizeof *p->h);
+    int rc = p->h ? 0 : bee_fail("out of memory");
+    if (rc == 0) rc = prepare(&p->c, &toks, NULL);
+    if (rc) {
+        bee_prefill_cancel(p); /* prepare may have appended the keys */
+        return -1;
+    }
+    for (size_t t = 0; t < n_tok; t++) bee_embed(m, toks[t].id, toks[t].sub, p->h + t * d);
+    *out = p;
+    return 0;
+}
+
+uint32_t bee_prefill_layers_left(const bee_prefill *p) { return p->m->hp.n_layers - p->layer; }
+
+/* The layer scratch of one call around the kept hidden states. */
+static int prefill_bufs(bee_prefill *p, fwd_bufs *b) {
+    memset(b, 0, sizeof *b);
+    if (alloc_bufs(b, p->m, p->n_tok)) {
+        free_bufs(b);
+        return -1;
+    }
+    free(b->h);
+    b->h = p->h;
+    return 0;
+}
+
+static void prefill_bufs_free(fwd_bufs *b) {
+    b->h = NULL;
+    free_bufs(b);
+}
+
+static int prefill_layers(bee_prefill *p, fwd_bufs *b, uint32_t n_layers) {
+    const bee_model *m = p->m;
+    for (uint32_t k = 0; k < n_layers && p->layer < m->hp.n_layers; k++, p->layer++) {
+        const bee_layer *L = &m->layers[p->layer];
+        if ((L->has_att && attention_block(&p->c, L, p->cache_l++, b)) || (L->has_ffn && ffn_block(&p->c, L, b))) {
+            p->failed = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int bee_prefill_step(bee_prefill *p, uint32_t n_layers) {
+    if (p->failed) return bee_fail("this prefill already failed");
+    if (n_layers == 0 || p->layer >= p->m->hp.n_layers) return 0;
+    fwd_bufs b;
+    if (prefill_bufs(p, &b)) return -1;
+    int rc = prefill_layers(p, &b, n_layers);
+    prefill_bufs_free(&b);
+    return rc;
+}
+
+int bee_prefill_finish(bee_prefill *p, const bee_ext *ext, bee_logits_mode mode, float *logits) {
+    const bee_model *m = p->m;
+    int rc = p->failed ? bee_fail("this prefill already failed") : 0;
+    if (rc == 0 && ext && check_tokens(m, NULL, 0, ext)) rc = -1;
+    fwd_bufs b;
+    if (rc == 0) rc = prefill_bufs(p, &b);
+    if (rc == 0) {
+        rc = prefill_layers(p, &b, m->hp.n_layers);
+        if (rc == 0) rows_apply(&p->c, ROW_NORM, b.a, b.h, m->out_norm, m->hp.dim);
+        if (rc == 0 && mode != BEE_LOGITS_NONE) rc = compute_logits(&p->c, b.a, ext, mode, logits);
+        prefill_bufs_free(&b);
+    }
+    if (rc) {
+        bee_prefill_cancel(p);
+        return -1;
+    }
+    prefill_free(p);
+    return 0;
+}

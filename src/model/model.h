@@ -132,6 +132,31 @@ typedef enum { BEE_LOGITS_NONE, BEE_LOGITS_LAST, BEE_LOGITS_ALL } bee_logits_mod
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace);
 
+/* The prefill of one sequence split by layers, for schedulers that interleave
+ * a long prompt with the decode steps of other sequences. Context tokens
+ * attend to each other in both directions, so a prompt cannot be split by
+ * tokens; split by layers, the result is exact: the KV cache and logits are
+ * bit-identical to one bee_forward call with this sequence alone.
+ *   begin: checks the tokens, appends them to s (s->n grows at once, but the
+ *          caches of layers not yet run are unfilled: s must not be used by
+ *          any other forward pass until finish or cancel) and embeds them;
+ *   step:  runs up to n_layers more layers (0 when all have run; after a
+ *          failure, cancel);
+ *   finish: runs the remaining layers, the final norm and the logits (as
+ *          bee_forward for this one sequence) and frees p; on failure s is
+ *          rolled back;
+ *   cancel: s back to its length before begin, p freed (NULL is a no-op).
+ * Between calls p holds the new tokens' hidden states, (n_tok, dim) floats;
+ * each call allocates the layer scratch bee_forward would. The model's
+ * thread count must not change between begin and finish (begin sizes the
+ * per-thread attention scratch). No trace, one sequence, no LoRA swap. */
+typedef struct bee_prefill bee_prefill;
+int bee_prefill_begin(const bee_model *m, bee_seq *s, const bee_token *toks, size_t n_tok, bee_prefill **out);
+int bee_prefill_step(bee_prefill *p, uint32_t n_layers);
+uint32_t bee_prefill_layers_left(const bee_prefill *p);
+int bee_prefill_finish(bee_prefill *p, const bee_ext *ext, bee_logits_mode mode, float *logits);
+void bee_prefill_cancel(bee_prefill *p);
+
 /* Embedding of (id, sub): E[id] / sqrt(dim), rotated by the subscript. */
 void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out);
 /* SPEC §3.8 positional bucket of rel = pos_k - pos_q. */

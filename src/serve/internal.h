@@ -84,6 +84,9 @@ typedef struct {
     bee_sampler smp;
     int smp_ok;
     float *logits;      /* (own width) */
+    int chunked;        /* PREFILL: a long prompt, prefilled in layer slices outside the batch */
+    struct bee_prefill *pf; /* chunked: the prefill in progress (NULL until its first slice) */
+    uint64_t admitted;  /* admission order (chunked prefills run oldest first) */
     size_t logits_cap;
 } bee_serve_slot;
 
@@ -112,6 +115,7 @@ struct bee_server {
     int n_jobs;              /* live jobs */
     int n_requests;          /* HTTP requests not yet completed */
     uint64_t id_counter, tick;
+    size_t chunk;            /* prefill_chunk resolved against the model (0 = never split) */
 
     bee_serve_slot *slots;         /* (o.parallel) */
     pthread_t sched;

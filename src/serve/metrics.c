@@ -123,6 +123,8 @@ int bee_metrics_render(bee_metrics *m, bee_str *o) {
     render_counter(o, "bee_forward_step_tokens_total", "Tokens fed to those forward passes.", m->step_tokens);
     render_counter(o, "bee_prefix_cache_hits_total", "Prompts whose KV cache was reused from a finished slot.",
                    m->prefix_hits);
+    render_counter(o, "bee_prefill_slices_total", "Layer slices of long prompts' prefills run between decode steps.",
+                   m->prefill_slices);
     bee_str_printf(o, "# HELP bee_safety_decisions_total Content-policy matches by stage, category and action.\n"
                       "# TYPE bee_safety_decisions_total counter\n");
     for (size_t i = 0; i < m->n_safety; i++)

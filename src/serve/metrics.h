@@ -37,7 +37,7 @@ typedef struct {
     bee_label_count *safety; /* bee_safety_decisions_total */
     size_t n_safety, cap_safety;
     uint64_t feedback_responses, feedback_ratings, feedback_errors;
-    uint64_t prompt_tokens, generated_tokens, steps, step_tokens, prefix_hits;
+    uint64_t prompt_tokens, generated_tokens, steps, step_tokens, prefix_hits, prefill_slices;
     bee_hist ttft, itl, duration, step_time;
     /* gauges, set by the scheduler */
     int64_t queue_depth, active_slots, slots, kv_bytes, loaded;

@@ -1,11 +1,15 @@
 /* The scheduler: one thread owns the model and runs continuous batching.
  *
  * Each step is ONE bee_forward over every active slot: the next token of
- * each decoding choice plus the whole context of each newly admitted prompt.
- * CPM-Bee context tokens attend to each other in both directions, so a
- * prompt's prefill cannot be split across steps without changing its KV
- * cache; instead admissions per step are bounded by a prompt-token budget
- * (one prompt always fits), which bounds how long running streams pause.
+ * each decoding choice plus the whole context of each newly admitted short
+ * prompt (admissions per step are bounded by a prompt-token budget; one
+ * prompt always fits). CPM-Bee context tokens attend to each other in both
+ * directions, so a prompt cannot be split by tokens without changing its KV
+ * cache; a long prompt (prompt tokens x layers above the chunk budget) is
+ * instead split by layers: after each batched step, one slice of a few
+ * layers of its prefill runs (bee_prefill_step), so running streams keep
+ * getting tokens while it is prefilled, and its cache ends up exactly what
+ * one bee_forward would have made.
  * Each slot's logits row is cut out of the batch (its own ext columns), so a
  * choice samples exactly as `bee generate` would: batching does not change
  * results. */
@@ -316,6 +320,9 @@ int bee_job_submit(struct bee_server *s, bee_job *j, bee_api_error *e) {
 static void slot_release(struct bee_server *s, bee_serve_slot *sl) {
     if (sl->smp_ok) bee_sampler_free(&sl->smp);
     sl->smp_ok = 0;
+    bee_prefill_cancel(sl->pf); /* mid-prefill: the cache goes back to empty */
+    sl->pf = NULL;
+    sl->chunked = 0;
     sl->cached_n = sl->prefilled && sl->job ? sl->job->n_ctx : 0;
     sl->prefilled = 0;
     sl->job = NULL;
@@ -381,6 +388,7 @@ static int n_free(const struct bee_server *s) {
 static int slot_take(struct bee_server *s, int si, bee_job *j, int ci, int src, int cached) {
     bee_serve_slot *sl = &s->slots[si];
     sl->job = j, sl->choice = ci, sl->src = src, sl->cached_n = 0;
+    sl->chunked = 0, sl->admitted = ++s->tick;
     if (bee_sampler_init(&sl->smp, &j->b, &j->choices[ci].sp)) return -1;
     sl->smp_ok = 1;
     if (sl->logits_cap < j->b.width) {
@@ -402,12 +410,18 @@ static int slot_take(struct bee_server *s, int si, bee_job *j, int ci, int src, 
                         j->in.enc.seg_rel, nrel);
 }
 
+/* A prompt whose prefill is more work than one step's chunk budget. */
+static int is_long(const struct bee_server *s, const bee_job *j) {
+    return s->chunk && (double)j->n_ctx * s->model->hp.n_layers > (double)s->chunk;
+}
+
 /* Moves one queued job into slots; 0 when admitted. */
 static int admit_one(struct bee_server *s, bee_job *j) {
     int hit = find_cached(s, j), first = hit >= 0 ? hit : find_free(s);
     j->state = BEE_JOB_RUNNING;
     j->n_running = j->rq.n;
     int rc = slot_take(s, first, j, 0, -1, hit >= 0);
+    if (rc == 0 && hit < 0 && is_long(s, j)) s->slots[first].chunked = 1;
     if (rc == 0 && hit >= 0) bee_metrics_add(&s->metrics, &s->metrics.prefix_hits, 1);
     for (int i = 1; rc == 0 && i < j->rq.n; i++) { /* other choices copy choice 0's cache once it is filled */
         int si = find_free(s);
@@ -458,9 +472,10 @@ static bee_job *admit_locked(struct bee_server *s) {
             j->state = BEE_JOB_RUNNING;
             return j;
         }
-        if (n_free(s) < j->rq.n || (used && used + j->n_ctx > budget)) break;
+        int sliced = is_long(s, j); /* prefilled outside the batch: not under the budget */
+        if (n_free(s) < j->rq.n || (!sliced && used && used + j->n_ctx > budget)) break;
         s->q_head = (s->q_head + 1) % Q, s->q_n--;
-        if (admit_one(s, j) == 0) used += j->n_ctx;
+        if (admit_one(s, j) == 0 && !sliced) used += j->n_ctx;
     }
     return NULL;
 }
@@ -557,6 +572,7 @@ static size_t gather(struct bee_server *s, size_t *n_ext) {
         bee_serve_slot *sl = &s->slots[i];
         if (sl->phase != BEE_SLOT_PREFILL && sl->phase != BEE_SLOT_DECODE) continue;
         if (sl->phase == BEE_SLOT_DECODE && sl->smp.done) continue; /* max_tokens 0 on a reused cache */
+        if (sl->chunked) continue;                                 /* prefilled in slices (prefill_slice) */
         s->st_slot[n] = (size_t)i;
         s->st_seqs[n] = &sl->seq;
         s->st_toks[n] = sl->phase == BEE_SLOT_PREFILL ? sl->job->ctx_toks : &sl->smp.next;
@@ -576,6 +592,26 @@ static size_t gather(struct bee_server *s, size_t *n_ext) {
 
 static void update_gauges(struct bee_server *s);
 
+/* Slot si's prefill is complete: it decodes from now on, and the job's
+ * other choices copy its cache. */
+static void prefill_done(struct bee_server *s, size_t si) {
+    bee_serve_slot *sl = &s->slots[si];
+    sl->prefilled = 1;
+    sl->phase = BEE_SLOT_DECODE;
+    sl->chunked = 0;
+    for (int i = 0; i < s->o.parallel; i++) {
+        bee_serve_slot *w = &s->slots[i];
+        if (w->phase != BEE_SLOT_WAIT || w->src != (int)si) continue;
+        if (bee_seq_copy(&w->seq, &sl->seq, s->model) == 0) {
+            w->prefilled = 1, w->phase = BEE_SLOT_DECODE;
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        job_abort_locked(s, w->job, 500, "server_error", bee_error_message());
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
 /* After the forward: prefills become decodes (siblings copy the cache); decodes take their token. */
 static void after_step(struct bee_server *s, size_t n, size_t W) {
     size_t gen = 0;
@@ -583,19 +619,7 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
         bee_serve_slot *sl = &s->slots[s->st_slot[k]];
         if (!sl->job) continue; /* released when a sibling failed */
         if (sl->phase == BEE_SLOT_PREFILL) {
-            sl->prefilled = 1;
-            sl->phase = BEE_SLOT_DECODE;
-            for (int i = 0; i < s->o.parallel; i++) {
-                bee_serve_slot *w = &s->slots[i];
-                if (w->phase != BEE_SLOT_WAIT || w->src != (int)s->st_slot[k]) continue;
-                if (bee_seq_copy(&w->seq, &sl->seq, s->model) == 0) {
-                    w->prefilled = 1, w->phase = BEE_SLOT_DECODE;
-                    continue;
-                }
-                pthread_mutex_lock(&s->mu);
-                job_abort_locked(s, w->job, 500, "server_error", bee_error_message());
-                pthread_mutex_unlock(&s->mu);
-            }
+            prefill_done(s, s->st_slot[k]);
             continue;
         }
         if (slot_accept(s, sl, s->st_logits + k * W, s->st_extoff[k])) {
@@ -620,7 +644,46 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* One slice of the oldest chunked prefill: about s->chunk prompt tokens x
+ * layers of work (at least one layer). Its logits are not needed: the first
+ * decode step feeds the answer's <s>, as after a batched prefill. */
+static void prefill_slice(struct bee_server *s) {
+    int si = -1;
+    for (int i = 0; i < s->o.parallel; i++) {
+        bee_serve_slot *sl = &s->slots[i];
+        if (sl->job && sl->phase == BEE_SLOT_PREFILL && sl->chunked && (si < 0 || sl->admitted < s->slots[si].admitted))
+            si = i;
+    }
+    if (si < 0) return;
+    bee_serve_slot *sl = &s->slots[si];
+    bee_job *j = sl->job;
+    size_t per = s->chunk / (j->n_ctx ? j->n_ctx : 1);
+    uint32_t layers = per < 1 ? 1 : per > UINT32_MAX ? UINT32_MAX : (uint32_t)per;
+    int rc = sl->pf ? 0 : bee_prefill_begin(s->model, &sl->seq, j->ctx_toks, j->n_ctx, &sl->pf);
+    if (rc == 0) rc = bee_prefill_step(sl->pf, layers);
+    if (rc == 0) bee_metrics_add(&s->metrics, &s->metrics.prefill_slices, 1);
+    if (rc == 0 && bee_prefill_layers_left(sl->pf) == 0) {
+        rc = bee_prefill_finish(sl->pf, NULL, BEE_LOGITS_NONE, NULL);
+        sl->pf = NULL; /* finish frees it, also on failure */
+        if (rc == 0) prefill_done(s, (size_t)si);
+    }
+    if (rc) {
+        pthread_mutex_lock(&s->mu);
+        job_abort_locked(s, j, 500, "server_error", bee_error_message());
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void step_batch(struct bee_server *s);
+
+/* The batched step of the decoding and short-prompt slots, then one slice
+ * of a long prompt's prefill. */
 static void step(struct bee_server *s) {
+    step_batch(s);
+    prefill_slice(s);
+}
+
+static void step_batch(struct bee_server *s) {
     size_t n_ext_max = 0, n_max = (size_t)s->o.parallel;
     for (int i = 0; i < s->o.parallel; i++)
         if (s->slots[i].job) n_ext_max += s->slots[i].job->b.ext.n;
@@ -724,6 +787,8 @@ static int load(struct bee_server *s) {
     if (!s->slots) return bee_fail("out of memory");
     for (int i = 0; i < s->o.parallel; i++)
         if (bee_seq_init(&s->slots[i].seq, s->model, 16, NULL, 0)) return -1;
+    long c = s->o.prefill_chunk;
+    s->chunk = c < 0 ? 0 : c > 0 ? (size_t)c : (size_t)s->o.prefill_budget * s->model->hp.n_layers;
     return 0;
 }
 

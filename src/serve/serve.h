@@ -4,8 +4,10 @@
  * their connection threads, wait in a bounded queue, and run in up to
  * `parallel` slots; every scheduler step is ONE bee_forward over all active
  * slots (the decode token of each running stream plus the prefill of newly
- * admitted prompts), so weights are read once per step whatever the number
- * of streams. See docs/SERVING.md. */
+ * admitted short prompts), so weights are read once per step whatever the
+ * number of streams, followed by a slice of a few layers of a long prompt's
+ * prefill (exact: prompts are split by layers, never by tokens). See
+ * docs/SERVING.md. */
 #ifndef BEE_SERVE_H
 #define BEE_SERVE_H
 
@@ -52,6 +54,10 @@ typedef struct {
     double timeout_s;          /* per request, queueing included; 0 = none (default 600) */
     size_t max_body;           /* request body limit in bytes (default 1 MiB) */
     int prefill_budget;        /* new prompt tokens admitted per step (default 512; one prompt always fits) */
+    long prefill_chunk;        /* prompt tokens x layers of a long prompt's prefill run per step, between the
+                                  decode steps of running streams; a prompt whose whole prefill is more is
+                                  prefilled a few layers per step (0 = prefill_budget x the model's layers,
+                                  the default; < 0 = never split) */
     const char *api_key_file;  /* one key per line; NULL = no auth */
     const char *model_name;    /* id shown by /v1/models; default the file's base name */
     double drain_s;            /* shutdown: how long to let in-flight requests finish (default 30) */

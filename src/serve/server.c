@@ -1178,6 +1178,7 @@ static void server_free(struct bee_server *s) {
     if (s->daemon) MHD_stop_daemon(s->daemon);
     for (int i = 0; s->slots && i < s->o.parallel; i++) {
         if (s->slots[i].smp_ok) bee_sampler_free(&s->slots[i].smp);
+        bee_prefill_cancel(s->slots[i].pf);
         bee_seq_free(&s->slots[i].seq);
         free(s->slots[i].logits);
     }

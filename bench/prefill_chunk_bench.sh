@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Inter-token gaps of a running stream while a long prompt (about 1500
+# tokens) arrives, with the prefill in one step (--prefill-chunk -1), with the
+# default layer chunking and with one layer per step. See docs/SERVING.md.
+#
+# usage: bench/prefill_chunk_bench.sh [BUILD_DIR]        (default: build)
+# env:   SHAPE_ARGS  bee init arguments (default: dim 256, 8 layers, ff 1024, 4 x 64 heads, f32)
+#        THREADS     forward-pass threads (default: all cores)
+#        WORDS       repetitions of the 46-character sentence in the long prompt (default 33: about 1 500 tokens with the builtin vocabulary)
+#        CHUNKS      --prefill-chunk values to compare (default "-1 0 1500": one step, the default, one layer per step)
+#        RUNS        runs per value (default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build="${1:-build}"
+bee="$build/bee"
+bench="$build/serve_bench"
+[ -x "$bee" ] && [ -x "$bench" ] || { echo "build first: cmake --build $build"; exit 1; }
+shape_args="${SHAPE_ARGS:---dim 256 --ff 1024 --layers 8 --heads 4 --dim-head 64}"
+threads="${THREADS:-0}"
+words="${WORDS:-33}"
+chunks="${CHUNKS:--1 0 1500}"
+runs="${RUNS:-2}"
+work="$(mktemp -d)"
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# shellcheck disable=SC2086
+"$bee" init -o "$work/m.gguf" $shape_args --seed 1 >/dev/null 2>&1
+"$bee" info "$work/m.gguf" | grep -E "parameters|layers" || true
+
+for chunk in $chunks; do
+  port=$((20000 + RANDOM % 20000))
+  "$bee" serve -m "$work/m.gguf" --port "$port" --parallel 2 --threads "$threads" --ctx 4096 \
+    --prefill-chunk "$chunk" 2>"$work/serve.log" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    grep -q "ready" "$work/serve.log" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
+    sleep 0.1
+  done
+  tokens="$(printf '{"prompt":"%s"}' "$(for _ in $(seq 1 "$words"); do printf 'the quick brown fox jumps over the lazy dog . '; done)" |
+    curl -s --data-binary @- "localhost:$port/tokenize" | sed -nE 's/.*"count":([0-9]+).*/\1/p')"
+  for r in $(seq 1 "$runs"); do
+    echo "prefill_chunk=$chunk prompt_tokens=$tokens run=$r $("$bench" "$port" long "$words" 2000)"
+  done
+  echo "  slices: $(curl -s "localhost:$port/metrics" | grep '^bee_prefill_slices_total')"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  pid=""
+done
