@@ -21,11 +21,11 @@
 #define P BEE_PANEL_ROWS
 #define TMAX BEE_PANEL_TILE
 
-/* Prefetch distance for the panel stream: a single core needs several KiB in
- * flight to reach its share of the read bandwidth (4 KiB was also the knee
- * for the row-layout dot kernels). */
+/* Prefetch distance for the panel stream: a single core needs KiBs in flight
+ * to reach its share of the read bandwidth. 2 KiB beat 4 KiB by 4-10 % in
+ * paired decode runs on the 1B/2B shapes (docs/PERFORMANCE.md). */
 #ifndef PF_AHEAD
-#define PF_AHEAD 4096
+#define PF_AHEAD 2048
 #endif
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T0
