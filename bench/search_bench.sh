@@ -23,8 +23,16 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 rm -rf "$out" && mkdir -p "$out/small" "$out/big" "$out/faq"
 ran=0
 
+# one FAQ evaluation: a row "name | zh R@5 MRR | en R@5 MRR" (+ the JSON in $out/faq-NAME.json)
+faq_eval() {
+    local name="$1" db="$2" qs="$3"; shift 3
+    "$sb" --db "$db" --questions "$qs" -k 5 ${MISSES:+--misses} "$@" > "$out/faq-$name.json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%-34s zh %.3f / %.3f   en %.3f / %.3f   (n=%d, ctx weight %g, prf %d/%d)" % (sys.argv[2], r["zh"]["recall_doc"], r["zh"]["mrr_doc"], r["en"]["recall_doc"], r["en"]["mrr_doc"], r["questions"], r["context_weight"], r["prf_docs"], r["prf_terms"]))' "$out/faq-$name.json" "$name"
+}
+
 if has faq && [ -f "$corpus/faq.jsonl" ]; then
     ran=1
+    mkdir -p "$out/faq-titled" "$out/faq-sections"
     python3 - "$corpus" "$out" <<'PY'
 import json, sys, re
 corpus, out = sys.argv[1:3]
@@ -35,24 +43,63 @@ for name in ("faq.jsonl", "faq-heldout.jsonl"):
     except FileNotFoundError:
         pass
 cjk = re.compile("[\u3400-\u9fff]")
-import os
-os.makedirs(f"{out}/faq-sections", exist_ok=True)
-with open(f"{out}/faq/faq.jsonl", "w", encoding="utf-8") as d, open(f"{out}/faq-questions.jsonl", "w", encoding="utf-8") as q, \
+# Perturbed queries (so that a question is not found by string identity with
+# its heading): "content" drops interrogatives, pronouns and function words;
+# "half" then keeps every other keyword unit (English words; Chinese runs cut
+# into 2-character pieces), about half of the question's content.
+EN_STOP = set("""a about after all also am an and any are as at be been but by can could did do does doing for from
+had has have how i if in into is it its me my of on or our should so some than that the their them then there these
+they this those to was we were what when where which who whom why will with would you your just really very much
+there's i'm don't can't it's isn't doesn't won't let know want need use using used get way tell possible""".split())
+ZH_STOP = ["为什么", "怎么办", "怎么样", "怎么", "怎样", "如何", "哪一个", "哪个", "哪些", "哪里", "什么", "是否", "能否",
+           "有没有", "可不可以", "可以", "应该", "我该", "我们", "你们", "他们", "它们", "我", "你", "吗", "呢", "吧",
+           "的", "了", "是", "在", "会", "有", "要", "这", "那", "又", "都", "很", "也", "还是", "或者", "能", "该", "本",
+           "一个", "一些", "和", "与", "及", "被", "把", "对", "让", "给", "从", "到", "为", "就", "还", "再"]
+def units(q):
+    if cjk.search(q):
+        t = q
+        for w in ZH_STOP: t = t.replace(w, " ")
+        out = []
+        for tok in re.findall(r"[\u3400-\u9fff]+|[A-Za-z0-9][A-Za-z0-9+.-]*", t):
+            if cjk.match(tok):
+                out += [tok[i:i + 2] for i in range(0, len(tok), 2) if len(tok[i:i + 2]) == 2 or len(tok) == 1]
+            elif tok.lower() not in EN_STOP:
+                out.append(tok)
+        return out
+    return [w for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9+'.-]*", q) if w.lower().strip(".") not in EN_STOP]
+qf = {v: open(f"{out}/faq-questions-{v}.jsonl", "w", encoding="utf-8") for v in ("exact", "content", "half")}
+with open(f"{out}/faq/faq.jsonl", "w", encoding="utf-8") as d, \
+     open(f"{out}/faq-titled/faq.jsonl", "w", encoding="utf-8") as ti, \
      open(f"{out}/faq-sections/faq.jsonl", "w", encoding="utf-8") as sec:
     for i, r in enumerate(rows):
         lang = "zh" if cjk.search(r["input"]) else "en"
-        d.write(json.dumps({"id": f"{lang}-{i:04d}", "text": r["<ans>"]}, ensure_ascii=False) + "\n")
-        # the section as the FAQ lays it out: its heading (the question itself) and the answer
-        sec.write(json.dumps({"id": f"{lang}-{i:04d}", "text": "# " + r["input"] + "\n\n" + r["<ans>"]}, ensure_ascii=False) + "\n")
-        q.write(json.dumps({"question": r["input"], "doc": f"#{lang}-{i:04d}", "lang": lang}, ensure_ascii=False) + "\n")
+        did = f"{lang}-{i:04d}"
+        # answer text only
+        d.write(json.dumps({"id": did, "text": r["<ans>"]}, ensure_ascii=False) + "\n")
+        # the answer with its question as the record's title (the context column, as on a real FAQ page)
+        ti.write(json.dumps({"id": did, "title": r["input"], "text": r["<ans>"]}, ensure_ascii=False) + "\n")
+        # the section as the FAQ lays it out, heading inside the text (first passage only)
+        sec.write(json.dumps({"id": did, "text": "# " + r["input"] + "\n\n" + r["<ans>"]}, ensure_ascii=False) + "\n")
+        u = units(r["input"])
+        qs = {"exact": r["input"], "content": " ".join(u) or r["input"], "half": " ".join(u[::2]) or r["input"]}
+        for v, q in qs.items():
+            qf[v].write(json.dumps({"question": q, "doc": "#" + did, "lang": lang}, ensure_ascii=False) + "\n")
+for f in qf.values(): f.close()
 print(f"Debian FAQ: {len(rows)} answer sections indexed, {len(rows)} questions")
 PY
-    echo "== Debian FAQ: one document per answer section, every question"
+    cp "$out/faq-questions-exact.jsonl" "$out/faq-questions.jsonl"
+    echo "== Debian FAQ (Recall@5 / MRR@5; every question; a hit is its own answer section)"
     "$bee" index --db "$out/faq.sqlite" "$out/faq" --json
-    "$sb" --db "$out/faq.sqlite" --questions "$out/faq-questions.jsonl" -k 5 ${MISSES:+--misses}
-    echo "== Debian FAQ, sections with their heading (= the question: exact-match sanity check, not a retrieval measure)"
+    "$bee" index --db "$out/faq-titled.sqlite" "$out/faq-titled" --json
     "$bee" index --db "$out/faq-sections.sqlite" "$out/faq-sections" --json
-    "$sb" --db "$out/faq-sections.sqlite" --questions "$out/faq-questions.jsonl" -k 5
+    faq_eval answer-only "$out/faq.sqlite" "$out/faq-questions-exact.jsonl"
+    faq_eval answer-only+prf "$out/faq.sqlite" "$out/faq-questions-exact.jsonl" --prf-docs "${PRF_DOCS:-3}" --prf-terms "${PRF_TERMS:-10}"
+    for v in exact content half; do
+        faq_eval "titled,$v" "$out/faq-titled.sqlite" "$out/faq-questions-$v.jsonl"
+        faq_eval "titled,$v,ctx0" "$out/faq-titled.sqlite" "$out/faq-questions-$v.jsonl" --context-weight 0
+        faq_eval "heading-in-text,$v" "$out/faq-sections.sqlite" "$out/faq-questions-$v.jsonl"
+    done
+    faq_eval "titled,half+prf" "$out/faq-titled.sqlite" "$out/faq-questions-half.jsonl" --prf-docs "${PRF_DOCS:-3}" --prf-terms "${PRF_TERMS:-10}"
 elif has faq; then
     echo "SKIP faq: $corpus/faq.jsonl not found (scripts/build-corpus.sh makes it)"
 fi
