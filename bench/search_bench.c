@@ -5,7 +5,7 @@
  * document whose text contains the answer; only when "answer" is given), and
  * query latency p50/p99; with "lang" fields, Recall@K and MRR@K by document
  * for each language too. --context-weight W, --prf-docs D, --prf-terms T
- * set the ranking parameters (bee_search_params); --half 0|1 keeps only the
+ * --k1 K, --b B set the ranking parameters (bee_search_params); --half 0|1 keeps only the
  * even or odd question lines. --misses prints the questions not found in the top K. */
 #include <jansson.h>
 #include <stdio.h>
@@ -41,7 +41,7 @@ typedef struct {
 int main(int argc, char **argv) {
     const char *db = NULL, *qpath = NULL;
     int k = 5, misses = 0, fetch = 0, half = -1; /* half 0/1: only the even/odd questions (tune on one, report on the other) */
-    double ctx_w = -1;
+    double ctx_w = -1, k1 = -1, b = -1;
     int prf_docs = -1, prf_terms = -1; /* fetch > k: rank by distinct documents among the top `fetch` passages */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--misses")) misses = 1;
@@ -52,6 +52,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--fetch")) fetch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--half")) half = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--context-weight")) ctx_w = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--k1")) k1 = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--b")) b = atof(argv[++i]);
         else if (!strcmp(argv[i], "--prf-docs")) prf_docs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prf-terms")) prf_terms = atoi(argv[++i]);
     }
@@ -69,6 +71,8 @@ int main(int argc, char **argv) {
     bee_search_get_params(s, &sp);
     if (ctx_w >= 0) sp.context_weight = ctx_w;
     if (prf_docs >= 0) sp.prf_docs = prf_docs;
+    if (k1 >= 0) sp.k1 = k1;
+    if (b >= 0) sp.b = b;
     if (prf_terms >= 0) sp.prf_terms = prf_terms;
     if (bee_search_set_params(s, &sp)) {
         fprintf(stderr, "search_bench: %s\n", bee_error_message());
@@ -140,7 +144,7 @@ int main(int argc, char **argv) {
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += lat[i];
     qsort(lat, n, sizeof *lat, cmp_d);
-    printf("{\"context_weight\": %g, \"prf_docs\": %d, \"prf_terms\": %d, ", sp.context_weight, sp.prf_docs, sp.prf_terms);
+    printf("{\"context_weight\": %g, \"k1\": %g, \"b\": %g, \"prf_docs\": %d, \"prf_terms\": %d, ", sp.context_weight, sp.k1, sp.b, sp.prf_docs, sp.prf_terms);
     printf("\"questions\": %zu, \"k\": %d, \"recall_doc\": %.4f, \"mrr_doc\": %.4f", n, k,
            (double)doc_hit / (double)n, doc_rr / (double)n);
     if (n_ans) printf(", \"recall_passage\": %.4f, \"mrr_passage\": %.4f", (double)pas_hit / (double)n, pas_rr / (double)n);

@@ -7,7 +7,8 @@
 #   big:  indexing throughput and query latency on a corpus of at least 20 MB
 #         made by repeating the CMRC contexts and CSL abstracts.
 # Everything generated goes to $OUT (default build/search-bench); nothing from
-# ../shared or .cache is committed. PARTS="faq cmrc big" picks the parts.
+# ../shared or .cache is committed. PARTS="faq cmrc big" picks the parts;
+# PARTS="faq tune" also runs the parameter grids the defaults were chosen from.
 # usage: bench/search_bench.sh [SHARED_DIR]   (needs build/bee and build/search_bench;
 #        CORPUS=.cache/corpus for the FAQ)
 set -euo pipefail
@@ -27,7 +28,7 @@ ran=0
 faq_eval() {
     local name="$1" db="$2" qs="$3"; shift 3
     "$sb" --db "$db" --questions "$qs" -k 5 ${MISSES:+--misses} "$@" > "$out/faq-$name.json"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%-34s zh %.3f / %.3f   en %.3f / %.3f   (n=%d, ctx weight %g, prf %d/%d)" % (sys.argv[2], r["zh"]["recall_doc"], r["zh"]["mrr_doc"], r["en"]["recall_doc"], r["en"]["mrr_doc"], r["questions"], r["context_weight"], r["prf_docs"], r["prf_terms"]))' "$out/faq-$name.json" "$name"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%-44s zh %.3f / %.3f   en %.3f / %.3f   (n=%d, k1 %g b %g, ctx weight %g, prf %d/%d)" % (sys.argv[2], r["zh"]["recall_doc"], r["zh"]["mrr_doc"], r["en"]["recall_doc"], r["en"]["mrr_doc"], r["questions"], r["k1"], r["b"], r["context_weight"], r["prf_docs"], r["prf_terms"]))' "$out/faq-$name.json" "$name"
 }
 
 if has faq && [ -f "$corpus/faq.jsonl" ]; then
@@ -99,12 +100,18 @@ PY
         faq_eval "titled,$v,ctx0" "$out/faq-titled.sqlite" "$out/faq-questions-$v.jsonl" --context-weight 0
         faq_eval "heading-in-text,$v" "$out/faq-sections.sqlite" "$out/faq-questions-$v.jsonl"
     done
+    for v in exact content half; do
+        faq_eval "odd-half,titled,$v" "$out/faq-titled.sqlite" "$out/faq-questions-$v.jsonl" --half 1
+        faq_eval "odd-half,titled,$v,bm25-1.2-0.75" "$out/faq-titled.sqlite" "$out/faq-questions-$v.jsonl" --half 1 --k1 1.2 --b 0.75
+    done
+    faq_eval odd-half,answer-only "$out/faq.sqlite" "$out/faq-questions-exact.jsonl" --half 1
+    faq_eval odd-half,answer-only,bm25-1.2-0.75 "$out/faq.sqlite" "$out/faq-questions-exact.jsonl" --half 1 --k1 1.2 --b 0.75
     faq_eval "titled,half+prf" "$out/faq-titled.sqlite" "$out/faq-questions-half.jsonl" --prf-docs "${PRF_DOCS:-3}" --prf-terms "${PRF_TERMS:-10}"
 elif has faq; then
     echo "SKIP faq: $corpus/faq.jsonl not found (scripts/build-corpus.sh makes it)"
 fi
 
-if ! { has cmrc || has big; }; then [ $ran = 1 ] && exit 0 || exit 77; fi
+if ! { has cmrc || has big || has tune; }; then [ $ran = 1 ] && exit 0 || exit 77; fi
 [ -f "$cmrc" ] || { echo "SKIP cmrc/big: $cmrc not found"; [ $ran = 1 ] && exit 0 || exit 77; }
 
 python3 - "$cmrc" "$csl" "$out" <<'PY'
@@ -119,6 +126,12 @@ for art in d:
             qs.append({"question": qa["question"], "doc": "#" + p["id"], "answer": qa["answers"][0]["text"]})
 with open(f"{out}/small/cmrc.jsonl", "w", encoding="utf-8") as f:
     for x in docs: f.write(json.dumps(x, ensure_ascii=False) + "\n")
+# the same contexts with their article title as the record title (the context column)
+os.makedirs(f"{out}/small-titled", exist_ok=True)
+with open(f"{out}/small-titled/cmrc.jsonl", "w", encoding="utf-8") as f:
+    for art in d:
+        for p in art["paragraphs"]:
+            f.write(json.dumps({"id": p["id"], "title": art.get("title", ""), "text": p["context"]}, ensure_ascii=False) + "\n")
 with open(f"{out}/questions.jsonl", "w", encoding="utf-8") as f:
     for x in qs: f.write(json.dumps(x, ensure_ascii=False) + "\n")
 abstracts = []
@@ -148,6 +161,31 @@ if has cmrc; then
 echo "== CMRC 2018 dev: index the 848 contexts, ask every question"
 "$bee" index --db "$out/small.sqlite" "$out/small" --json
 "$sb" --db "$out/small.sqlite" --questions "$out/questions.jsonl" -k 5
+echo "== CMRC 2018 dev with article titles in the context column: defaults, then FTS5's bm25 defaults (k1 1.2, b 0.75)"
+"$bee" index --db "$out/small-titled.sqlite" "$out/small-titled" --json
+"$sb" --db "$out/small-titled.sqlite" --questions "$out/questions.jsonl" -k 5
+"$sb" --db "$out/small-titled.sqlite" --questions "$out/questions.jsonl" -k 5 --k1 1.2 --b 0.75
+fi
+if has tune; then
+    # the grids the defaults were chosen from: CMRC with titles (all questions; both halves agree) and the even FAQ half
+    echo "== tuning grid: k1 b | CMRC-titled passage MRR | FAQ even half, answer-only exact zh/en MRR | titled+half-keywords zh/en MRR"
+    "$bee" index --db "$out/small-titled.sqlite" "$out/small-titled" --json >/dev/null
+    for k1 in 0.6 0.9 1.2 1.6 2.0 3.0; do for b in 0.2 0.3 0.5 0.75 0.9; do
+        c=$("$sb" --db "$out/small-titled.sqlite" --questions "$out/questions.jsonl" --k1 $k1 --b $b | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["mrr_passage"])')
+        a=$("$sb" --db "$out/faq.sqlite" --questions "$out/faq-questions-exact.jsonl" --half 0 --k1 $k1 --b $b | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.3f/%.3f" % (r["zh"]["mrr_doc"], r["en"]["mrr_doc"]))')
+        t=$("$sb" --db "$out/faq-titled.sqlite" --questions "$out/faq-questions-half.jsonl" --half 0 --k1 $k1 --b $b | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.3f/%.3f" % (r["zh"]["mrr_doc"], r["en"]["mrr_doc"]))')
+        echo "$k1 $b | $c | $a | $t"
+    done; done
+    echo "== context weight (FAQ even half, titled, half-keyword queries, zh/en MRR | CMRC-titled passage MRR)"
+    for w in 0 0.5 1 2 3 5 8 15; do
+        t=$("$sb" --db "$out/faq-titled.sqlite" --questions "$out/faq-questions-half.jsonl" --half 0 --context-weight $w | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.3f/%.3f" % (r["zh"]["mrr_doc"], r["en"]["mrr_doc"]))')
+        c=$("$sb" --db "$out/small-titled.sqlite" --questions "$out/questions.jsonl" --context-weight $w | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["mrr_passage"])')
+        echo "$w | $t | $c"
+    done
+    echo "== PRF docs/terms (FAQ even half, answer-only exact, zh/en MRR)"
+    for d in 1 2 3 5 10; do for t in 3 5 10 20; do
+        echo "$d/$t | $("$sb" --db "$out/faq.sqlite" --questions "$out/faq-questions-exact.jsonl" --half 0 --prf-docs $d --prf-terms $t | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.3f/%.3f" % (r["zh"]["mrr_doc"], r["en"]["mrr_doc"]))')"
+    done; done
 fi
 has big || exit 0
 

@@ -26,6 +26,7 @@ struct bee_search {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *get_file, *put_file, *touch_file, *del_fts, *del_pass, *put_pass, *put_fts, *put_seen;
+    double k1, b;          /* BM25 term-frequency saturation and length normalisation */
     double ctx_weight;     /* BM25 weight of the context column (headings) against 1 for the text */
     int prf_docs, prf_terms; /* pseudo-relevance feedback: expand from the top prf_docs passages with prf_terms terms (0: off) */
     int in_batch;          /* a write transaction is open */
@@ -96,6 +97,74 @@ static int fts_tokenize(Fts5Tokenizer *t, void *ctx, int flags, const char *text
     return bee_search_tokenize(text, n > 0 ? (size_t)n : 0, mode, fts_emit, &k);
 }
 
+/* ---------------------------------------------------------------- ranking
+ * beerank(k1, b, w_text, w_context): FTS5's bm25() (same IDF, same
+ * length normalisation over all columns, column weights multiplying the
+ * hit counts) with k1 and b as arguments instead of its fixed 1.2 and 0.75. */
+typedef struct {
+    int n_phrase;
+    double avgdl;
+    double *idf, *freq;
+} rank_data;
+
+static int count_cb(const Fts5ExtensionApi *api, Fts5Context *fts, void *user) {
+    (void)api, (void)fts;
+    (*(sqlite3_int64 *)user)++;
+    return SQLITE_OK;
+}
+
+static int rank_data_get(const Fts5ExtensionApi *api, Fts5Context *fts, rank_data **out) {
+    rank_data *p = api->xGetAuxdata(fts, 0);
+    if (p) {
+        *out = p;
+        return SQLITE_OK;
+    }
+    int np = api->xPhraseCount(fts);
+    p = sqlite3_malloc64(sizeof *p + (size_t)np * 2 * sizeof(double));
+    if (!p) return SQLITE_NOMEM;
+    p->n_phrase = np;
+    p->idf = (double *)&p[1];
+    p->freq = p->idf + np;
+    sqlite3_int64 rows = 0, toks = 0;
+    int rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &toks);
+    p->avgdl = rows > 0 ? (double)toks / (double)rows : 1;
+    for (int i = 0; rc == SQLITE_OK && i < np; i++) {
+        sqlite3_int64 hits = 0;
+        rc = api->xQueryPhrase(fts, i, &hits, count_cb);
+        double idf = log(((double)rows - (double)hits + 0.5) / ((double)hits + 0.5));
+        p->idf[i] = idf > 0 ? idf : 1e-6;
+    }
+    if (rc == SQLITE_OK) rc = api->xSetAuxdata(fts, p, sqlite3_free);
+    else sqlite3_free(p);
+    if (rc == SQLITE_OK) *out = p;
+    return rc;
+}
+
+static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nv, sqlite3_value **v) {
+    double k1 = nv > 0 ? sqlite3_value_double(v[0]) : 1.2, b = nv > 1 ? sqlite3_value_double(v[1]) : 0.75;
+    rank_data *p;
+    int rc = rank_data_get(api, fts, &p), n_inst = 0;
+    if (rc == SQLITE_OK) {
+        memset(p->freq, 0, (size_t)p->n_phrase * sizeof(double));
+        rc = api->xInstCount(fts, &n_inst);
+    }
+    for (int i = 0; rc == SQLITE_OK && i < n_inst; i++) {
+        int ip, ic, io;
+        rc = api->xInst(fts, i, &ip, &ic, &io);
+        if (rc == SQLITE_OK && ip >= 0 && ip < p->n_phrase) p->freq[ip] += nv > 2 + ic ? sqlite3_value_double(v[2 + ic]) : 1.0;
+    }
+    int len = 0;
+    if (rc == SQLITE_OK) rc = api->xColumnSize(fts, -1, &len);
+    if (rc != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    double score = 0, norm = k1 * (1 - b + b * (double)len / p->avgdl);
+    for (int i = 0; i < p->n_phrase; i++) score += p->idf[i] * p->freq[i] * (k1 + 1) / (p->freq[i] + norm);
+    sqlite3_result_double(ctx, -score);
+}
+
 static int register_tokenizer(bee_search *s) {
     fts5_api *api = NULL;
     sqlite3_stmt *st;
@@ -107,6 +176,7 @@ static int register_tokenizer(bee_search *s) {
     if (!api) return bee_fail("%s: this SQLite has no FTS5", s->path);
     fts5_tokenizer tk = {fts_create, fts_delete, fts_tokenize};
     if (api->xCreateTokenizer(api, "bee", NULL, &tk, NULL) != SQLITE_OK) return db_fail(s, "register tokenizer");
+    if (api->xCreateFunction(api, "beerank", NULL, rank_fn, NULL) != SQLITE_OK) return db_fail(s, "register beerank");
     return 0;
 }
 
@@ -182,6 +252,8 @@ int bee_search_open(const char *path, bee_search **out) {
         return -1;
     }
     s->ctx_weight = BEE_SEARCH_CONTEXT_WEIGHT;
+    s->k1 = BEE_SEARCH_K1;
+    s->b = BEE_SEARCH_B;
     s->prf_docs = BEE_SEARCH_PRF_DOCS;
     s->prf_terms = BEE_SEARCH_PRF_TERMS;
     *out = s;
@@ -672,8 +744,8 @@ static int run_match(bee_search *s, const char *expr, int k, bee_search_hit **hi
         "ORDER BY rank LIMIT ?2) r "
         "JOIN passages p ON p.id = r.id JOIN files f ON f.id = p.file_id ORDER BY r.score DESC";
     if (sqlite3_prepare_v2(s->db, k_sql, -1, &q, NULL) != SQLITE_OK) return db_fail(s, "query");
-    char rank[64];
-    snprintf(rank, sizeof rank, "bm25(1.0, %.4f)", s->ctx_weight);
+    char rank[128];
+    snprintf(rank, sizeof rank, "beerank(%.4f, %.4f, 1.0, %.4f)", s->k1, s->b, s->ctx_weight);
     sqlite3_bind_text(q, 1, expr, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 2, k);
     sqlite3_bind_text(q, 3, rank, -1, SQLITE_TRANSIENT);
@@ -894,15 +966,20 @@ int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **h
 
 void bee_search_get_params(const bee_search *s, bee_search_params *p) {
     p->context_weight = s->ctx_weight;
+    p->k1 = s->k1;
+    p->b = s->b;
     p->prf_docs = s->prf_docs;
     p->prf_terms = s->prf_terms;
 }
 
 int bee_search_set_params(bee_search *s, const bee_search_params *p) {
     if (!(p->context_weight >= 0 && p->context_weight <= 1000) || p->prf_docs < 0 || p->prf_docs > 100 ||
-        p->prf_terms < 0 || p->prf_terms > BEE_SEARCH_MAX_TERMS)
+        p->prf_terms < 0 || p->prf_terms > BEE_SEARCH_MAX_TERMS || !(p->k1 >= 0 && p->k1 <= 100) ||
+        !(p->b >= 0 && p->b <= 1))
         return bee_fail("search parameters out of range");
     s->ctx_weight = p->context_weight;
+    s->k1 = p->k1;
+    s->b = p->b;
     s->prf_docs = p->prf_docs;
     s->prf_terms = p->prf_terms;
     return 0;

@@ -45,8 +45,11 @@ void bee_search_hits_free(bee_search_hit *h, size_t n);
  * first pass's top prf_docs passages are added to the query. */
 typedef struct {
     double context_weight;
+    double k1, b; /* BM25: term-frequency saturation, length normalisation (FTS5's bm25() fixes 1.2 and 0.75) */
     int prf_docs, prf_terms;
 } bee_search_params;
+#define BEE_SEARCH_K1 2.0
+#define BEE_SEARCH_B 0.3
 #define BEE_SEARCH_CONTEXT_WEIGHT 5.0
 #define BEE_SEARCH_PRF_DOCS 0
 #define BEE_SEARCH_PRF_TERMS 0
