@@ -84,6 +84,8 @@ typedef struct {
     int model;   /* 1: made by the model (map-reduce) */
     int chunks;  /* map chunks (0 in extractive mode) */
     int reduce_calls; /* merge calls */
+    int fallbacks;    /* model texts with no viewpoint (empty, fewer than two features) replaced by extractive text:
+                         a chunk summary by the chunk's most salient sentence, a merge by the merged summaries */
 } bee_digest_result;
 
 int bee_digest_run(const bee_digest_input *in, const bee_digest_opts *o, bee_digest_result *r);
