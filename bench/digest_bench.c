@@ -14,7 +14,9 @@
  * id given in that prompt (kept) and the others (dropped by the digest's
  * repair); every final cite is checked to be an input answer.
  * usage: digest_bench --items FILE.jsonl [-k K] [--name NAME] [--json]
- *        [-m MODEL.gguf [--max-length N] [--beam K] [--ctx N] [--threads N]] [--limit N] */
+ *        [-m MODEL.gguf [--max-length N] [--beam K] [--ctx N] [--threads N] [--raw]] [--limit N]
+ * --raw keeps the model's text even when it has no content (no extractive
+ * fallback: the model's own score). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +85,7 @@ static const char *k_names[S_N] = {"digest@1", "digest@K", "lead", "random", "or
 
 int main(int argc, char **argv) {
     const char *items = NULL, *name = "items", *model = NULL;
-    int k = 3, as_json = 0, max_length = 64, beam = 3, ctx = 2048, threads = 0, limit = 0;
+    int raw = 0, k = 3, as_json = 0, max_length = 64, beam = 3, ctx = 2048, threads = 0, limit = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--items") && i + 1 < argc) items = argv[++i];
         else if (!strcmp(argv[i], "-k") && i + 1 < argc) k = atoi(argv[++i]);
@@ -95,9 +97,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc) limit = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--raw")) raw = 1;
         else {
             fprintf(stderr, "usage: digest_bench --items FILE.jsonl [-k K] [--name NAME] [--json] [-m MODEL.gguf "
-                            "[--max-length N] [--beam K] [--ctx N] [--threads N]] [--limit N]\n");
+                            "[--max-length N] [--beam K] [--ctx N] [--threads N] [--raw]] [--limit N]\n");
             return 2;
         }
     }
@@ -152,6 +155,7 @@ int main(int argc, char **argv) {
             o.ctx = ctx;
             o.gen = counting_gen;
             o.gen_user = &gc;
+            o.keep_contentless = raw;
         }
         bee_digest_result r;
         double t0 = now();

@@ -312,13 +312,18 @@ static void test_citation_repair(void **st) {
     bee_model_free(m);
 }
 
-/* A model that says nothing ("。", one repeated character): every chunk
+/* A model that says nothing ("。", one repeated character, stray marks): every chunk
  * summary and the merge fall back to extractive text, each point an input
  * sentence citing its own answer. */
 static int mute_gen(void *user, json_t *dict, int max_length, char **answer) {
     (void)user, (void)dict, (void)max_length;
-    *answer = strdup(g_calls++ % 2 ? "的的的的。" : "。");
+    static const char *const said[] = {"。", "的的的的。", "的 (1) (1)", "(o (u ( ( ("};
+    *answer = strdup(said[g_calls++ % 4]);
     return 0;
+}
+
+static int contentless_said(const char *t) {
+    return !strcmp(t, "。") || !strcmp(t, "的的的的。") || !strcmp(t, "的 (1) (1)") || !strcmp(t, "(o (u ( ( (");
 }
 
 static void test_contentless_model(void **st) {
@@ -343,6 +348,15 @@ static void test_contentless_model(void **st) {
         if (!strstr(in.answers[r.points[i].cites[0]].text, r.points[i].text))
             fail_msg("point '%s' is not a sentence of the answer it cites", r.points[i].text);
     }
+    bee_digest_result_free(&r);
+    /* keep_contentless (digest_bench --raw): the model's own text, no fallback */
+    o.keep_contentless = 1;
+    g_calls = 0;
+    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
+    assert_int_equal(r.fallbacks, 0);
+    assert_true(r.n >= 1);
+    check_cites(&in, &r);
+    for (size_t i = 0; i < r.n; i++) assert_true(contentless_said(r.points[i].text));
     bee_digest_result_free(&r);
     bee_digest_input_free(&in);
     free(json);

@@ -380,15 +380,29 @@ static void svec_free(svec *v) {
     memset(v, 0, sizeof *v);
 }
 
-/* 1 when text carries no viewpoint: fewer than two distinct features, the
- * rule that keeps such sentences out of the extractive ranking ("。", "的。",
- * "的的的…" from a weak model); -1 when out of memory. */
+/* 1 when model text carries no viewpoint: fewer than two distinct content
+ * tokens (CJK characters; Latin words of two or more letters that are not
+ * stop words), as in "。", "的。", "的的的…", "的 (1) (1)" or "(o (u ( (" from
+ * a weak model; -1 when out of memory. */
 static int contentless(const char *t) {
-    svec v;
-    if (features(t, strlen(t), &v)) return -1;
-    int r = v.n < 2;
-    svec_free(&v);
-    return r;
+    char *tmp = strdup(t);
+    bee_eval_toks k;
+    if (!tmp || bee_eval_tokenize(tmp, &k)) {
+        free(tmp);
+        return bee_fail("out of memory");
+    }
+    free(tmp);
+    size_t distinct = 0;
+    for (size_t i = 0; i < k.n && distinct < 2; i++) {
+        const char *w = k.v[i];
+        int cjk = (unsigned char)w[0] >= 0x80;
+        if (!cjk && (strlen(w) < 2 || is_stopword(w))) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(k.v[j], w) == 0;
+        distinct += !seen;
+    }
+    bee_eval_toks_free(&k);
+    return distinct < 2;
 }
 
 static double dot(const svec *a, const svec *b) {
@@ -895,7 +909,7 @@ static int map_chunks(const graph *g, const bee_digest_opts *o, const bee_digest
                 size_t *dummy = malloc((ncl + strlen(ans ? ans : "") + 1) * sizeof *dummy), nd = 0;
                 char *txt = rc == 0 && dummy ? clean_model_text(in, ans, cs, ncl, dummy, &nd) : NULL;
                 free(dummy), free(ans);
-                int nothing = rc == 0 && txt ? contentless(txt) : 0;
+                int nothing = rc == 0 && txt ? (o->keep_contentless ? !txt[0] : contentless(txt)) : 0;
                 if (nothing < 0) rc = -1;
                 if (rc == 0 && txt && nothing) {
                     /* empty or contentless summary: the chunk's most salient sentence, citing its own answer */
@@ -967,7 +981,7 @@ static int final_points(const mctx *c, const char *text, const item *v, size_t n
             rc = bee_fail("out of memory");
             break;
         }
-        int nothing = contentless(t);
+        int nothing = c->o->keep_contentless ? !t[0] : contentless(t);
         if (nothing) { /* empty, or no viewpoint (punctuation, one repeated character) */
             free(t), free(cs);
             if (nothing < 0) rc = -1;

@@ -65,6 +65,7 @@ typedef struct {
     int max_length;      /* model mode: tokens per summary (default 64) */
     int beam_size;       /* default generator: beam size (default 3) */
     int max_sentences;   /* model mode: sentences pre-selected (default 48) */
+    int keep_contentless; /* model mode: keep model text without content (no extractive fallback; for measuring the model) */
     bee_digest_gen_fn gen; /* NULL: beam search on `model` */
     void *gen_user;
 } bee_digest_opts;
