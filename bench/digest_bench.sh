@@ -117,7 +117,8 @@ if [ "$ran" = 1 ] && [ -n "$model" ] && [ -f "$model" ]; then
   for set in "csl 1 csl" "faq-held $k faq-lead-held-out" "faq-kept $k faq-lead-kept"; do
     read -r f kk name <<< "$set"
     [ -f "$out/$f.jsonl" ] || continue
-    echo "== model mode ($model), $name, K=$kk${n_model:+ (first $n_model items; 0 = all)}: the model's own text (--raw)"
+    label=""; [ "$n_model" = 0 ] || label=" (first $n_model items)"
+    echo "== model mode ($model), $name, K=$kk$label: the model's own text (--raw)"
     "$db" --items "$out/$f.jsonl" -k "$kk" --name "$name-model-raw" -m "$model" --threads "$threads" --limit "$n_model" --raw
     echo "== model mode, $name, as bee digest runs it (contentless model text replaced by extractive sentences)"
     "$db" --items "$out/$f.jsonl" -k "$kk" --name "$name-model" -m "$model" --threads "$threads" --limit "$n_model"

@@ -898,19 +898,23 @@ static char *prf_expand(bee_search *s, const char *query, const char *expr, int 
     if (m > PRF_CANDIDATES) m = PRF_CANDIDATES;
     if (!m) goto done;
     if (exec(s, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.bee_vocab USING fts5vocab(main, 'fts', 'row')") ||
-        sqlite3_prepare_v2(s->db, "SELECT doc, (SELECT count(*) FROM passages) FROM temp.bee_vocab WHERE term=?1", -1,
-                           &df, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(s->db, "SELECT count(*) FROM passages", -1, &df, NULL) != SQLITE_OK) {
         if (!df) db_fail(s, "vocab");
         *err = 1;
         goto done;
     }
+    double N = sqlite3_step(df) == SQLITE_ROW ? sqlite3_column_double(df, 0) : 1;
+    sqlite3_finalize(df);
+    df = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT doc FROM temp.bee_vocab WHERE term=?1", -1, &df, NULL) != SQLITE_OK) {
+        db_fail(s, "vocab");
+        *err = 1;
+        goto done;
+    }
     for (size_t i = 0; i < m; i++) {
-        double d = 0, N = 1;
+        double d = 0;
         sqlite3_bind_text(df, 1, a.t[i].tok, -1, SQLITE_STATIC);
-        if (sqlite3_step(df) == SQLITE_ROW) {
-            d = sqlite3_column_double(df, 0);
-            N = sqlite3_column_double(df, 1);
-        }
+        if (sqlite3_step(df) == SQLITE_ROW) d = sqlite3_column_double(df, 0);
         sqlite3_reset(df);
         double idf = log((N - d + 0.5) / (d + 0.5));
         roundtrip r = {a.t[i].tok, strlen(a.t[i].tok), 0, 0};
