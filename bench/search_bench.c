@@ -1,6 +1,7 @@
 /* Retrieval quality and query latency of a bee search index.
  * usage: search_bench --db INDEX.sqlite --questions Q.jsonl [-k K]
- * Q.jsonl lines: {"question": ..., "doc": "#ID" (suffix of the expected doc), "answer": ..., "lang": ...}.
+ * Q.jsonl lines: {"question": ..., "doc": "#ID" (suffix of the expected doc), "answer": ..., "lang": ...};
+ * with "heading" instead of "doc", a hit is a passage whose heading contains that text.
  * Prints Recall@K and MRR@K by document and by passage (a hit from the right
  * document whose text contains the answer; only when "answer" is given), and
  * query latency p50/p99; with "lang" fields, Recall@K and MRR@K by document
@@ -89,6 +90,9 @@ int main(int argc, char **argv) {
         json_t *o = json_loads(line, 0, NULL);
         const char *q = json_string_value(json_object_get(o, "question"));
         const char *want = json_string_value(json_object_get(o, "doc"));
+        /* "heading": a hit is a passage whose heading (context) contains it, from any document */
+        const char *want_heading = json_string_value(json_object_get(o, "heading"));
+        if (want_heading && !want) want = "";
         const char *ans = json_string_value(json_object_get(o, "answer"));
         if (!q || !want) {
             json_decref(o);
@@ -109,7 +113,7 @@ int main(int argc, char **argv) {
             for (size_t j = 0; fetch > k && j < i; j++) dup |= strcmp(h[j].doc, h[i].doc) == 0;
             if (dup) continue;
             rank++;
-            int d = ends_with(h[i].doc, want);
+            int d = want_heading ? strstr(h[i].heading, want_heading) != NULL : ends_with(h[i].doc, want);
             if (d && !dr) dr = rank;
             if (d && !pr && ans && strstr(h[i].text, ans)) pr = rank;
         }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Measures bee search (docs/SEARCH.md):
 #   faq:  Recall@5 / MRR@5 on the Debian FAQ (scripts/build-corpus.sh output:
-#         faq.jsonl + faq-heldout.jsonl), every answer section indexed as one
-#         document, every question asked, zh and en reported apart;
+#         faq.jsonl + faq-heldout.jsonl), zh and en reported apart: answer
+#         sections indexed alone, with the question as record title (context
+#         column), with the heading in the text, and the published HTML pages
+#         (/usr/share/doc/debian/FAQ, FAQ_HTML=DIR); exact questions and two
+#         rule-made perturbations (content words; half of them);
 #   cmrc: Recall@5 / MRR on CMRC 2018 dev questions → their passage;
 #   big:  indexing throughput and query latency on a corpus of at least 20 MB
 #         made by repeating the CMRC contexts and CSL abstracts.
@@ -84,7 +87,7 @@ with open(f"{out}/faq/faq.jsonl", "w", encoding="utf-8") as d, \
         u = units(r["input"])
         qs = {"exact": r["input"], "content": " ".join(u) or r["input"], "half": " ".join(u[::2]) or r["input"]}
         for v, q in qs.items():
-            qf[v].write(json.dumps({"question": q, "doc": "#" + did, "lang": lang}, ensure_ascii=False) + "\n")
+            qf[v].write(json.dumps({"question": q, "doc": "#" + did, "lang": lang, "h": r["input"]}, ensure_ascii=False) + "\n")
 for f in qf.values(): f.close()
 print(f"Debian FAQ: {len(rows)} answer sections indexed, {len(rows)} questions")
 PY
@@ -106,6 +109,23 @@ PY
     done
     faq_eval odd-half,answer-only "$out/faq.sqlite" "$out/faq-questions-exact.jsonl" --half 1
     faq_eval odd-half,answer-only,bm25-1.2-0.75 "$out/faq.sqlite" "$out/faq-questions-exact.jsonl" --half 1 --k1 1.2 --b 0.75
+    # the FAQ as published: its HTML pages (from the debian-faq / debian-faq-zh-cn packages,
+    # /usr/share/doc/debian/FAQ; copied under $out, not committed) indexed by bee index itself;
+    # a hit is a passage under the question's own heading (any page)
+    faqdir="${FAQ_HTML:-/usr/share/doc/debian/FAQ}"
+    if [ -d "$faqdir/zh-cn" ]; then
+        mkdir -p "$out/faq-html/en" "$out/faq-html/zh"
+        cp "$faqdir"/*.en.html "$out/faq-html/en/" && cp "$faqdir"/zh-cn/*.zh-cn.html "$out/faq-html/zh/"
+        "$bee" index --db "$out/faq-html.sqlite" "$out/faq-html" --json
+        for v in exact content half; do
+            python3 -c 'import json,sys
+for l in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(l); del r["doc"]; r["heading"] = r.pop("h"); print(json.dumps(r, ensure_ascii=False))' \
+                "$out/faq-questions-$v.jsonl" > "$out/faq-html-questions-$v.jsonl"
+            faq_eval "html-pages,$v" "$out/faq-html.sqlite" "$out/faq-html-questions-$v.jsonl"
+            faq_eval "html-pages,$v,ctx0" "$out/faq-html.sqlite" "$out/faq-html-questions-$v.jsonl" --context-weight 0
+        done
+    fi
     faq_eval "titled,half+prf" "$out/faq-titled.sqlite" "$out/faq-questions-half.jsonl" --prf-docs "${PRF_DOCS:-3}" --prf-terms "${PRF_TERMS:-10}"
 elif has faq; then
     echo "SKIP faq: $corpus/faq.jsonl not found (scripts/build-corpus.sh makes it)"

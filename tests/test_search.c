@@ -78,8 +78,25 @@ static void test_html_and_split(void **st) {
                     "<body><h2>标题 &amp; more</h2><p>一&#x4E8C;三 &lt;x&gt;&nbsp;y &bogus; 5 < 6</p><!-- c --></body>";
     size_t n;
     char *t = bee_html_to_text(h, strlen(h), &n);
-    assert_string_equal(t, "T\n\n# 标题 & more\n\n一二三 <x> y &bogus; 5 < 6");
+    assert_string_equal(t, "T\n\n## 标题 & more\n\n一二三 <x> y &bogus; 5 < 6"); /* <h2> → "## " */
     free(t);
+    /* a passage's heading is the nearest enclosing one, at any level */
+    {
+        bee_doc hd = {strdup("# A\n\na.\n\n## B\n\nb.\n\n### C\n\nc.\n\n## D\n\nd.\n\n# E\n\ne."), 0, NULL, 0, 0};
+        hd.len = strlen(hd.text);
+        assert_int_equal(bee_doc_split(&hd, 1), 0);
+        static const char *const want[] = {"A", "B", "C", "D", "E"};
+        const char *first[] = {"# A", "## B", "### C", "## D", "# E"};
+        size_t k = 0;
+        for (size_t i = 0; i < hd.n; i++)
+            for (size_t j = 0; j < 5; j++)
+                if (!strncmp(hd.text + hd.p[i].offset, first[j], strlen(first[j]))) {
+                    assert_string_equal(hd.p[i].heading, want[j]);
+                    k++;
+                }
+        assert_int_equal(k, 5);
+        bee_doc_free(&hd);
+    }
     /* truncated markup at the end (found by the fuzzer) */
     static const char *k_cut[] = {"a<", "a</", "a<!--", "<script>x", "&#", "&#x110000;"};
     for (size_t i = 0; i < sizeof k_cut / sizeof k_cut[0]; i++) {
