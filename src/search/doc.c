@@ -107,7 +107,7 @@ static size_t skip_tag(bee_str *o, const char *h, size_t i, size_t n) {
     }
     if (tn == 2 && (h[t0] == 'h' || h[t0] == 'H') && h[t0 + 1] >= '1' && h[t0 + 1] <= '6')
         /* headings become markdown headings of the same level for the splitter */
-        put_break(o, closing ? NULL : "###### " + (6 - (h[t0 + 1] - '0')));
+        put_break(o, closing ? NULL : &"###### "[6 - (h[t0 + 1] - '0')]);
     else if (is_block(h + t0, tn)) put_break(o, NULL);
     else put_space(o);
     return after;
