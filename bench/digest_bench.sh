@@ -11,7 +11,10 @@
 #       out") or kept in it (variant "lead kept").
 # Everything generated goes to $OUT (default build/digest-bench); nothing from
 # ../shared or the corpus is committed.
-# usage: bench/digest_bench.sh [SHARED_DIR]   (env: CORPUS=DIR, N_CSL=200, N_FAQ=20, K=3)
+# Then the same sets in model mode (map-reduce) with MODEL (default the
+# embedded models/bee-default.gguf; MODEL= skips it), on the first N_MODEL
+# items of each set (0: all), with the citation-mark counts on stderr.
+# usage: bench/digest_bench.sh [SHARED_DIR]   (env: CORPUS=DIR, N_CSL=200, N_FAQ=20, K=3, MODEL=F.gguf, N_MODEL=0, THREADS=2)
 set -euo pipefail
 shared="${1:-${BEE_SHARED_DIR:-../shared}}"
 corpus="${CORPUS:-.cache/corpus}"
@@ -21,6 +24,9 @@ bee="${BEE_BIN:-build/bee}"
 n_csl="${N_CSL:-200}"
 n_faq="${N_FAQ:-20}"
 k="${K:-3}"
+model="${MODEL-models/bee-default.gguf}"
+n_model="${N_MODEL:-0}"
+threads="${THREADS:-2}"
 csl="$shared/data/csl/ts_dev.tsv"
 [ -x "$db" ] || { echo "digest_bench: $db not built (cmake --build build --target digest_bench)"; exit 1; }
 rm -rf "$out" && mkdir -p "$out"
@@ -106,5 +112,16 @@ if [ -f "$out/faq-held.jsonl" ]; then
   echo "== example: bee digest --extractive $out/example.json"
   "$bee" digest --extractive -k "$k" "$out/example.json"
   ran=1
+fi
+if [ "$ran" = 1 ] && [ -n "$model" ] && [ -f "$model" ]; then
+  for set in "csl 1 csl" "faq-held $k faq-lead-held-out" "faq-kept $k faq-lead-kept"; do
+    read -r f kk name <<< "$set"
+    [ -f "$out/$f.jsonl" ] || continue
+    label=""; [ "$n_model" = 0 ] || label=" (first $n_model items)"
+    echo "== model mode ($model), $name, K=$kk$label: the model's own text (--raw)"
+    "$db" --items "$out/$f.jsonl" -k "$kk" --name "$name-model-raw" -m "$model" --threads "$threads" --limit "$n_model" --raw
+    echo "== model mode, $name, as bee digest runs it (contentless model text replaced by extractive sentences)"
+    "$db" --items "$out/$f.jsonl" -k "$kk" --name "$name-model" -m "$model" --threads "$threads" --limit "$n_model"
+  done
 fi
 [ "$ran" = 1 ] || { echo "SKIP: neither $csl nor $corpus/faq.jsonl found"; exit 77; }

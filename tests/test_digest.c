@@ -312,6 +312,57 @@ static void test_citation_repair(void **st) {
     bee_model_free(m);
 }
 
+/* A model that says nothing ("。", one repeated character, stray marks): every chunk
+ * summary and the merge fall back to extractive text, each point an input
+ * sentence citing its own answer. */
+static int mute_gen(void *user, json_t *dict, int max_length, char **answer) {
+    (void)user, (void)dict, (void)max_length;
+    static const char *const said[] = {"。", "的的的的。", "的 (1) (1)", "(o (u ( ( ("};
+    *answer = strdup(said[g_calls++ % 4]);
+    return 0;
+}
+
+static int contentless_said(const char *t) {
+    return !strcmp(t, "。") || !strcmp(t, "的的的的。") || !strcmp(t, "的 (1) (1)") || !strcmp(t, "(o (u ( ( (");
+}
+
+static void test_contentless_model(void **st) {
+    (void)st;
+    bee_model *m;
+    if (bee_model_load(tiny_model(), &m)) fail_msg("load: %s", bee_error_message());
+    char *json = many_answers(12);
+    bee_digest_input in;
+    parse_ok(json, &in);
+    bee_digest_opts o;
+    bee_digest_opts_default(&o);
+    o.model = m, o.ctx = 200, o.max_length = 8, o.gen = mute_gen;
+    g_calls = 0;
+    bee_digest_result r;
+    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
+    assert_true(r.chunks > 1);
+    assert_int_equal(r.fallbacks, r.chunks + 1); /* every chunk, then the final merge */
+    assert_true(r.n >= 1 && r.n <= 5);
+    check_cites(&in, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_int_equal(r.points[i].n_cites, 1);
+        if (!strstr(in.answers[r.points[i].cites[0]].text, r.points[i].text))
+            fail_msg("point '%s' is not a sentence of the answer it cites", r.points[i].text);
+    }
+    bee_digest_result_free(&r);
+    /* keep_contentless (digest_bench --raw): the model's own text, no fallback */
+    o.keep_contentless = 1;
+    g_calls = 0;
+    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
+    assert_int_equal(r.fallbacks, 0);
+    assert_true(r.n >= 1);
+    check_cites(&in, &r);
+    for (size_t i = 0; i < r.n; i++) assert_true(contentless_said(r.points[i].text));
+    bee_digest_result_free(&r);
+    bee_digest_input_free(&in);
+    free(json);
+    bee_model_free(m);
+}
+
 /* ================================================================ bad input */
 
 static void test_bad_inputs(void **st) {
@@ -516,6 +567,7 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_model_map_reduce),
         cmocka_unit_test(test_citation_repair),
+        cmocka_unit_test(test_contentless_model),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_serve_digest),
     };

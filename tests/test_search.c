@@ -78,8 +78,25 @@ static void test_html_and_split(void **st) {
                     "<body><h2>标题 &amp; more</h2><p>一&#x4E8C;三 &lt;x&gt;&nbsp;y &bogus; 5 < 6</p><!-- c --></body>";
     size_t n;
     char *t = bee_html_to_text(h, strlen(h), &n);
-    assert_string_equal(t, "T\n\n# 标题 & more\n\n一二三 <x> y &bogus; 5 < 6");
+    assert_string_equal(t, "T\n\n## 标题 & more\n\n一二三 <x> y &bogus; 5 < 6"); /* <h2> → "## " */
     free(t);
+    /* a passage's heading is the nearest enclosing one, at any level */
+    {
+        bee_doc hd = {strdup("# A\n\na.\n\n## B\n\nb.\n\n### C\n\nc.\n\n## D\n\nd.\n\n# E\n\ne."), 0, NULL, 0, 0};
+        hd.len = strlen(hd.text);
+        assert_int_equal(bee_doc_split(&hd, 1), 0);
+        static const char *const want[] = {"A", "B", "C", "D", "E"};
+        const char *first[] = {"# A", "## B", "### C", "## D", "# E"};
+        size_t k = 0;
+        for (size_t i = 0; i < hd.n; i++)
+            for (size_t j = 0; j < 5; j++)
+                if (!strncmp(hd.text + hd.p[i].offset, first[j], strlen(first[j]))) {
+                    assert_string_equal(hd.p[i].heading, want[j]);
+                    k++;
+                }
+        assert_int_equal(k, 5);
+        bee_doc_free(&hd);
+    }
     /* truncated markup at the end (found by the fuzzer) */
     static const char *k_cut[] = {"a<", "a</", "a<!--", "<script>x", "&#", "&#x110000;"};
     for (size_t i = 0; i < sizeof k_cut / sizeof k_cut[0]; i++) {
@@ -279,6 +296,98 @@ static void test_hostile_queries(void **st) {
     bee_search_close(s);
 }
 
+/* The context column: a JSONL record's "title" and a markdown heading are
+ * searchable for every passage under them, weighted context_weight. */
+static void test_context_column(void **st) {
+    (void)st;
+    char dir[4096], p[4200];
+    snprintf(dir, sizeof dir, "%s", tu_tmp("ctx"));
+    bee_mkdir_p(dir);
+    snprintf(p, sizeof p, "%s/faq.jsonl", dir);
+    write_text(p, "{\"id\": \"q1\", \"title\": \"How do I upgrade the zebra kernel?\", \"text\": \"Run the package manager and reboot.\"}\n"
+                  "{\"id\": \"q2\", \"text\": \"A zebra appears once in this longer text about animals, plains, rivers, grass and "
+                  "the many other things that live on a savanna far away.\"}\n");
+    /* a markdown section whose second passage does not contain its heading's words */
+    bee_str md = {0};
+    bee_str_appendz(&md, "# Giraffe feeding\n\n");
+    for (int i = 0; i < 40; i++) bee_str_appendz(&md, "Leaves and twigs. ");
+    bee_str_appendz(&md, "\n\nThe keepers refill the racks twice a day.\n");
+    snprintf(p, sizeof p, "%s/zoo.md", dir);
+    write_text(p, md.s);
+    bee_str_free(&md);
+    bee_search *s = open_index("ctx.sqlite");
+    bee_index_stats c;
+    const char *paths[] = {dir};
+    assert_int_equal(bee_search_index(s, paths, 1, &c), 0);
+    assert_int_equal(c.added, 2);
+    bee_search_params sp;
+    bee_search_get_params(s, &sp);
+    assert_true(sp.context_weight == BEE_SEARCH_CONTEXT_WEIGHT);
+    /* only the title has "upgrade" and "kernel" */
+    expect_top(s, "kernel upgrade", "faq.jsonl#q1");
+    /* "zebra" is in q1's title and q2's text: the weighted title wins... */
+    expect_top(s, "zebra", "faq.jsonl#q1");
+    /* ...and with the context weight at 0 the text match does */
+    sp.context_weight = 0;
+    assert_int_equal(bee_search_set_params(s, &sp), 0);
+    expect_top(s, "zebra", "faq.jsonl#q2");
+    sp.context_weight = BEE_SEARCH_CONTEXT_WEIGHT;
+    assert_int_equal(bee_search_set_params(s, &sp), 0);
+    /* the passage under "Giraffe feeding" that only says "keepers ... racks" is found by the heading */
+    bee_search_hit *h;
+    size_t n;
+    assert_int_equal(bee_search_query(s, "giraffe keepers", 5, &h, &n), 0);
+    assert_true(n >= 2);
+    assert_string_equal(h[0].heading, "Giraffe feeding");
+    assert_non_null(strstr(h[0].text, "keepers"));
+    assert_null(strstr(h[0].text, "Giraffe"));
+    bee_search_hits_free(h, n);
+    sp.context_weight = -1;
+    assert_int_equal(bee_search_set_params(s, &sp), -1);
+    bee_search_close(s);
+    /* a non-string title fails the file */
+    snprintf(p, sizeof p, "%s/bad.jsonl", dir);
+    write_text(p, "{\"text\": \"x\", \"title\": 3}\n");
+    s = open_index("ctx.sqlite");
+    assert_int_equal(bee_search_index(s, paths, 1, &c), -1);
+    assert_non_null(strstr(bee_error_message(), "title"));
+    bee_search_close(s);
+}
+
+/* Pseudo-relevance feedback (off by default): a record that shares no term
+ * with the query is found through terms of the first pass's top passage. */
+static void test_prf(void **st) {
+    (void)st;
+    char dir[4096], p[4200];
+    snprintf(dir, sizeof dir, "%s", tu_tmp("prf"));
+    bee_mkdir_p(dir);
+    snprintf(p, sizeof p, "%s/f.jsonl", dir);
+    write_text(p, "{\"id\": \"a\", \"text\": \"apple orchard harvest\"}\n"
+                  "{\"id\": \"b\", \"text\": \"orchard harvest festival\"}\n"
+                  "{\"id\": \"c\", \"text\": \"river boat\"}\n{\"id\": \"d\", \"text\": \"mountain snow\"}\n"
+                  "{\"id\": \"e\", \"text\": \"desert sand\"}\n{\"id\": \"f\", \"text\": \"city traffic\"}\n");
+    bee_search *s = open_index("prf.sqlite");
+    bee_index_stats c;
+    const char *paths[] = {dir};
+    assert_int_equal(bee_search_index(s, paths, 1, &c), 0);
+    bee_search_params sp;
+    bee_search_get_params(s, &sp);
+    assert_int_equal(sp.prf_docs, BEE_SEARCH_PRF_DOCS);
+    assert_int_equal(query(s, "apple", 5, NULL, 0), 1);
+    sp.prf_docs = 1, sp.prf_terms = 5;
+    assert_int_equal(bee_search_set_params(s, &sp), 0);
+    bee_search_hit *h;
+    size_t n;
+    assert_int_equal(bee_search_query(s, "apple", 5, &h, &n), 0);
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(h[0].doc, "#a"));
+    assert_non_null(strstr(h[1].doc, "#b"));
+    bee_search_hits_free(h, n);
+    assert_int_equal(query(s, "nothing-matches-this", 5, NULL, 0), 0);
+    assert_true(query(s, "\"NEAR( apple", 5, NULL, 0) >= 1);
+    bee_search_close(s);
+}
+
 /* An index written by another tokenizer version is refused, naming the file and both versions. */
 static void test_old_schema(void **st) {
     (void)st;
@@ -295,7 +404,7 @@ static void test_old_schema(void **st) {
     const char *m = bee_error_message();
     assert_non_null(strstr(m, "old.sqlite"));
     assert_non_null(strstr(m, "bee-search-1"));
-    assert_non_null(strstr(m, "bee-search-2"));
+    assert_non_null(strstr(m, "bee-search-3"));
 #else
     skip();
 #endif
@@ -457,6 +566,8 @@ int main(void) {
         cmocka_unit_test(test_hostile_queries),
         cmocka_unit_test(test_bad_db),
         cmocka_unit_test(test_old_schema),
+        cmocka_unit_test(test_context_column),
+        cmocka_unit_test(test_prf),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cmrc),
 #endif

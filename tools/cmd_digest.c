@@ -53,8 +53,10 @@ static char *render(const bee_digest_input *in, const bee_digest_result *r, int 
         bee_str_printf(&o, "%zu. %s\n", i + 1, line ? line : "");
         free(line);
     }
-    if (r->model) bee_str_printf(&o, "(model digest: %d chunk%s, %d merge call%s)\n", r->chunks, r->chunks == 1 ? "" : "s",
-                                 r->reduce_calls, r->reduce_calls == 1 ? "" : "s");
+    if (r->model)
+        bee_str_printf(&o, "(model digest: %d chunk%s, %d merge call%s%s)\n", r->chunks, r->chunks == 1 ? "" : "s",
+                       r->reduce_calls, r->reduce_calls == 1 ? "" : "s",
+                       r->fallbacks ? "; the model's text had no content, replaced by extractive sentences" : "");
     return bee_str_take(&o);
 }
 

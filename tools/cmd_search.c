@@ -37,8 +37,8 @@ int cmd_index(int argc, char **argv) {
         {0},
     };
     cli_args a = {"index", "--db INDEX.sqlite [--json] DIR|FILE...",
-                  "Adds documents (.txt .md .html .htm .jsonl with a \"text\" field) to a search index, split into\n"
-                  "passages. Only new or changed files are read again; indexed files that are gone from a given\n"
+                  "Adds documents (.txt .md .html .htm .jsonl with a \"text\" field, optional \"title\") to a search\n"
+                  "index, split into passages; each passage is also indexed with its heading or record title. Only new or changed files are read again; indexed files that are gone from a given\n"
                   "folder are removed. Prints the counts of added/updated/removed/unchanged files and passages.",
                   opts};
     int rc = 0;
@@ -92,7 +92,8 @@ int cmd_search(int argc, char **argv) {
     };
     cli_args a = {"search", "--db INDEX.sqlite [-k K] [--json] QUERY",
                   "Prints the K passages that best match QUERY (BM25 over the bee tokenizer: Chinese bigrams, a\n"
-                  "single character matched as a prefix, stemmed English words). QUERY is plain text: quotes,\n"
+                  "single character matched as a prefix, stemmed English words; a match in the passage's heading\n"
+                  "or title counts 5 times). QUERY is plain text: quotes,\n"
                   "operators and brackets have no special meaning.",
                   opts};
     int rc = 0;

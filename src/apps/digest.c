@@ -380,6 +380,31 @@ static void svec_free(svec *v) {
     memset(v, 0, sizeof *v);
 }
 
+/* 1 when model text carries no viewpoint: fewer than two distinct content
+ * tokens (CJK characters; Latin words of two or more letters that are not
+ * stop words), as in "。", "的。", "的的的…", "的 (1) (1)" or "(o (u ( (" from
+ * a weak model; -1 when out of memory. */
+static int contentless(const char *t) {
+    char *tmp = strdup(t);
+    bee_eval_toks k;
+    if (!tmp || bee_eval_tokenize(tmp, &k)) {
+        free(tmp);
+        return bee_fail("out of memory");
+    }
+    free(tmp);
+    size_t distinct = 0;
+    for (size_t i = 0; i < k.n && distinct < 2; i++) {
+        const char *w = k.v[i];
+        int cjk = (unsigned char)w[0] >= 0x80;
+        if (!cjk && (strlen(w) < 2 || is_stopword(w))) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(k.v[j], w) == 0;
+        distinct += !seen;
+    }
+    bee_eval_toks_free(&k);
+    return distinct < 2;
+}
+
 static double dot(const svec *a, const svec *b) {
     double d = 0;
     size_t i = 0, j = 0;
@@ -821,7 +846,7 @@ static void utf8_cut(char *s, size_t n) {
 
 /* Map: pre-selected sentences packed into chunks that fit; one summary each. */
 static int map_chunks(const graph *g, const bee_digest_opts *o, const bee_digest_input *in, item **out, size_t *n_out,
-                      int *chunks) {
+                      int *chunks, int *fallbacks) {
     size_t k = (size_t)(o->max_sentences > 0 ? o->max_sentences : 48);
     size_t *order = malloc((k + 1) * sizeof *order);
     if (!order) return bee_fail("out of memory");
@@ -884,9 +909,15 @@ static int map_chunks(const graph *g, const bee_digest_opts *o, const bee_digest
                 size_t *dummy = malloc((ncl + strlen(ans ? ans : "") + 1) * sizeof *dummy), nd = 0;
                 char *txt = rc == 0 && dummy ? clean_model_text(in, ans, cs, ncl, dummy, &nd) : NULL;
                 free(dummy), free(ans);
-                if (rc == 0 && txt && !txt[0]) { /* empty summary: the chunk's most salient sentence */
+                int nothing = rc == 0 && txt ? (o->keep_contentless ? !txt[0] : contentless(txt)) : 0;
+                if (nothing < 0) rc = -1;
+                if (rc == 0 && txt && nothing) {
+                    /* empty or contentless summary: the chunk's most salient sentence, citing its own answer */
                     free(txt);
                     txt = sent_text(g, order[first]);
+                    cs[0] = g->s[order[first]].answer;
+                    ncl = 1;
+                    (*fallbacks)++;
                 }
                 if (rc == 0 && !txt) rc = bee_fail("out of memory");
                 if (rc == 0) items[ni++] = (item){txt, cs, ncl};
@@ -950,8 +981,10 @@ static int final_points(const mctx *c, const char *text, const item *v, size_t n
             rc = bee_fail("out of memory");
             break;
         }
-        if (!t[0]) {
+        int nothing = c->o->keep_contentless ? !t[0] : contentless(t);
+        if (nothing) { /* empty, or no viewpoint (punctuation, one repeated character) */
             free(t), free(cs);
+            if (nothing < 0) rc = -1;
             continue;
         }
         if (nc == 0) {
@@ -972,6 +1005,21 @@ static int final_points(const mctx *c, const char *text, const item *v, size_t n
             nc = v[best].nc;
         }
         rc = add_point(r, t, cs, nc, 0);
+        free(cs);
+    }
+    /* the merge said nothing usable: the merged summaries themselves are the points */
+    int nothing = rc == 0 && r->n == 0 && n > 0;
+    if (nothing) r->fallbacks++;
+    for (size_t k = 0; nothing && rc == 0 && k < n && k < (size_t)c->o->max_points; k++) {
+        char *t = strdup(v[k].text);
+        size_t *cs = malloc((v[k].nc + 1) * sizeof *cs);
+        if (!t || !cs) {
+            free(t), free(cs);
+            rc = bee_fail("out of memory");
+            break;
+        }
+        memcpy(cs, v[k].cites, v[k].nc * sizeof *cs);
+        rc = add_point(r, t, cs, v[k].nc, 0);
         free(cs);
     }
     free(sp), free(all);
@@ -1086,7 +1134,7 @@ int bee_digest_run(const bee_digest_input *in, const bee_digest_opts *o, bee_dig
         item *v = NULL;
         size_t n = 0;
         r->model = 1;
-        rc = map_chunks(&g, o, in, &v, &n, &r->chunks);
+        rc = map_chunks(&g, o, in, &v, &n, &r->chunks, &r->fallbacks);
         mctx c = {in, o, "合并这些要点，保留引用"};
         if (rc == 0) rc = reduce(&c, v, n, r);
     }

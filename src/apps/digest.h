@@ -65,6 +65,7 @@ typedef struct {
     int max_length;      /* model mode: tokens per summary (default 64) */
     int beam_size;       /* default generator: beam size (default 3) */
     int max_sentences;   /* model mode: sentences pre-selected (default 48) */
+    int keep_contentless; /* model mode: keep model text without content (no extractive fallback; for measuring the model) */
     bee_digest_gen_fn gen; /* NULL: beam search on `model` */
     void *gen_user;
 } bee_digest_opts;
@@ -84,6 +85,8 @@ typedef struct {
     int model;   /* 1: made by the model (map-reduce) */
     int chunks;  /* map chunks (0 in extractive mode) */
     int reduce_calls; /* merge calls */
+    int fallbacks;    /* model texts with no viewpoint (empty, fewer than two features) replaced by extractive text:
+                         a chunk summary by the chunk's most salient sentence, a merge by the merged summaries */
 } bee_digest_result;
 
 int bee_digest_run(const bee_digest_input *in, const bee_digest_opts *o, bee_digest_result *r);

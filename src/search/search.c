@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,9 @@ struct bee_search {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *get_file, *put_file, *touch_file, *del_fts, *del_pass, *put_pass, *put_fts, *put_seen;
+    double k1, b;          /* BM25 term-frequency saturation and length normalisation */
+    double ctx_weight;     /* BM25 weight of the context column (headings) against 1 for the text */
+    int prf_docs, prf_terms; /* pseudo-relevance feedback: expand from the top prf_docs passages with prf_terms terms (0: off) */
     int in_batch;          /* a write transaction is open */
     uint64_t batch_bytes;  /* bytes of files written in it */
     uint64_t batch_files;
@@ -40,7 +44,8 @@ struct bee_search {
 
 /* Bump when the tokenizer or splitter changes: an index built with another
  * version must be rebuilt, since stored tokens would no longer match queries. */
-#define BEE_SEARCH_SCHEMA "bee-search-2" /* 2: CJK bigrams + last character instead of every character + colocated bigrams */
+#define BEE_SEARCH_SCHEMA "bee-search-3" /* 2: CJK bigrams + last character instead of every character + colocated bigrams;
+                                           3: a second FTS column, context (the passage's heading / record title) */
 
 static const char k_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -58,7 +63,7 @@ static const char k_schema[] =
     " offset INTEGER NOT NULL,"
     " heading TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS passages_file ON passages(file_id);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, tokenize='bee');"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, context, tokenize='bee');"
     "CREATE TEMP TABLE IF NOT EXISTS seen(path TEXT PRIMARY KEY);";
 
 static int db_fail(bee_search *s, const char *what) {
@@ -92,6 +97,74 @@ static int fts_tokenize(Fts5Tokenizer *t, void *ctx, int flags, const char *text
     return bee_search_tokenize(text, n > 0 ? (size_t)n : 0, mode, fts_emit, &k);
 }
 
+/* ---------------------------------------------------------------- ranking
+ * beerank(k1, b, w_text, w_context): FTS5's bm25() (same IDF, same
+ * length normalisation over all columns, column weights multiplying the
+ * hit counts) with k1 and b as arguments instead of its fixed 1.2 and 0.75. */
+typedef struct {
+    int n_phrase;
+    double avgdl;
+    double *idf, *freq;
+} rank_data;
+
+static int count_cb(const Fts5ExtensionApi *api, Fts5Context *fts, void *user) {
+    (void)api, (void)fts;
+    (*(sqlite3_int64 *)user)++;
+    return SQLITE_OK;
+}
+
+static int rank_data_get(const Fts5ExtensionApi *api, Fts5Context *fts, rank_data **out) {
+    rank_data *p = api->xGetAuxdata(fts, 0);
+    if (p) {
+        *out = p;
+        return SQLITE_OK;
+    }
+    int np = api->xPhraseCount(fts);
+    p = sqlite3_malloc64(sizeof *p + (size_t)np * 2 * sizeof(double));
+    if (!p) return SQLITE_NOMEM;
+    p->n_phrase = np;
+    p->idf = (double *)&p[1];
+    p->freq = p->idf + np;
+    sqlite3_int64 rows = 0, toks = 0;
+    int rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &toks);
+    p->avgdl = rows > 0 ? (double)toks / (double)rows : 1;
+    for (int i = 0; rc == SQLITE_OK && i < np; i++) {
+        sqlite3_int64 hits = 0;
+        rc = api->xQueryPhrase(fts, i, &hits, count_cb);
+        double idf = log(((double)rows - (double)hits + 0.5) / ((double)hits + 0.5));
+        p->idf[i] = idf > 0 ? idf : 1e-6;
+    }
+    if (rc == SQLITE_OK) rc = api->xSetAuxdata(fts, p, sqlite3_free);
+    else sqlite3_free(p);
+    if (rc == SQLITE_OK) *out = p;
+    return rc;
+}
+
+static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nv, sqlite3_value **v) {
+    double k1 = nv > 0 ? sqlite3_value_double(v[0]) : 1.2, b = nv > 1 ? sqlite3_value_double(v[1]) : 0.75;
+    rank_data *p;
+    int rc = rank_data_get(api, fts, &p), n_inst = 0;
+    if (rc == SQLITE_OK) {
+        memset(p->freq, 0, (size_t)p->n_phrase * sizeof(double));
+        rc = api->xInstCount(fts, &n_inst);
+    }
+    for (int i = 0; rc == SQLITE_OK && i < n_inst; i++) {
+        int ip, ic, io;
+        rc = api->xInst(fts, i, &ip, &ic, &io);
+        if (rc == SQLITE_OK && ip >= 0 && ip < p->n_phrase) p->freq[ip] += nv > 2 + ic ? sqlite3_value_double(v[2 + ic]) : 1.0;
+    }
+    int len = 0;
+    if (rc == SQLITE_OK) rc = api->xColumnSize(fts, -1, &len);
+    if (rc != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    double score = 0, norm = k1 * (1 - b + b * (double)len / p->avgdl);
+    for (int i = 0; i < p->n_phrase; i++) score += p->idf[i] * p->freq[i] * (k1 + 1) / (p->freq[i] + norm);
+    sqlite3_result_double(ctx, -score);
+}
+
 static int register_tokenizer(bee_search *s) {
     fts5_api *api = NULL;
     sqlite3_stmt *st;
@@ -103,6 +176,7 @@ static int register_tokenizer(bee_search *s) {
     if (!api) return bee_fail("%s: this SQLite has no FTS5", s->path);
     fts5_tokenizer tk = {fts_create, fts_delete, fts_tokenize};
     if (api->xCreateTokenizer(api, "bee", NULL, &tk, NULL) != SQLITE_OK) return db_fail(s, "register tokenizer");
+    if (api->xCreateFunction(api, "beerank", NULL, rank_fn, NULL) != SQLITE_OK) return db_fail(s, "register beerank");
     return 0;
 }
 
@@ -133,7 +207,7 @@ static int prepare_all(bee_search *s) {
         "DELETE FROM fts WHERE rowid IN (SELECT id FROM passages WHERE file_id=?1)",
         "DELETE FROM passages WHERE file_id=?1",
         "INSERT INTO passages(file_id, doc, seq, offset, heading) VALUES(?1,?2,?3,?4,?5)",
-        "INSERT INTO fts(rowid, text) VALUES(?1,?2)",
+        "INSERT INTO fts(rowid, text, context) VALUES(?1,?2,?3)",
         "INSERT OR IGNORE INTO seen(path) VALUES(?1)",
     };
     sqlite3_stmt **dst[] = {&s->get_file, &s->put_file, &s->touch_file, &s->del_fts,
@@ -177,6 +251,11 @@ int bee_search_open(const char *path, bee_search **out) {
         bee_search_close(s);
         return -1;
     }
+    s->ctx_weight = BEE_SEARCH_CONTEXT_WEIGHT;
+    s->k1 = BEE_SEARCH_K1;
+    s->b = BEE_SEARCH_B;
+    s->prf_docs = BEE_SEARCH_PRF_DOCS;
+    s->prf_terms = BEE_SEARCH_PRF_TERMS;
     *out = s;
     return 0;
 }
@@ -256,13 +335,34 @@ static int parse_jsonl(parsed_file *f, const char *path, const char *data, size_
         if (json_is_string(id)) snprintf(doc, sizeof doc, "%s#%s", path, json_string_value(id));
         else if (json_is_integer(id)) snprintf(doc, sizeof doc, "%s#%lld", path, (long long)json_integer_value(id));
         else snprintf(doc, sizeof doc, "%s#%zu", path, line + 1);
+        json_t *ti = json_object_get(o, "title");
+        if (ti && !json_is_string(ti)) {
+            json_decref(o);
+            return bee_fail("%s:%zu: \"title\" must be a string", path, line + 1);
+        }
         char *text = strndup(json_string_value(t), json_string_length(t)), *d = strdup(doc);
+        char *title = ti ? strndup(json_string_value(ti), json_string_length(ti)) : NULL;
         json_decref(o);
-        if (!text || !d) {
-            free(text), free(d);
+        if (!text || !d || (ti && !title)) {
+            free(text), free(d), free(title);
             return bee_fail("out of memory");
         }
-        if (parsed_add(f, d, text, strlen(text), 0)) return -1;
+        if (parsed_add(f, d, text, strlen(text), 0)) {
+            free(title);
+            return -1;
+        }
+        /* the record's title is the heading (context column) of all its passages */
+        bee_doc *pd = &f->v[f->n - 1].d;
+        for (size_t j = 0; title && title[0] && j < pd->n; j++) {
+            char *h = strdup(title);
+            if (!h) {
+                free(title);
+                return bee_fail("out of memory");
+            }
+            free(pd->p[j].heading);
+            pd->p[j].heading = h;
+        }
+        free(title);
     }
     return 0;
 }
@@ -337,6 +437,7 @@ static int store_passages(bee_search *s, int64_t file_id, const char *doc, const
         if (step_done(s, s->put_pass, "insert passage")) return -1;
         sqlite3_bind_int64(s->put_fts, 1, sqlite3_last_insert_rowid(s->db));
         sqlite3_bind_text(s->put_fts, 2, d->text + p->offset, (int)p->len, SQLITE_STATIC);
+        sqlite3_bind_text(s->put_fts, 3, p->heading, -1, SQLITE_STATIC);
         if (step_done(s, s->put_fts, "insert fts")) return -1;
     }
     return 0;
@@ -631,28 +732,25 @@ static char *col_dup(sqlite3_stmt *q, int i) {
     return strdup(t ? t : "");
 }
 
-int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n) {
+/* Runs one MATCH expression: the top k passages by BM25 with the context
+ * column weighted s->ctx_weight against 1 for the text. */
+static int run_match(bee_search *s, const char *expr, int k, bee_search_hit **hits, size_t *n) {
     *hits = NULL;
     *n = 0;
-    char *expr = bee_search_match_expr(query);
-    if (!expr) return -1;
-    if (!expr[0] || k <= 0) {
-        free(expr);
-        return 0;
-    }
     sqlite3_stmt *q;
     static const char k_sql[] =
         "SELECT coalesce(p.doc, f.path), p.seq, p.offset, p.heading, r.text, r.score FROM "
-        "(SELECT rowid AS id, text, -rank AS score FROM fts WHERE fts MATCH ?1 ORDER BY rank LIMIT ?2) r "
+        "(SELECT rowid AS id, text, -rank AS score FROM fts WHERE fts MATCH ?1 AND rank MATCH ?3 "
+        "ORDER BY rank LIMIT ?2) r "
         "JOIN passages p ON p.id = r.id JOIN files f ON f.id = p.file_id ORDER BY r.score DESC";
-    if (sqlite3_prepare_v2(s->db, k_sql, -1, &q, NULL) != SQLITE_OK) {
-        free(expr);
-        return db_fail(s, "query");
-    }
+    if (sqlite3_prepare_v2(s->db, k_sql, -1, &q, NULL) != SQLITE_OK) return db_fail(s, "query");
+    char rank[128];
+    snprintf(rank, sizeof rank, "beerank(%.4f, %.4f, 1.0, %.4f)", s->k1, s->b, s->ctx_weight);
     sqlite3_bind_text(q, 1, expr, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 2, k);
+    sqlite3_bind_text(q, 3, rank, -1, SQLITE_TRANSIENT);
     bee_search_hit *h = calloc((size_t)k, sizeof *h);
-    int rc = h ? 0 : bee_fail("out of memory"), step;
+    int rc = h ? 0 : bee_fail("out of memory"), step = SQLITE_DONE;
     while (rc == 0 && *n < (size_t)k && (step = sqlite3_step(q)) == SQLITE_ROW) {
         bee_search_hit *x = &h[(*n)++];
         x->doc = col_dup(q, 0);
@@ -665,13 +763,229 @@ int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **h
     }
     if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(s, "query");
     sqlite3_finalize(q);
-    free(expr);
     if (rc) {
         bee_search_hits_free(h, *n);
         *n = 0;
         return -1;
     }
     *hits = h;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pseudo-relevance feedback (RM3-like)
+ * The first pass's top passages vote for terms: each term gets
+ * sum over passages of (tf / passage length) * (passage score / sum of
+ * scores); the best PRF_CANDIDATES of those are weighted by their IDF
+ * (document frequency from an fts5vocab table) and the best prf_terms that
+ * are not already in the query are OR-ed to it. The original query's terms
+ * are given twice (FTS5 scores each phrase of the expression), so they keep
+ * twice the weight of an expansion term. */
+#define PRF_SLOTS 4096
+#define PRF_CANDIDATES 64
+
+typedef struct {
+    char tok[BEE_SEARCH_TOKEN_MAX + 4];
+    double w;
+} prf_term;
+
+typedef struct {
+    prf_term *t; /* PRF_SLOTS, open addressing; tok[0] == 0: empty */
+    size_t used;
+    double doc_w; /* weight of the passage being read, over its length */
+    size_t ntok;  /* its token count (first sweep) */
+    int counting;
+} prf_acc;
+
+static uint64_t fnv(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static int prf_add(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
+    prf_acc *a = user;
+    if (a->counting) {
+        a->ntok++;
+        return 0;
+    }
+    if (n == 0 || n > BEE_SEARCH_TOKEN_MAX || bee_search_cjk_char(tok, n)) return 0; /* lone CJK characters: too vague */
+    if (n < 3 && (unsigned char)tok[0] < 0x80) return 0; /* 1-2 letter words and numbers */
+    if (is_stop_word(tok, n)) return 0;
+    for (size_t i = (size_t)(fnv(tok, n) & (PRF_SLOTS - 1)), probes = 0; probes < PRF_SLOTS; i = (i + 1) & (PRF_SLOTS - 1), probes++) {
+        prf_term *t = &a->t[i];
+        if (!t->tok[0]) {
+            if (a->used >= PRF_SLOTS / 2) return 0; /* full enough */
+            memcpy(t->tok, tok, n);
+            t->tok[n] = 0;
+            t->w = a->doc_w;
+            a->used++;
+            return 0;
+        }
+        if (strlen(t->tok) == n && memcmp(t->tok, tok, n) == 0) {
+            t->w += a->doc_w;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* 1 when the token, quoted in a query, comes back as exactly itself (so it is safe to search for). */
+typedef struct {
+    const char *want;
+    size_t n;
+    int count, same;
+} roundtrip;
+
+static int rt_cb(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
+    roundtrip *r = user;
+    r->count++;
+    r->same = n == r->n && memcmp(tok, r->want, n) == 0;
+    return 0;
+}
+
+static int cmp_prf(const void *a, const void *b) {
+    double x = ((const prf_term *)a)->w, y = ((const prf_term *)b)->w;
+    return x < y ? 1 : x > y ? -1 : strcmp(((const prf_term *)a)->tok, ((const prf_term *)b)->tok);
+}
+
+static int collect_query_tok(void *user, const char *tok, size_t n, size_t start, size_t end, int colocated) {
+    prf_acc *a = user;
+    for (size_t i = (size_t)(fnv(tok, n) & (PRF_SLOTS - 1)), probes = 0; probes < PRF_SLOTS; i = (i + 1) & (PRF_SLOTS - 1), probes++) {
+        prf_term *t = &a->t[i];
+        if (!t->tok[0]) return 0;
+        if (strlen(t->tok) == n && memcmp(t->tok, tok, n) == 0) {
+            t->w = -1; /* already in the query */
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* The expanded expression (malloc'd), or NULL with *err set on failure; expr itself when there is nothing to add. */
+static char *prf_expand(bee_search *s, const char *query, const char *expr, int *err) {
+    *err = 0;
+    bee_search_hit *h;
+    size_t nh;
+    if (run_match(s, expr, s->prf_docs, &h, &nh)) {
+        *err = 1;
+        return NULL;
+    }
+    char *out = NULL;
+    prf_acc a = {calloc(PRF_SLOTS, sizeof(prf_term)), 0, 0, 0, 0};
+    double total = 0;
+    for (size_t i = 0; i < nh; i++) total += h[i].score > 0 ? h[i].score : 0;
+    sqlite3_stmt *df = NULL;
+    if (!a.t) {
+        *err = 1;
+        bee_fail("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nh && total > 0; i++) {
+        size_t len = strlen(h[i].text);
+        a.counting = 1, a.ntok = 0;
+        bee_search_tokenize(h[i].text, len, BEE_STOK_DOCUMENT, prf_add, &a);
+        if (!a.ntok) continue;
+        a.counting = 0;
+        a.doc_w = (h[i].score > 0 ? h[i].score : 0) / total / (double)a.ntok;
+        bee_search_tokenize(h[i].text, len, BEE_STOK_DOCUMENT, prf_add, &a);
+    }
+    bee_search_tokenize(query, strlen(query), BEE_STOK_QUERY, collect_query_tok, &a);
+    /* compact and keep the best candidates by feedback weight */
+    size_t m = 0;
+    for (size_t i = 0; i < PRF_SLOTS; i++)
+        if (a.t[i].tok[0] && a.t[i].w > 0) a.t[m++] = a.t[i];
+    qsort(a.t, m, sizeof *a.t, cmp_prf);
+    if (m > PRF_CANDIDATES) m = PRF_CANDIDATES;
+    if (!m) goto done;
+    if (exec(s, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.bee_vocab USING fts5vocab(main, 'fts', 'row')") ||
+        sqlite3_prepare_v2(s->db, "SELECT count(*) FROM passages", -1, &df, NULL) != SQLITE_OK) {
+        if (!df) db_fail(s, "vocab");
+        *err = 1;
+        goto done;
+    }
+    double N = sqlite3_step(df) == SQLITE_ROW ? sqlite3_column_double(df, 0) : 1;
+    sqlite3_finalize(df);
+    df = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT doc FROM temp.bee_vocab WHERE term=?1", -1, &df, NULL) != SQLITE_OK) {
+        db_fail(s, "vocab");
+        *err = 1;
+        goto done;
+    }
+    for (size_t i = 0; i < m; i++) {
+        double d = 0;
+        sqlite3_bind_text(df, 1, a.t[i].tok, -1, SQLITE_STATIC);
+        if (sqlite3_step(df) == SQLITE_ROW) d = sqlite3_column_double(df, 0);
+        sqlite3_reset(df);
+        double idf = log((N - d + 0.5) / (d + 0.5));
+        roundtrip r = {a.t[i].tok, strlen(a.t[i].tok), 0, 0};
+        bee_search_tokenize(r.want, r.n, BEE_STOK_QUERY, rt_cb, &r);
+        a.t[i].w = (idf > 0 && r.count == 1 && r.same) ? a.t[i].w * idf : 0;
+    }
+    qsort(a.t, m, sizeof *a.t, cmp_prf);
+    bee_str e = {0};
+    bee_str_appendz(&e, expr);
+    bee_str_appendz(&e, " OR ");
+    bee_str_appendz(&e, expr);
+    for (size_t i = 0; i < m && i < (size_t)s->prf_terms && a.t[i].w > 0; i++) {
+        bee_str_appendz(&e, " OR \"");
+        bee_str_appendz(&e, a.t[i].tok); /* normalised tokens: letters, digits, CJK; never a quote */
+        bee_str_appendz(&e, "\"");
+    }
+    if (!e.s) {
+        *err = 1;
+        bee_fail("out of memory");
+    } else out = bee_str_take(&e);
+done:
+    sqlite3_finalize(df);
+    free(a.t);
+    bee_search_hits_free(h, nh);
+    return out;
+}
+
+int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n) {
+    *hits = NULL;
+    *n = 0;
+    char *expr = bee_search_match_expr(query);
+    if (!expr) return -1;
+    if (!expr[0] || k <= 0) {
+        free(expr);
+        return 0;
+    }
+    if (s->prf_docs > 0 && s->prf_terms > 0) {
+        int err;
+        char *x = prf_expand(s, query, expr, &err);
+        if (err) {
+            free(expr);
+            return -1;
+        }
+        if (x) {
+            free(expr);
+            expr = x;
+        }
+    }
+    int rc = run_match(s, expr, k, hits, n);
+    free(expr);
+    return rc;
+}
+
+void bee_search_get_params(const bee_search *s, bee_search_params *p) {
+    p->context_weight = s->ctx_weight;
+    p->k1 = s->k1;
+    p->b = s->b;
+    p->prf_docs = s->prf_docs;
+    p->prf_terms = s->prf_terms;
+}
+
+int bee_search_set_params(bee_search *s, const bee_search_params *p) {
+    if (!(p->context_weight >= 0 && p->context_weight <= 1000) || p->prf_docs < 0 || p->prf_docs > 100 ||
+        p->prf_terms < 0 || p->prf_terms > BEE_SEARCH_MAX_TERMS || !(p->k1 >= 0 && p->k1 <= 100) ||
+        !(p->b >= 0 && p->b <= 1))
+        return bee_fail("search parameters out of range");
+    s->ctx_weight = p->context_weight;
+    s->k1 = p->k1;
+    s->b = p->b;
+    s->prf_docs = p->prf_docs;
+    s->prf_terms = p->prf_terms;
     return 0;
 }
 
@@ -689,6 +1003,8 @@ int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **h
     return bee_fail("built without SQLite");
 }
 char *bee_search_match_expr(const char *query) { return strdup(""); }
+void bee_search_get_params(const bee_search *s, bee_search_params *p) { memset(p, 0, sizeof *p); }
+int bee_search_set_params(bee_search *s, const bee_search_params *p) { return bee_fail("built without SQLite"); }
 
 #endif
 

@@ -38,6 +38,24 @@ typedef struct {
 int bee_search_query(bee_search *s, const char *query, int k, bee_search_hit **hits, size_t *n);
 void bee_search_hits_free(bee_search_hit *h, size_t n);
 
+/* Ranking parameters. The FTS5 table has two columns: the passage text and
+ * its context (the markdown heading it is under, or a JSONL record's
+ * "title"); BM25 counts a context hit context_weight times. prf_docs > 0 and
+ * prf_terms > 0 turn on pseudo-relevance feedback: prf_terms terms from the
+ * first pass's top prf_docs passages are added to the query. */
+typedef struct {
+    double context_weight;
+    double k1, b; /* BM25: term-frequency saturation, length normalisation (FTS5's bm25() fixes 1.2 and 0.75) */
+    int prf_docs, prf_terms;
+} bee_search_params;
+#define BEE_SEARCH_K1 2.0
+#define BEE_SEARCH_B 0.3
+#define BEE_SEARCH_CONTEXT_WEIGHT 5.0
+#define BEE_SEARCH_PRF_DOCS 0
+#define BEE_SEARCH_PRF_TERMS 0
+void bee_search_get_params(const bee_search *s, bee_search_params *p);
+int bee_search_set_params(bee_search *s, const bee_search_params *p);
+
 /* The FTS5 MATCH expression bee_search_query uses: every query token quoted, OR-ed (malloc'd; "" when no token). */
 char *bee_search_match_expr(const char *query);
 
