@@ -78,18 +78,8 @@ static void dechunk(resp *r, const char *p, size_t n) {
     r->body[r->n] = 0;
 }
 
-int http(int port, const char *method, const char *path, const char *headers, const char *body, resp *r) {
-    memset(r, 0, sizeof *r);
-    int fd = send_request(port, method, path, headers, body, body ? strlen(body) : 0);
-    if (fd < 0) return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    ssize_t k;
-    while ((k = recv(fd, buf + n, cap - n - 1, 0)) > 0) {
-        n += (size_t)k;
-        if (cap - n < 2) buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
+/* Splits a whole response (buf, n bytes; consumed) into status, head and body. */
+static int parse_response(char *buf, size_t n, resp *r) {
     buf[n] = 0;
     char *sep = strstr(buf, "\r\n\r\n");
     if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
@@ -107,6 +97,21 @@ int http(int port, const char *method, const char *path, const char *headers, co
     }
     free(buf);
     return 0;
+}
+
+int http(int port, const char *method, const char *path, const char *headers, const char *body, resp *r) {
+    memset(r, 0, sizeof *r);
+    int fd = send_request(port, method, path, headers, body, body ? strlen(body) : 0);
+    if (fd < 0) return -1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while ((k = recv(fd, buf + n, cap - n - 1, 0)) > 0) {
+        n += (size_t)k;
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    return parse_response(buf, n, r);
 }
 
 double http_now(void) {
@@ -149,23 +154,8 @@ int http_timed(int port, const char *method, const char *path, const char *heade
         if (cap - n < 2) buf = realloc(buf, cap *= 2);
     }
     close(fd);
-    buf[n] = 0;
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
-        free(buf);
-        return stopped ? 1 : -1;
-    }
-    r->head = strndup(buf, (size_t)(sep - buf));
-    const char *b = sep + 4;
-    size_t bn = n - (size_t)(b - buf);
-    if (strcasestr(r->head, "transfer-encoding: chunked")) {
-        dechunk(r, b, bn);
-    } else {
-        r->body = strndup(b, bn);
-        r->n = bn;
-    }
-    free(buf);
-    return stopped;
+    int rc = parse_response(buf, n, r);
+    return rc ? (stopped ? 1 : -1) : stopped;
 }
 
 json_t *json_of(const resp *r) {

@@ -282,20 +282,38 @@ static int liar_gen(void *user, json_t *dict, int max_length, char **answer) {
     return 0;
 }
 
+/* 12 answers through a stub model with a context small enough to need
+ * several chunks. */
+typedef struct {
+    bee_model *m;
+    char *json;
+    bee_digest_input in;
+    bee_digest_opts o;
+} stub_run;
+
+static void stub_run_start(stub_run *sr, bee_digest_gen_fn gen, bee_digest_result *r) {
+    if (bee_model_load(tiny_model(), &sr->m)) fail_msg("load: %s", bee_error_message());
+    sr->json = many_answers(12);
+    parse_ok(sr->json, &sr->in);
+    bee_digest_opts_default(&sr->o);
+    sr->o.model = sr->m, sr->o.ctx = 200, sr->o.max_length = 8, sr->o.gen = gen;
+    g_calls = 0;
+    if (bee_digest_run(&sr->in, &sr->o, r)) fail_msg("digest: %s", bee_error_message());
+    assert_true(r->chunks > 1);
+}
+
+static void stub_run_free(stub_run *sr) {
+    bee_digest_input_free(&sr->in);
+    free(sr->json);
+    bee_model_free(sr->m);
+}
+
 static void test_citation_repair(void **st) {
     (void)st;
-    bee_model *m;
-    if (bee_model_load(tiny_model(), &m)) fail_msg("load: %s", bee_error_message());
-    char *json = many_answers(12);
-    bee_digest_input in;
-    parse_ok(json, &in);
-    bee_digest_opts o;
-    bee_digest_opts_default(&o);
-    o.model = m, o.ctx = 200, o.max_length = 8, o.gen = liar_gen;
-    g_calls = 0;
+    stub_run sr;
     bee_digest_result r;
-    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
-    assert_true(r.chunks > 1);
+    stub_run_start(&sr, liar_gen, &r);
+    bee_digest_input in = sr.in;
     assert_int_equal(g_calls, r.chunks + r.reduce_calls);
     check_cites(&in, &r);
     assert_true(r.n >= 1);
@@ -307,9 +325,7 @@ static void test_citation_repair(void **st) {
         free(line);
     }
     bee_digest_result_free(&r);
-    bee_digest_input_free(&in);
-    free(json);
-    bee_model_free(m);
+    stub_run_free(&sr);
 }
 
 /* A model that says nothing ("。", one repeated character, stray marks): every chunk
@@ -328,18 +344,10 @@ static int contentless_said(const char *t) {
 
 static void test_contentless_model(void **st) {
     (void)st;
-    bee_model *m;
-    if (bee_model_load(tiny_model(), &m)) fail_msg("load: %s", bee_error_message());
-    char *json = many_answers(12);
-    bee_digest_input in;
-    parse_ok(json, &in);
-    bee_digest_opts o;
-    bee_digest_opts_default(&o);
-    o.model = m, o.ctx = 200, o.max_length = 8, o.gen = mute_gen;
-    g_calls = 0;
+    stub_run sr;
     bee_digest_result r;
-    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
-    assert_true(r.chunks > 1);
+    stub_run_start(&sr, mute_gen, &r);
+    bee_digest_input in = sr.in;
     assert_int_equal(r.fallbacks, r.chunks + 1); /* every chunk, then the final merge */
     assert_true(r.n >= 1 && r.n <= 5);
     check_cites(&in, &r);
@@ -350,17 +358,15 @@ static void test_contentless_model(void **st) {
     }
     bee_digest_result_free(&r);
     /* keep_contentless (digest_bench --raw): the model's own text, no fallback */
-    o.keep_contentless = 1;
+    sr.o.keep_contentless = 1;
     g_calls = 0;
-    if (bee_digest_run(&in, &o, &r)) fail_msg("digest: %s", bee_error_message());
+    if (bee_digest_run(&in, &sr.o, &r)) fail_msg("digest: %s", bee_error_message());
     assert_int_equal(r.fallbacks, 0);
     assert_true(r.n >= 1);
     check_cites(&in, &r);
     for (size_t i = 0; i < r.n; i++) assert_true(contentless_said(r.points[i].text));
     bee_digest_result_free(&r);
-    bee_digest_input_free(&in);
-    free(json);
-    bee_model_free(m);
+    stub_run_free(&sr);
 }
 
 /* ================================================================ bad input */
