@@ -11,6 +11,7 @@
 #        RUNS        runs per value (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/serve_lib.sh
 build="${1:-build}"
 bee="$build/bee"
 bench="$build/serve_bench"
@@ -30,14 +31,8 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf
 
 for chunk in $chunks; do
   port=$((20000 + RANDOM % 20000))
-  "$bee" serve -m "$work/m.gguf" --port "$port" --parallel 2 --threads "$threads" --ctx 4096 \
-    --prefill-chunk "$chunk" 2>"$work/serve.log" &
-  pid=$!
-  for _ in $(seq 1 300); do
-    grep -q "ready" "$work/serve.log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-    sleep 0.1
-  done
+  start_server "$work/serve.log" -m "$work/m.gguf" --port "$port" --parallel 2 --threads "$threads" --ctx 4096 \
+    --prefill-chunk "$chunk"
   tokens="$(printf '{"prompt":"%s"}' "$(for _ in $(seq 1 "$words"); do printf 'the quick brown fox jumps over the lazy dog . '; done)" |
     curl -s --data-binary @- "localhost:$port/tokenize" | sed -nE 's/.*"count":([0-9]+).*/\1/p')"
   for r in $(seq 1 "$runs"); do

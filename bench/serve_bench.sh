@@ -10,6 +10,7 @@
 #        REQUESTS    requests per client (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/serve_lib.sh
 build="${1:-build}"
 bee="$build/bee"
 bench="$build/serve_bench"
@@ -26,13 +27,7 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
 "$bee" info "$work/bench.gguf" | grep -E "parameters|weight bytes|tensor types"
 
 port=$((20000 + RANDOM % 20000))
-"$bee" serve -m "$work/bench.gguf" --port "$port" --parallel 8 --threads "$threads" --ctx 4096 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 1 300); do
-  grep -q "ready" "$work/serve.log" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-  sleep 0.1
-done
+start_server "$work/serve.log" -m "$work/bench.gguf" --port "$port" --parallel 8 --threads "$threads" --ctx 4096
 
 "$bench" "$port" 1 1 4 >/dev/null # warm-up
 echo "== 1 stream"
