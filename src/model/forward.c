@@ -432,9 +432,14 @@ static void rows_range(void *ctx, size_t begin, size_t end, int ith) {
     }
 }
 
+/* Below this many elements a pass runs on the calling thread: waking the
+ * workers would cost more than the pass (a decode step of a few streams). */
+enum { ROWS_INLINE = 16384 };
+
 static void rows_apply(const fwd_ctx *c, int op, float *y, const float *x, const float *w, size_t width) {
     row_job j = {c, op, y, x, w, width};
-    bee_pool_for(c->m->pool, c->total, 4, rows_range, &j);
+    if (c->total * width <= ROWS_INLINE) rows_range(&j, 0, c->total, 0);
+    else bee_pool_for(c->m->pool, c->total, 4, rows_range, &j);
 }
 
 /* ---------------------------------------------------------------- blocks */
@@ -444,9 +449,12 @@ static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_
     size_t d = m->hp.dim, w = row_width(m);
     rows_apply(c, ROW_NORM, b->a, b->h, L->att_norm, d);
     float sd = sqrtf((float)d), sw = sqrtf((float)w);
-    if (linear(c, b->q, w, b->a, &L->wq, sd) || linear(c, b->k, w, b->a, &L->wk, sd) ||
-        linear(c, b->v, w, b->a, &L->wv, sd))
-        return -1;
+    {
+        float *ys[3] = {b->q, b->k, b->v}, divs[3] = {sd, sd, sd};
+        size_t ld[3] = {w, w, w};
+        const bee_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        if (bee_linear_multi(m->pool, 3, ys, ld, b->a, c->total, ws, divs)) return -1;
+    }
     if (m->lora) { /* unmerged adapter: a separate low-rank path, whatever the base layout */
         uint32_t l = (uint32_t)(L - m->layers);
         if (bee_lora_add(m->lora, l, BEE_LORA_Q, c->total, b->a, b->q, w) ||
@@ -464,7 +472,12 @@ static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
     size_t d = m->hp.dim, F = m->hp.dim_ff;
     rows_apply(c, ROW_NORM, b->a, b->h, L->ffn_norm, d);
     float sd = sqrtf((float)d), sf = sqrtf((float)F);
-    if (linear(c, b->g, F, b->a, &L->w_gate, sd) || linear(c, b->u, F, b->a, &L->w_up, sd)) return -1;
+    {
+        float *ys[2] = {b->g, b->u}, divs[2] = {sd, sd};
+        size_t ld[2] = {F, F};
+        const bee_weight *ws[2] = {&L->w_gate, &L->w_up};
+        if (bee_linear_multi(m->pool, 2, ys, ld, b->a, c->total, ws, divs)) return -1;
+    }
     rows_apply(c, ROW_GELU_MUL, b->g, b->u, NULL, F);
     if (linear(c, b->a, d, b->g, &L->w_down, sf)) return -1;
     rows_apply(c, ROW_RESIDUAL, b->h, b->a, NULL, d);
