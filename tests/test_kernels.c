@@ -565,6 +565,49 @@ static void test_attn(void **state) {
         }
 }
 
+/* All heads of a query at once (each row read once): bit for bit the per-head
+ * kernels, fast and reference, for head counts that fill a group of 4 or not
+ * and head widths with and without a specialized path. */
+static void test_attn_heads(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    static const size_t dhs[] = {8, 32, 40, 64, 128, 200};
+    static const size_t hs[] = {1, 3, 4, 5, 9};
+    enum { NK = 11, MAXH = 9, MAXD = 200, LD = 13 };
+    float *q = malloc(MAXH * MAXD * sizeof *q), *kv = malloc(NK * MAXH * MAXD * sizeof *kv);
+    float p[MAXH * LD], s0[MAXH * LD], s1[MAXH * LD], s2[MAXH * LD], *o0 = malloc(MAXH * MAXD * sizeof *o0),
+                                                                     *o1 = malloc(MAXH * MAXD * sizeof *o1),
+                                                                     *o2 = malloc(MAXH * MAXD * sizeof *o2);
+    uint8_t *rows = malloc(NK * (MAXH * MAXD * 4 + 64));
+    int32_t idx[NK] = {10, 8, 3, 0, 7, 1, 9, 5, 2, 6, 4};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t di = 0; di < sizeof dhs / sizeof *dhs; di++)
+            for (size_t hi = 0; hi < sizeof hs / sizeof *hs; hi++) {
+                size_t dh = dhs[di], H = hs[hi], hb = bee_type_nbytes(types[ti], dh), rb = H * hb + 64; /* padded rows */
+                const bee_attn_kernels *f = bee_attn_get(types[ti], dh), *r = bee_attn_ref(types[ti]);
+                fill(q, H * dh, 0.1f);
+                fill(kv, NK * H * dh, 0.3f);
+                fill(p, H * LD, 0.0f);
+                for (size_t k = 0; k < NK; k++) bee_quantize_row(types[ti], kv + k * H * dh, rows + k * rb, H * dh);
+                for (size_t n = 0; n <= NK; n++) {
+                    memset(s0, 0, sizeof s0), memset(s1, 0, sizeof s1), memset(s2, 0, sizeof s2);
+                    for (size_t h = 0; h < H; h++) { /* the per-head reference */
+                        r->dots(n, dh, q + h * dh, rows + h * hb, rb, idx, s0 + h * LD);
+                        r->wsum(n, dh, p + h * LD, rows + h * hb, rb, idx, o0 + h * dh);
+                    }
+                    r->dots_heads(n, H, dh, q, rows, rb, hb, idx, s1, LD);
+                    f->dots_heads(n, H, dh, q, rows, rb, hb, idx, s2, LD);
+                    r->wsum_heads(n, H, dh, p, LD, rows, rb, hb, idx, o1);
+                    f->wsum_heads(n, H, dh, p, LD, rows, rb, hb, idx, o2);
+                    if (memcmp(s0, s1, sizeof s0) || memcmp(s0, s2, sizeof s0))
+                        fail_msg("dots_heads %s dh=%zu H=%zu n=%zu: != per-head", bee_type_name(types[ti]), dh, H, n);
+                    if (memcmp(o0, o1, H * dh * sizeof *o0) || memcmp(o0, o2, H * dh * sizeof *o0))
+                        fail_msg("wsum_heads %s dh=%zu H=%zu n=%zu: != per-head", bee_type_name(types[ti]), dh, H, n);
+                }
+            }
+    free(q), free(kv), free(o0), free(o1), free(o2), free(rows);
+}
+
 /* Tiled prefill attention: packed keys, 12-query score tiles and 4-query
  * value tiles equal the reference bit for bit. */
 static void test_attn_tiles(void **state) {
@@ -898,6 +941,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_extreme_quants),
         cmocka_unit_test(test_dot_zero),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_attn_heads),
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
