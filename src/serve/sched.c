@@ -145,7 +145,9 @@ static void choice_feed(bee_choice *c, const char *text, size_t len, int final) 
     if (rc || bee_safety_stream_action(c->safe) == BEE_SAFETY_BLOCK) c->filtered = 1;
 }
 
-/* Stream callback of a choice's sampler (scheduler thread). */
+/* Stream callback of a choice's sampler (scheduler thread). The chunk is
+ * built off the lock; the connection thread is woken once per step, after
+ * every slot has sampled (after_step), not once per piece. */
 static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     (void)slot;
     bee_choice *c = user;
@@ -154,10 +156,14 @@ static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     choice_feed(c, text, len, 0);
     bee_job *j = c->job;
     if (!j->rq.stream || c->text.n == before) return;
+    json_t *ch = choice_chunk(j, c, c->text.s + before, c->text.n - before);
+    char *txt = json_dumps(ch, JSON_COMPACT);
+    json_decref(ch);
     pthread_mutex_lock(&j->srv->mu);
-    sse_append_locked(j, choice_chunk(j, c, c->text.s + before, c->text.n - before));
+    if (txt) bee_str_printf(&j->sse, "data: %s\n\n", txt);
     c->n_deltas++;
     pthread_mutex_unlock(&j->srv->mu);
+    free(txt);
 }
 
 /* Final stream events: finish reasons, usage, [DONE] (or an error event).
@@ -611,6 +617,10 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
         gen++;
     }
     bee_metrics_add(&s->metrics, &s->metrics.generated_tokens, gen);
+    for (size_t k = 0; k < n; k++) { /* one wake-up per stream for this step's text, outside mu */
+        bee_serve_slot *sl = &s->slots[s->st_slot[k]];
+        if (sl->job && sl->job->rq.stream) pthread_cond_broadcast(&sl->job->cv);
+    }
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->o.parallel; i++) { /* finished choices */
         bee_serve_slot *sl = &s->slots[i];
