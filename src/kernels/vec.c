@@ -150,6 +150,12 @@ const bee_attn_tile_kernels *bee_attn_tile_ref(uint32_t type) {
 
 enum { A_F32, A_F16, A_BF16 };
 
+/* Rows ahead that the all-heads kernels prefetch (0: none; 2, 4 and 8
+ * measured the same within noise on the 2-core VM). */
+#ifndef ATTN_PF
+#define ATTN_PF 2
+#endif
+
 /* 16 elements from p (masked-off lanes read nothing and give 0). */
 static inline __attribute__((always_inline)) T5 __m512 ld_kv(int kind, const uint8_t *p, __mmask16 k) {
     if (kind == A_F32) return _mm512_maskz_loadu_ps(k, p);
@@ -221,8 +227,8 @@ static inline __attribute__((always_inline)) T5 void dots_heads_k(int kind, size
     size_t es = kind == A_F32 ? 4 : 2;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride;
-        if (i + 2 < n) {
-            const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + 2] * stride;
+        if (ATTN_PF && i + ATTN_PF < n) {
+            const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + ATTN_PF] * stride;
             for (size_t b = 0; b < H * hb; b += 64) _mm_prefetch((const char *)nx + b, _MM_HINT_T0);
         }
         for (size_t h0 = 0; h0 < H; h0 += 4) {
@@ -256,8 +262,8 @@ static inline __attribute__((always_inline)) T5 void wsum_heads_g(int kind, int 
         for (int a = 0; a < G * C; a++) acc[a] = _mm512_setzero_ps();
         for (size_t i = 0; i < n; i++) {
             const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride + h0 * hb;
-            if (i + 2 < n) {
-                const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + 2] * stride + h0 * hb;
+            if (ATTN_PF && i + ATTN_PF < n) {
+                const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + ATTN_PF] * stride + h0 * hb;
                 for (size_t b = 0; b < (size_t)g_n * hb; b += 64) _mm_prefetch((const char *)nx + b, _MM_HINT_T0);
             }
             for (int g = 0; g < G; g++) {
