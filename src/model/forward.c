@@ -207,6 +207,7 @@ typedef struct {
     int32_t *rows;     // (n_threads, 2, max_k) bias-table row and index of each visible key of the current query
     int32_t *qrows;    // (total, 2, max_k) the same per query, kept for every layer (NULL: too big, per layer)
     uint32_t *qn;      // (total) visible keys of each query in qrows
+    float *qbias;      // (total, n_heads, max_k) the bias of each visible key per head, with qrows
     int qrows_ready;   /* qrows filled by the first attention layer */
     uint32_t *q_seq;   // (total) sequence of each new token
     const bee_attn_kernels *attn; /* scores and weighted values over the cache's type */
@@ -224,6 +225,20 @@ static uint32_t visible_keys(const bee_model *m, const bee_seq *s, uint32_t qi, 
     return n;
 }
 
+/* Largest of x[0..n) ignoring NaNs (-inf when none), as the sequential
+ * `if (x > mx) mx = x` gives it, in 16 independent lanes (vectorizable). */
+static float max_scores(const float *x, uint32_t n) {
+    float l[16];
+    for (int k = 0; k < 16; k++) l[k] = -INFINITY;
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) l[k] = x[i + (uint32_t)k] > l[k] ? x[i + (uint32_t)k] : l[k];
+    for (; i < n; i++) l[0] = x[i] > l[0] ? x[i] : l[0];
+    float mx = -INFINITY;
+    for (int k = 0; k < 16; k++) mx = l[k] > mx ? l[k] : mx;
+    return mx;
+}
+
 /* One query (batch row t) against its sequence's whole cache: the L x L
  * score matrix is never stored, only this query's score row per head, over
  * the keys the mask lets it see (listed once, shared by the heads and, when
@@ -233,11 +248,15 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, size_t t,
     const bee_model *m = c->m;
     uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, n;
     size_t rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh), ld = c->max_k;
-    float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * H * ld;
+    float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * H * ld, *bias = NULL;
     int32_t *row, *key;
     if (c->qrows) {
-        row = c->qrows + t * 2 * ld, key = row + ld;
-        if (!c->qrows_ready) c->qn[t] = visible_keys(m, s, qi, row, key);
+        row = c->qrows + t * 2 * ld, key = row + ld, bias = c->qbias + t * H * ld;
+        if (!c->qrows_ready) {
+            n = c->qn[t] = visible_keys(m, s, qi, row, key);
+            for (uint32_t h = 0; h < H; h++)
+                for (uint32_t i = 0; i < n; i++) bias[h * ld + i] = m->pos_bias[(size_t)row[i] * H + h];
+        }
         n = c->qn[t];
     } else {
         row = c->rows + (size_t)ith * 2 * ld, key = row + ld;
@@ -250,12 +269,14 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, size_t t,
     const uint8_t *K = s->k[l], *V = s->v[l];
     c->attn->dots_heads(n, H, dh, q, K, rb, hb, key, sc, ld);
     for (uint32_t h = 0; h < H; h++) {
-        float *sh = sc + h * ld, mx = -INFINITY;
-        for (uint32_t i = 0; i < n; i++) {
-            sh[i] = sh[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
-            if (sh[i] > mx) mx = sh[i];
+        float *sh = sc + h * ld;
+        if (bias) { /* contiguous: the compiler vectorizes it */
+            const float *bh = bias + h * ld;
+            for (uint32_t i = 0; i < n; i++) sh[i] = sh[i] / sd + bh[i];
+        } else {
+            for (uint32_t i = 0; i < n; i++) sh[i] = sh[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
         }
-        float sum = c->elt->exp_sum(sh, n, mx);
+        float sum = c->elt->exp_sum(sh, n, max_scores(sh, n));
         for (uint32_t i = 0; i < n; i++) sh[i] /= sum;
     }
     c->attn->wsum_heads(n, H, dh, sc, ld, V, rb, hb, key, out);
@@ -607,8 +628,9 @@ static int trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
     return 0;
 }
 
-/* Largest (queries x keys) whose visible-key lists are kept across layers (8 bytes each). */
-enum { QROWS_MAX = 1 << 21 };
+/* Largest queries x keys x (2 + heads) whose visible-key lists and biases
+ * are kept across layers (4 bytes each: 32 MiB). */
+enum { QROWS_MAX = 1 << 23 };
 
 static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     const bee_model *m = c->m;
@@ -634,10 +656,11 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     c->max_k = max_k;
     c->scores = malloc(nth * m->hp.n_heads * max_k * sizeof(float));
     c->rows = malloc(nth * 2 * max_k * sizeof(int32_t));
-    if (c->total * max_k <= QROWS_MAX) { /* the visible keys of every query, listed once for all layers */
+    if (c->total * max_k * (2 + m->hp.n_heads) <= QROWS_MAX) { /* visible keys and their biases, once for all layers */
         c->qrows = malloc((c->total ? c->total : 1) * 2 * max_k * sizeof(int32_t));
+        c->qbias = malloc((c->total ? c->total : 1) * m->hp.n_heads * max_k * sizeof(float));
         c->qn = malloc((c->total ? c->total : 1) * sizeof *c->qn);
-        if (!c->qrows || !c->qn) return bee_fail("out of memory");
+        if (!c->qrows || !c->qbias || !c->qn) return bee_fail("out of memory");
     }
     c->q_seq = malloc((c->total ? c->total : 1) * sizeof *c->q_seq);
     if (!c->scores || !c->rows || !c->q_seq) return bee_fail("out of memory");
@@ -681,7 +704,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, bee_eltwise_get()};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, bee_eltwise_get()};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
@@ -709,6 +732,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     free(c.scores);
     free(c.rows);
     free(c.qrows);
+    free(c.qbias);
     free(c.qn);
     free(c.q_seq);
     free_bufs(&b);
