@@ -119,7 +119,8 @@ void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out) {
     for (uint32_t i = 0; i < d; i++) tmp[i] = row[i] / sd;
     float p = (float)sub * m->hp.rope_scale;
     for (uint32_t i = 0; i < half; i++) {
-        float th = p * m->inv_freq[i], c = cosf(th), s = sinf(th);
+        /* subscript 0 (almost every token): cosf(±0) = 1 and sinf(±0) = ±0 exactly */
+        float th = p * m->inv_freq[i], c = th == 0.0f ? 1.0f : cosf(th), s = th == 0.0f ? th : sinf(th);
         out[i] = tmp[i] * c + (-tmp[i + half]) * s;
         out[i + half] = tmp[i + half] * c + tmp[i] * s;
     }
