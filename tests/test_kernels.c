@@ -28,6 +28,8 @@
 #include "kernels/dot.h"
 #include "kernels/gemm.h"
 #include "kernels/panel.h"
+#include "model/linear.h"
+#include "util/threadpool.h"
 #include "kernels/vec.h"
 #include "kernels/quant.h"
 #include "testutil.h"
@@ -565,6 +567,63 @@ static void test_attn(void **state) {
         }
 }
 
+/* Several matrices over one input in one region (q/k/v, gate/up): each
+ * output equals bee_linear's bit for bit, for panel weights of one type and
+ * width (the joint path) and for a mix that falls back to one call each. */
+static void test_linear_multi(void **state) {
+    (void)state;
+    enum { COLS = 64, MAXT = 13 };
+    static const uint64_t rows[3] = {40, 24, 17};
+    static const uint32_t types[3] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_Q8_0};
+    bee_pool *pool = bee_pool_init(2);
+    assert_non_null(pool);
+    float x[MAXT * COLS];
+    g_rng = 11;
+    fill(x, MAXT * COLS, 0.0f);
+    for (int mixed = 0; mixed < 2; mixed++)
+        for (size_t ti = 0; ti < 3; ti++) {
+            bee_weight w[3];
+            void *mem[3];
+            for (int m = 0; m < 3; m++) {
+                uint32_t type = mixed && m == 1 ? BEE_TYPE_F32 : types[ti];
+                float *wf = malloc(rows[m] * COLS * sizeof *wf);
+                fill(wf, rows[m] * COLS, 0.0f);
+                uint8_t *wr = malloc(bee_type_nbytes(type, rows[m] * COLS));
+                bee_quantize_row(type, wf, wr, rows[m] * COLS);
+                if (mixed && m == 1) { /* row-major: not joinable */
+                    mem[m] = wr;
+                    w[m] = (bee_weight){type, wr, rows[m], COLS, BEE_LAYOUT_ROWS};
+                } else {
+                    mem[m] = malloc(bee_panel_nbytes(type, rows[m], COLS));
+                    bee_panel_pack(type, wr, rows[m], COLS, mem[m]);
+                    free(wr);
+                    w[m] = (bee_weight){type, mem[m], rows[m], COLS, BEE_LAYOUT_PANEL};
+                }
+                free(wf);
+            }
+            for (size_t n_tok = 1; n_tok <= MAXT; n_tok += 4) {
+                float *y0[3], *y1[3], div[3] = {8.0f, 1.0f, 3.0f};
+                size_t ld[3];
+                const bee_weight *wp[3] = {&w[0], &w[1], &w[2]};
+                for (int m = 0; m < 3; m++) {
+                    ld[m] = rows[m] + 3;
+                    y0[m] = calloc(n_tok * ld[m], sizeof(float));
+                    y1[m] = calloc(n_tok * ld[m], sizeof(float));
+                    assert_int_equal(bee_linear(pool, y0[m], ld[m], x, n_tok, &w[m], div[m]), 0);
+                }
+                assert_int_equal(bee_linear_multi(pool, 3, y1, ld, x, n_tok, wp, div), 0);
+                for (int m = 0; m < 3; m++) {
+                    if (memcmp(y0[m], y1[m], n_tok * ld[m] * sizeof(float)))
+                        fail_msg("linear_multi %s mixed=%d n_tok=%zu matrix %d != bee_linear", bee_type_name(types[ti]),
+                                 mixed, n_tok, m);
+                    free(y0[m]), free(y1[m]);
+                }
+            }
+            for (int m = 0; m < 3; m++) free(mem[m]);
+        }
+    bee_pool_free(pool);
+}
+
 /* All heads of a query at once (each row read once): bit for bit the per-head
  * kernels, fast and reference, for head counts that fill a group of 4 or not
  * and head widths with and without a specialized path. */
@@ -942,6 +1001,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_zero),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_attn_heads),
+        cmocka_unit_test(test_linear_multi),
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
