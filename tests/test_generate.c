@@ -1,6 +1,7 @@
 /* Generation: upstream beam search token for token (golden beam_search_result
  * for zh/en/mixed, alone and as one batch), greedy/sampled decoding, stop
  * strings, streaming and error paths. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,10 +218,39 @@ static void test_bad_params(void **state) {
     json_decref(d);
 }
 
+/* The lane-wise greedy argmax ends where the sequential scan does: random
+ * values, ties, signed zeros, infinities and NaNs (first or later), every
+ * length around the 16-lane blocks. */
+static int32_t argmax_scan(const float *x, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+static void test_argmax_matches_scan(void **state) {
+    (void)state;
+    enum { N = 80 };
+    float x[N];
+    uint64_t r = 12345;
+    const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f};
+    for (int trial = 0; trial < 4000; trial++) {
+        size_t n = (size_t)(trial % N) + (trial % 7 == 0 ? 0 : 1);
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            int kind = (int)(r >> 60) % 4;
+            if (kind == 0) x[i] = specials[(r >> 32) % 7];
+            else if (kind == 1) x[i] = (float)((r >> 40) % 5); /* many ties */
+            else x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 20.0 - 10.0);
+        }
+        if (bee_argmax(x, n) != argmax_scan(x, n)) fail_msg("trial %d (n=%zu): %d vs scan %d", trial, n, bee_argmax(x, n), argmax_scan(x, n));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_beam_golden),       cmocka_unit_test(test_beam_batch),
-        cmocka_unit_test(test_greedy_matches_argmax), cmocka_unit_test(test_sampling_seed_and_stream),
+        cmocka_unit_test(test_greedy_matches_argmax), cmocka_unit_test(test_argmax_matches_scan), cmocka_unit_test(test_sampling_seed_and_stream),
         cmocka_unit_test(test_stop_strings),      cmocka_unit_test(test_multi_slot_sampling),
         cmocka_unit_test(test_bad_params),
     };

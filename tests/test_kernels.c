@@ -28,6 +28,8 @@
 #include "kernels/dot.h"
 #include "kernels/gemm.h"
 #include "kernels/panel.h"
+#include "model/linear.h"
+#include "util/threadpool.h"
 #include "kernels/vec.h"
 #include "kernels/quant.h"
 #include "testutil.h"
@@ -565,6 +567,106 @@ static void test_attn(void **state) {
         }
 }
 
+/* Several matrices over one input in one region (q/k/v, gate/up): each
+ * output equals bee_linear's bit for bit, for panel weights of one type and
+ * width (the joint path) and for a mix that falls back to one call each. */
+static void test_linear_multi(void **state) {
+    (void)state;
+    enum { COLS = 64, MAXT = 13 };
+    static const uint64_t rows[3] = {40, 24, 17};
+    static const uint32_t types[3] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_Q8_0};
+    bee_pool *pool = bee_pool_init(2);
+    assert_non_null(pool);
+    float x[MAXT * COLS];
+    g_rng = 11;
+    fill(x, MAXT * COLS, 0.0f);
+    for (int mixed = 0; mixed < 2; mixed++)
+        for (size_t ti = 0; ti < 3; ti++) {
+            bee_weight w[3];
+            void *mem[3];
+            for (int m = 0; m < 3; m++) {
+                uint32_t type = mixed && m == 1 ? BEE_TYPE_F32 : types[ti];
+                float *wf = malloc(rows[m] * COLS * sizeof *wf);
+                fill(wf, rows[m] * COLS, 0.0f);
+                uint8_t *wr = malloc(bee_type_nbytes(type, rows[m] * COLS));
+                bee_quantize_row(type, wf, wr, rows[m] * COLS);
+                if (mixed && m == 1) { /* row-major: not joinable */
+                    mem[m] = wr;
+                    w[m] = (bee_weight){type, wr, rows[m], COLS, BEE_LAYOUT_ROWS};
+                } else {
+                    mem[m] = malloc(bee_panel_nbytes(type, rows[m], COLS));
+                    bee_panel_pack(type, wr, rows[m], COLS, mem[m]);
+                    free(wr);
+                    w[m] = (bee_weight){type, mem[m], rows[m], COLS, BEE_LAYOUT_PANEL};
+                }
+                free(wf);
+            }
+            for (size_t n_tok = 1; n_tok <= MAXT; n_tok += 4) {
+                float *y0[3], *y1[3], div[3] = {8.0f, 1.0f, 3.0f};
+                size_t ld[3];
+                const bee_weight *wp[3] = {&w[0], &w[1], &w[2]};
+                for (int m = 0; m < 3; m++) {
+                    ld[m] = rows[m] + 3;
+                    y0[m] = calloc(n_tok * ld[m], sizeof(float));
+                    y1[m] = calloc(n_tok * ld[m], sizeof(float));
+                    assert_int_equal(bee_linear(pool, y0[m], ld[m], x, n_tok, &w[m], div[m]), 0);
+                }
+                assert_int_equal(bee_linear_multi(pool, 3, y1, ld, x, n_tok, wp, div), 0);
+                for (int m = 0; m < 3; m++) {
+                    if (memcmp(y0[m], y1[m], n_tok * ld[m] * sizeof(float)))
+                        fail_msg("linear_multi %s mixed=%d n_tok=%zu matrix %d != bee_linear", bee_type_name(types[ti]),
+                                 mixed, n_tok, m);
+                    free(y0[m]), free(y1[m]);
+                }
+            }
+            for (int m = 0; m < 3; m++) free(mem[m]);
+        }
+    bee_pool_free(pool);
+}
+
+/* All heads of a query at once (each row read once): bit for bit the per-head
+ * kernels, fast and reference, for head counts that fill a group of 4 or not
+ * and head widths with and without a specialized path. */
+static void test_attn_heads(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    static const size_t dhs[] = {8, 32, 40, 64, 128, 200};
+    static const size_t hs[] = {1, 3, 4, 5, 9};
+    enum { NK = 11, MAXH = 9, MAXD = 200, LD = 13 };
+    float *q = malloc(MAXH * MAXD * sizeof *q), *kv = malloc(NK * MAXH * MAXD * sizeof *kv);
+    float p[MAXH * LD], s0[MAXH * LD], s1[MAXH * LD], s2[MAXH * LD], *o0 = malloc(MAXH * MAXD * sizeof *o0),
+                                                                     *o1 = malloc(MAXH * MAXD * sizeof *o1),
+                                                                     *o2 = malloc(MAXH * MAXD * sizeof *o2);
+    uint8_t *rows = malloc(NK * (MAXH * MAXD * 4 + 64));
+    int32_t idx[NK] = {10, 8, 3, 0, 7, 1, 9, 5, 2, 6, 4};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t di = 0; di < sizeof dhs / sizeof *dhs; di++)
+            for (size_t hi = 0; hi < sizeof hs / sizeof *hs; hi++) {
+                size_t dh = dhs[di], H = hs[hi], hb = bee_type_nbytes(types[ti], dh), rb = H * hb + 64; /* padded rows */
+                const bee_attn_kernels *f = bee_attn_get(types[ti], dh), *r = bee_attn_ref(types[ti]);
+                fill(q, H * dh, 0.1f);
+                fill(kv, NK * H * dh, 0.3f);
+                fill(p, H * LD, 0.0f);
+                for (size_t k = 0; k < NK; k++) bee_quantize_row(types[ti], kv + k * H * dh, rows + k * rb, H * dh);
+                for (size_t n = 0; n <= NK; n++) {
+                    memset(s0, 0, sizeof s0), memset(s1, 0, sizeof s1), memset(s2, 0, sizeof s2);
+                    for (size_t h = 0; h < H; h++) { /* the per-head reference */
+                        r->dots(n, dh, q + h * dh, rows + h * hb, rb, idx, s0 + h * LD);
+                        r->wsum(n, dh, p + h * LD, rows + h * hb, rb, idx, o0 + h * dh);
+                    }
+                    r->dots_heads(n, H, dh, q, rows, rb, hb, idx, s1, LD);
+                    f->dots_heads(n, H, dh, q, rows, rb, hb, idx, s2, LD);
+                    r->wsum_heads(n, H, dh, p, LD, rows, rb, hb, idx, o1);
+                    f->wsum_heads(n, H, dh, p, LD, rows, rb, hb, idx, o2);
+                    if (memcmp(s0, s1, sizeof s0) || memcmp(s0, s2, sizeof s0))
+                        fail_msg("dots_heads %s dh=%zu H=%zu n=%zu: != per-head", bee_type_name(types[ti]), dh, H, n);
+                    if (memcmp(o0, o1, H * dh * sizeof *o0) || memcmp(o0, o2, H * dh * sizeof *o0))
+                        fail_msg("wsum_heads %s dh=%zu H=%zu n=%zu: != per-head", bee_type_name(types[ti]), dh, H, n);
+                }
+            }
+    free(q), free(kv), free(o0), free(o1), free(o2), free(rows);
+}
+
 /* Tiled prefill attention: packed keys, 12-query score tiles and 4-query
  * value tiles equal the reference bit for bit. */
 static void test_attn_tiles(void **state) {
@@ -900,6 +1002,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dot_extreme_quants),
         cmocka_unit_test(test_dot_zero),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_attn_heads),
+        cmocka_unit_test(test_linear_multi),
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),

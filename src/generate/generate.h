@@ -112,5 +112,9 @@ json_t *bee_gen_finish(const bee_gen_batch *b, size_t i, const int32_t *words, c
 void bee_repetition_penalty(float *logits, const int32_t *hist, size_t n, float penalty);
 /* log_softmax in place (fp32). */
 void bee_log_softmax(float *x, size_t n);
+/* Greedy choice: the index the scan `if (x[i] > x[best]) best = i` from
+ * best = 0 ends on (the first largest value; NaNs never win; 0 when n == 0),
+ * computed in 16 lanes. */
+int32_t bee_argmax(const float *x, size_t n);
 
 #endif

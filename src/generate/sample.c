@@ -39,16 +39,28 @@ static int cmp_prob_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int32_t argmax(const float *x, size_t n) {
-    size_t best = 0;
-    for (size_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return (int32_t)best;
+/* The first index of the largest value, as the scan `if (x[i] > x[best])
+ * best = i` from best = 0 finds it (NaNs never win; a NaN at 0 stays): the
+ * largest value by 16 independent lanes (vectorizable), then its first
+ * occurrence. */
+int32_t bee_argmax(const float *x, size_t n) {
+    if (n == 0 || isnan(x[0])) return 0;
+    float l[16];
+    for (int k = 0; k < 16; k++) l[k] = x[0];
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) l[k] = x[i + (size_t)k] > l[k] ? x[i + (size_t)k] : l[k];
+    for (; i < n; i++) l[0] = x[i] > l[0] ? x[i] : l[0];
+    float mx = l[0];
+    for (int k = 1; k < 16; k++) mx = l[k] > mx ? l[k] : mx;
+    for (i = 0; i < n; i++)
+        if (x[i] == mx) return (int32_t)i;
+    return 0;
 }
 
 /* temperature → top-k → softmax → top-p → min-p → draw. */
 static int32_t sample_token(const float *logits, size_t n, const bee_sample_params *p, uint64_t *rng, prob *buf) {
-    if (p->temperature <= 0.0f) return argmax(logits, n);
+    if (p->temperature <= 0.0f) return bee_argmax(logits, n);
     float mx = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         buf[i] = (prob){logits[i] / p->temperature, (int32_t)i};

@@ -41,7 +41,17 @@ static float dot_tree_ref(uint32_t type, size_t dh, const float *q, const uint8_
             for (size_t e = 0; e < dh; e++) out[e] = fmaf(p[i], elem(type, r, e), out[e]);             \
         }                                                                                              \
     }                                                                                                  \
-    static const bee_attn_kernels name = {name##_dots, name##_wsum};
+    static void name##_dots_heads(size_t n, size_t H, size_t dh, const float *q, const void *rows, size_t stride, \
+                                  size_t hb, const int32_t *idx, float *out, size_t ldo) {             \
+        for (size_t h = 0; h < H; h++)                                                                 \
+            name##_dots(n, dh, q + h * dh, (const uint8_t *)rows + h * hb, stride, idx, out + h * ldo); \
+    }                                                                                                  \
+    static void name##_wsum_heads(size_t n, size_t H, size_t dh, const float *p, size_t ldp, const void *rows, \
+                                  size_t stride, size_t hb, const int32_t *idx, float *out) {          \
+        for (size_t h = 0; h < H; h++)                                                                 \
+            name##_wsum(n, dh, p + h * ldp, (const uint8_t *)rows + h * hb, stride, idx, out + h * dh); \
+    }                                                                                                  \
+    static const bee_attn_kernels name = {name##_dots, name##_wsum, name##_dots_heads, name##_wsum_heads};
 
 ATTN_REF(attn_ref_f32, BEE_TYPE_F32)
 ATTN_REF(attn_ref_f16, BEE_TYPE_F16)
@@ -140,6 +150,12 @@ const bee_attn_tile_kernels *bee_attn_tile_ref(uint32_t type) {
 
 enum { A_F32, A_F16, A_BF16 };
 
+/* Rows ahead that the all-heads kernels prefetch (0: none; 2, 4 and 8
+ * measured the same within noise on the 2-core VM). */
+#ifndef ATTN_PF
+#define ATTN_PF 2
+#endif
+
 /* 16 elements from p (masked-off lanes read nothing and give 0). */
 static inline __attribute__((always_inline)) T5 __m512 ld_kv(int kind, const uint8_t *p, __mmask16 k) {
     if (kind == A_F32) return _mm512_maskz_loadu_ps(k, p);
@@ -201,6 +217,81 @@ static inline __attribute__((always_inline)) T5 void wsum_k(int kind, size_t n, 
     }
 }
 
+/* Every head of one query: row i is visited once for all heads (the keys
+ * stream through the cache in order); per (row, head) the fma chain and the
+ * lane tree are those of dots_k. */
+static inline __attribute__((always_inline)) T5 void dots_heads_k(int kind, size_t n, size_t H, size_t dh,
+                                                                  const float *q, const void *rows, size_t stride,
+                                                                  size_t hb, const int32_t *idx, float *out,
+                                                                  size_t ldo) {
+    size_t es = kind == A_F32 ? 4 : 2;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride;
+        if (ATTN_PF && i + ATTN_PF < n) {
+            const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + ATTN_PF] * stride;
+            for (size_t b = 0; b < H * hb; b += 64) _mm_prefetch((const char *)nx + b, _MM_HINT_T0);
+        }
+        for (size_t h0 = 0; h0 < H; h0 += 4) {
+            __m512 acc[4];
+            for (size_t k = 0; k < 4; k++) {
+                acc[k] = _mm512_setzero_ps();
+                if (h0 + k >= H) continue;
+                const float *qh = q + (h0 + k) * dh;
+                const uint8_t *rh = r + (h0 + k) * hb;
+                for (size_t e = 0; e < dh; e += 16) {
+                    __mmask16 mk = dh - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - e)) - 1);
+                    acc[k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(mk, qh + e), ld_kv(kind, rh + e * es, mk), acc[k], mk);
+                }
+            }
+            float s[4];
+            _mm_storeu_ps(s, reduce4x(acc[0], acc[1], acc[2], acc[3]));
+            for (size_t k = 0; k < 4 && h0 + k < H; k++) out[(h0 + k) * ldo + i] = s[k];
+        }
+    }
+}
+
+/* G heads of C full 16-lane chunks each (G * C <= 16 accumulators live). */
+static inline __attribute__((always_inline)) T5 void wsum_heads_g(int kind, int C, int G, size_t n, size_t H,
+                                                                  const float *p, size_t ldp, const void *rows,
+                                                                  size_t stride, size_t hb, const int32_t *idx,
+                                                                  float *out) {
+    size_t es = kind == A_F32 ? 4 : 2, dh = 16 * (size_t)C;
+    for (size_t h0 = 0; h0 < H; h0 += (size_t)G) {
+        int g_n = H - h0 < (size_t)G ? (int)(H - h0) : G;
+        __m512 acc[16];
+        for (int a = 0; a < G * C; a++) acc[a] = _mm512_setzero_ps();
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *r = (const uint8_t *)rows + (size_t)idx[i] * stride + h0 * hb;
+            if (ATTN_PF && i + ATTN_PF < n) {
+                const uint8_t *nx = (const uint8_t *)rows + (size_t)idx[i + ATTN_PF] * stride + h0 * hb;
+                for (size_t b = 0; b < (size_t)g_n * hb; b += 64) _mm_prefetch((const char *)nx + b, _MM_HINT_T0);
+            }
+            for (int g = 0; g < G; g++) {
+                if (g >= g_n) break;
+                __m512 pv = _mm512_set1_ps(p[(h0 + (size_t)g) * ldp + i]);
+                for (int c = 0; c < C; c++)
+                    acc[g * C + c] = _mm512_fmadd_ps(pv, ld_kv(kind, r + (size_t)g * hb + 16 * (size_t)c * es, 0xffff),
+                                                     acc[g * C + c]);
+            }
+        }
+        for (int g = 0; g < g_n; g++)
+            for (int c = 0; c < C; c++) _mm512_storeu_ps(out + (h0 + (size_t)g) * dh + 16 * (size_t)c, acc[g * C + c]);
+    }
+}
+
+static inline __attribute__((always_inline)) T5 void wsum_heads_k(int kind, size_t n, size_t H, size_t dh,
+                                                                  const float *p, size_t ldp, const void *rows,
+                                                                  size_t stride, size_t hb, const int32_t *idx,
+                                                                  float *out) {
+    switch (dh) {
+    case 32: wsum_heads_g(kind, 2, 8, n, H, p, ldp, rows, stride, hb, idx, out); return;
+    case 64: wsum_heads_g(kind, 4, 4, n, H, p, ldp, rows, stride, hb, idx, out); return;
+    case 128: wsum_heads_g(kind, 8, 2, n, H, p, ldp, rows, stride, hb, idx, out); return;
+    default:
+        for (size_t h = 0; h < H; h++) wsum_k(kind, n, dh, p + h * ldp, (const uint8_t *)rows + h * hb, stride, idx, out + h * dh);
+    }
+}
+
 #define ATTN_AVX512(name, kind)                                                                        \
     T5 static void name##_dots(size_t n, size_t dh, const float *q, const void *rows, size_t stride,   \
                                const int32_t *idx, float *out) {                                       \
@@ -210,7 +301,15 @@ static inline __attribute__((always_inline)) T5 void wsum_k(int kind, size_t n, 
                                const int32_t *idx, float *out) {                                       \
         wsum_k(kind, n, dh, p, rows, stride, idx, out);                                                \
     }                                                                                                  \
-    static const bee_attn_kernels name = {name##_dots, name##_wsum};
+    T5 static void name##_dots_heads(size_t n, size_t H, size_t dh, const float *q, const void *rows,  \
+                                     size_t stride, size_t hb, const int32_t *idx, float *out, size_t ldo) { \
+        dots_heads_k(kind, n, H, dh, q, rows, stride, hb, idx, out, ldo);                              \
+    }                                                                                                  \
+    T5 static void name##_wsum_heads(size_t n, size_t H, size_t dh, const float *p, size_t ldp, const void *rows, \
+                                     size_t stride, size_t hb, const int32_t *idx, float *out) {       \
+        wsum_heads_k(kind, n, H, dh, p, ldp, rows, stride, hb, idx, out);                              \
+    }                                                                                                  \
+    static const bee_attn_kernels name = {name##_dots, name##_wsum, name##_dots_heads, name##_wsum_heads};
 
 /* ---------------------------------------------------------------- element-wise, AVX-512 */
 

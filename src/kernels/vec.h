@@ -18,6 +18,15 @@
 typedef struct {
     void (*dots)(size_t n, size_t dh, const float *q, const void *rows, size_t stride, const int32_t *idx, float *out);
     void (*wsum)(size_t n, size_t dh, const float *p, const void *rows, size_t stride, const int32_t *idx, float *out);
+    /* All H heads of one query at once, each cached row read once (head h of
+     * row i at rows + idx[i] * stride + h * hb bytes), each head exactly as
+     * dots / wsum compute it:
+     *   dots_heads: out[h * ldo + i] = q_h . row_i,h   (q_h = q + h * dh);
+     *   wsum_heads: out[h * dh + e] = sum_i p[h * ldp + i] * row_i,h[e]. */
+    void (*dots_heads)(size_t n, size_t H, size_t dh, const float *q, const void *rows, size_t stride, size_t hb,
+                       const int32_t *idx, float *out, size_t ldo);
+    void (*wsum_heads)(size_t n, size_t H, size_t dh, const float *p, size_t ldp, const void *rows, size_t stride,
+                       size_t hb, const int32_t *idx, float *out);
 } bee_attn_kernels;
 
 /* Prefill of many queries against one head of the cache:

@@ -119,7 +119,8 @@ void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out) {
     for (uint32_t i = 0; i < d; i++) tmp[i] = row[i] / sd;
     float p = (float)sub * m->hp.rope_scale;
     for (uint32_t i = 0; i < half; i++) {
-        float th = p * m->inv_freq[i], c = cosf(th), s = sinf(th);
+        /* subscript 0 (almost every token): cosf(±0) = 1 and sinf(±0) = ±0 exactly */
+        float th = p * m->inv_freq[i], c = th == 0.0f ? 1.0f : cosf(th), s = th == 0.0f ? th : sinf(th);
         out[i] = tmp[i] * c + (-tmp[i + half]) * s;
         out[i + half] = tmp[i + half] * c + tmp[i] * s;
     }
@@ -203,45 +204,83 @@ typedef struct {
     size_t n_seq, total;
     uint32_t *n_old;   // (n_seq) cache length before this call
     uint32_t max_k;    /* longest key buffer in the batch */
-    float *scores;     // (n_threads, max_k) one score row per thread
+    float *scores;     // (n_threads, n_heads, max_k) the score rows of one query per thread
     int32_t *rows;     // (n_threads, 2, max_k) bias-table row and index of each visible key of the current query
+    int32_t *qrows;    // (total, 2, max_k) the same per query, kept for every layer (NULL: too big, per layer)
+    uint32_t *qn;      // (total) visible keys of each query in qrows
+    float *qbias;      // (total, n_heads, max_k) the bias of each visible key per head, with qrows
+    int qrows_ready;   /* qrows filled by the first attention layer */
     uint32_t *q_seq;   // (total) sequence of each new token
     const bee_attn_kernels *attn; /* scores and weighted values over the cache's type */
     const bee_eltwise_kernels *elt;
 } fwd_ctx;
 
-/* One query against its sequence's whole cache: the L x L score matrix is
- * never stored, only one row of scores at a time, over the keys the mask
- * lets this query see (listed once, shared by the heads). */
-static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t qi, const float *q, float *out,
-                       int ith) {
-    const bee_model *m = c->m;
-    uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, nk = s->n, n = 0;
-    size_t rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh);
-    float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * c->max_k;
-    int32_t *row = c->rows + (size_t)ith * 2 * c->max_k, *key = row + c->max_k;
+/* Lists the keys query qi may see and their bias-table rows; returns how many. */
+static uint32_t visible_keys(const bee_model *m, const bee_seq *s, uint32_t qi, int32_t *row, int32_t *key) {
     const bee_token *qt = &s->keys[qi];
-    const uint8_t *K = s->k[l], *V = s->v[l];
-    for (uint32_t j = 0; j < nk; j++) {
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
         int32_t b = bias_row(m, s, qt, &s->keys[j]);
         if (b >= 0) row[n] = b, key[n++] = (int32_t)j;
     }
-    for (uint32_t h = 0; h < H; h++) {
-        float *o = out + h * dh;
-        if (n == 0) { /* fully masked query (padding): zero output, as upstream */
-            memset(o, 0, dh * sizeof *o);
-            continue;
+    return n;
+}
+
+/* Largest of x[0..n) ignoring NaNs (-inf when none), as the sequential
+ * `if (x > mx) mx = x` gives it, in 16 independent lanes (vectorizable). */
+static float max_scores(const float *x, uint32_t n) {
+    float l[16];
+    for (int k = 0; k < 16; k++) l[k] = -INFINITY;
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) l[k] = x[i + (uint32_t)k] > l[k] ? x[i + (uint32_t)k] : l[k];
+    for (; i < n; i++) l[0] = x[i] > l[0] ? x[i] : l[0];
+    float mx = -INFINITY;
+    for (int k = 0; k < 16; k++) mx = l[k] > mx ? l[k] : mx;
+    return mx;
+}
+
+/* One query (batch row t) against its sequence's whole cache: the L x L
+ * score matrix is never stored, only this query's score row per head, over
+ * the keys the mask lets it see (listed once, shared by the heads and, when
+ * they fit, by the layers). Each cached row is read once for all heads. */
+static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, size_t t, uint32_t qi, const float *q,
+                       float *out, int ith) {
+    const bee_model *m = c->m;
+    uint32_t H = m->hp.n_heads, dh = m->hp.dim_head, n;
+    size_t rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh), ld = c->max_k;
+    float sd = sqrtf((float)dh), *sc = c->scores + (size_t)ith * H * ld, *bias = NULL;
+    int32_t *row, *key;
+    if (c->qrows) {
+        row = c->qrows + t * 2 * ld, key = row + ld, bias = c->qbias + t * H * ld;
+        if (!c->qrows_ready) {
+            n = c->qn[t] = visible_keys(m, s, qi, row, key);
+            for (uint32_t h = 0; h < H; h++)
+                for (uint32_t i = 0; i < n; i++) bias[h * ld + i] = m->pos_bias[(size_t)row[i] * H + h];
         }
-        c->attn->dots(n, dh, q + h * dh, K + h * hb, rb, key, sc);
-        float mx = -INFINITY;
-        for (uint32_t i = 0; i < n; i++) {
-            sc[i] = sc[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
-            if (sc[i] > mx) mx = sc[i];
-        }
-        float sum = c->elt->exp_sum(sc, n, mx);
-        for (uint32_t i = 0; i < n; i++) sc[i] /= sum;
-        c->attn->wsum(n, dh, sc, V + h * hb, rb, key, o);
+        n = c->qn[t];
+    } else {
+        row = c->rows + (size_t)ith * 2 * ld, key = row + ld;
+        n = visible_keys(m, s, qi, row, key);
     }
+    if (n == 0) { /* fully masked query (padding): zero output, as upstream */
+        memset(out, 0, (size_t)H * dh * sizeof *out);
+        return;
+    }
+    const uint8_t *K = s->k[l], *V = s->v[l];
+    c->attn->dots_heads(n, H, dh, q, K, rb, hb, key, sc, ld);
+    for (uint32_t h = 0; h < H; h++) {
+        float *sh = sc + h * ld;
+        if (bias) { /* contiguous: the compiler vectorizes it */
+            const float *bh = bias + h * ld;
+            for (uint32_t i = 0; i < n; i++) sh[i] = sh[i] / sd + bh[i];
+        } else {
+            for (uint32_t i = 0; i < n; i++) sh[i] = sh[i] / sd + m->pos_bias[(size_t)row[i] * H + h];
+        }
+        float sum = c->elt->exp_sum(sh, n, max_scores(sh, n));
+        for (uint32_t i = 0; i < n; i++) sh[i] /= sum;
+    }
+    c->attn->wsum_heads(n, H, dh, sc, ld, V, rb, hb, key, out);
 }
 
 typedef struct {
@@ -261,7 +300,7 @@ static void attend_range(void *ctx, size_t begin, size_t end, int ith) {
         if (j->tiled[i]) continue;
         const bee_seq *s = j->c->seqs[i];
         uint32_t qi = j->c->n_old[i] + (uint32_t)(t - j->t0[i]);
-        attend_one(j->c, s, j->l, qi, j->q + t * w, j->out + t * w, ith);
+        attend_one(j->c, s, j->l, t, qi, j->q + t * w, j->out + t * w, ith);
     }
 }
 
@@ -388,6 +427,7 @@ static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *
         if (tiled[i]) rc = attention_tiled(c, c->seqs[i], l, c->n_old[i], q + starts[i] * w, out + starts[i] * w);
     attn_job j = {c, l, q, out, starts, tiled};
     if (rc == 0) bee_pool_for(c->m->pool, c->total, 1, attend_range, &j);
+    if (rc == 0) ((fwd_ctx *)c)->qrows_ready = 1;
     free(starts);
     free(tiled);
     return rc;
@@ -432,9 +472,14 @@ static void rows_range(void *ctx, size_t begin, size_t end, int ith) {
     }
 }
 
+/* Below this many elements a pass runs on the calling thread: waking the
+ * workers would cost more than the pass (a decode step of a few streams). */
+enum { ROWS_INLINE = 16384 };
+
 static void rows_apply(const fwd_ctx *c, int op, float *y, const float *x, const float *w, size_t width) {
     row_job j = {c, op, y, x, w, width};
-    bee_pool_for(c->m->pool, c->total, 4, rows_range, &j);
+    if (c->total * width <= ROWS_INLINE) rows_range(&j, 0, c->total, 0);
+    else bee_pool_for(c->m->pool, c->total, 4, rows_range, &j);
 }
 
 /* ---------------------------------------------------------------- blocks */
@@ -444,9 +489,12 @@ static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_
     size_t d = m->hp.dim, w = row_width(m);
     rows_apply(c, ROW_NORM, b->a, b->h, L->att_norm, d);
     float sd = sqrtf((float)d), sw = sqrtf((float)w);
-    if (linear(c, b->q, w, b->a, &L->wq, sd) || linear(c, b->k, w, b->a, &L->wk, sd) ||
-        linear(c, b->v, w, b->a, &L->wv, sd))
-        return -1;
+    {
+        float *ys[3] = {b->q, b->k, b->v}, divs[3] = {sd, sd, sd};
+        size_t ld[3] = {w, w, w};
+        const bee_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        if (bee_linear_multi(m->pool, 3, ys, ld, b->a, c->total, ws, divs)) return -1;
+    }
     if (m->lora) { /* unmerged adapter: a separate low-rank path, whatever the base layout */
         uint32_t l = (uint32_t)(L - m->layers);
         if (bee_lora_add(m->lora, l, BEE_LORA_Q, c->total, b->a, b->q, w) ||
@@ -464,7 +512,12 @@ static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
     size_t d = m->hp.dim, F = m->hp.dim_ff;
     rows_apply(c, ROW_NORM, b->a, b->h, L->ffn_norm, d);
     float sd = sqrtf((float)d), sf = sqrtf((float)F);
-    if (linear(c, b->g, F, b->a, &L->w_gate, sd) || linear(c, b->u, F, b->a, &L->w_up, sd)) return -1;
+    {
+        float *ys[2] = {b->g, b->u}, divs[2] = {sd, sd};
+        size_t ld[2] = {F, F};
+        const bee_weight *ws[2] = {&L->w_gate, &L->w_up};
+        if (bee_linear_multi(m->pool, 2, ys, ld, b->a, c->total, ws, divs)) return -1;
+    }
     rows_apply(c, ROW_GELU_MUL, b->g, b->u, NULL, F);
     if (linear(c, b->a, d, b->g, &L->w_down, sf)) return -1;
     rows_apply(c, ROW_RESIDUAL, b->h, b->a, NULL, d);
@@ -576,6 +629,10 @@ static int trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
     return 0;
 }
 
+/* Largest queries x keys x (2 + heads) whose visible-key lists and biases
+ * are kept across layers (4 bytes each: 32 MiB). */
+enum { QROWS_MAX = 1 << 23 };
+
 static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     const bee_model *m = c->m;
     uint32_t max_k = 1;
@@ -598,8 +655,14 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     if (!(c->attn = bee_attn_get(kvt, m->hp.dim_head))) return bee_fail("no attention kernel for a %s KV cache", bee_type_name(kvt));
     size_t nth = (size_t)bee_pool_size(m->pool);
     c->max_k = max_k;
-    c->scores = malloc(nth * max_k * sizeof(float));
+    c->scores = malloc(nth * m->hp.n_heads * max_k * sizeof(float));
     c->rows = malloc(nth * 2 * max_k * sizeof(int32_t));
+    if (c->total * max_k * (2 + m->hp.n_heads) <= QROWS_MAX) { /* visible keys and their biases, once for all layers */
+        c->qrows = malloc((c->total ? c->total : 1) * 2 * max_k * sizeof(int32_t));
+        c->qbias = malloc((c->total ? c->total : 1) * m->hp.n_heads * max_k * sizeof(float));
+        c->qn = malloc((c->total ? c->total : 1) * sizeof *c->qn);
+        if (!c->qrows || !c->qbias || !c->qn) return bee_fail("out of memory");
+    }
     c->q_seq = malloc((c->total ? c->total : 1) * sizeof *c->q_seq);
     if (!c->scores || !c->rows || !c->q_seq) return bee_fail("out of memory");
     for (size_t i = 0, t = 0; i < c->n_seq; i++)
@@ -642,7 +705,7 @@ static void rollback(fwd_ctx *c) {
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
                 size_t n_seq, const bee_ext *ext, bee_logits_mode mode, float *logits, bee_trace *trace) {
-    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, bee_eltwise_get()};
+    fwd_ctx c = {m, seqs, n_tok, n_seq, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, bee_eltwise_get()};
     for (size_t i = 0; i < n_seq; i++) {
         if (check_tokens(m, toks[i], n_tok[i], ext)) return bee_fail_prefix("sequence %zu: ", i);
         if (n_tok[i] == 0 && mode == BEE_LOGITS_LAST) return bee_fail("sequence %zu: no tokens", i);
@@ -669,6 +732,9 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     free(c.n_old);
     free(c.scores);
     free(c.rows);
+    free(c.qrows);
+    free(c.qbias);
+    free(c.qn);
     free(c.q_seq);
     free_bufs(&b);
     return rc;

@@ -70,6 +70,53 @@ static int linear_panel(bee_pool *pool, float *y, size_t ldy, const float *x, si
     return 0;
 }
 
+/* Several matrices of one panel type and width over the same input: the
+ * activations are converted once and every panel of every matrix is one task
+ * of a single parallel region. */
+typedef struct {
+    size_t n;
+    const bee_weight *const *w;
+    float *const *y;
+    const size_t *ldy;
+    const float *div;
+    size_t first[BEE_LINEAR_MAX + 1]; /* first panel of each matrix in the joint numbering */
+    const bee_panel_act *a;
+} multi_job;
+
+static void multi_rows(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    const multi_job *j = ctx;
+    for (size_t i = 0; i < j->n && begin < end; i++) {
+        size_t p0 = j->first[i], p1 = j->first[i + 1];
+        if (begin >= p1) continue;
+        size_t e = end < p1 ? end : p1;
+        bee_panel_matmul(j->w[i]->type, j->w[i]->data, j->w[i]->rows, begin - p0, e - p0, j->a, j->y[i], j->ldy[i],
+                         j->div[i]);
+        begin = e;
+    }
+}
+
+int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
+                     const bee_weight *const *w, const float *div) {
+    int joint = n >= 1 && n <= BEE_LINEAR_MAX;
+    for (size_t i = 0; joint && i < n; i++)
+        joint = w[i]->layout == BEE_LAYOUT_PANEL && w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
+    if (!joint) {
+        for (size_t i = 0; i < n; i++)
+            if (bee_linear(pool, y[i], ldy[i], x, n_tok, w[i], div[i])) return -1;
+        return 0;
+    }
+    bee_panel_act a;
+    if (bee_panel_act_init(&a, w[0]->type, n_tok, w[0]->cols)) return -1;
+    panel_job fj = {w[0], &a, x, NULL, 1.0f, 0};
+    bee_pool_for(pool, n_tok, 8, panel_fill, &fj);
+    multi_job j = {n, w, y, ldy, div, {0}, &a};
+    for (size_t i = 0; i < n; i++) j.first[i + 1] = j.first[i] + (w[i]->rows + BEE_PANEL_ROWS - 1) / BEE_PANEL_ROWS;
+    bee_pool_for(pool, j.first[n], 1, multi_rows, &j);
+    bee_panel_act_free(&a);
+    return 0;
+}
+
 /* ================================================================ entry */
 
 int bee_linear(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w, float div) {

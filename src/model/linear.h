@@ -12,4 +12,12 @@
 
 int bee_linear(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w, float div);
 
+/* y[i] = x · W[i]ᵀ / div[i] for n matrices over the same input x (at most
+ * BEE_LINEAR_MAX). Matrices sharing a panel type and width convert x once and
+ * run in one parallel region; each output is computed exactly as
+ * bee_linear would compute it. */
+#define BEE_LINEAR_MAX 4
+int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
+                     const bee_weight *const *w, const float *div);
+
 #endif

@@ -22,6 +22,7 @@
 #include "eval/eval.h"
 #include "serve/internal.h"
 #include "util/error.h"
+#include "util/threadpool.h"
 
 double bee_serve_now(void) {
     struct timespec ts;
@@ -149,7 +150,9 @@ static void choice_feed(bee_choice *c, const char *text, size_t len, int final) 
     if (rc || bee_safety_stream_action(c->safe) == BEE_SAFETY_BLOCK) c->filtered = 1;
 }
 
-/* Stream callback of a choice's sampler (scheduler thread). */
+/* Stream callback of a choice's sampler (scheduler thread). The chunk is
+ * built off the lock; the connection thread is woken once per step, after
+ * every slot has sampled (after_step), not once per piece. */
 static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     (void)slot;
     bee_choice *c = user;
@@ -158,10 +161,14 @@ static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     choice_feed(c, text, len, 0);
     bee_job *j = c->job;
     if (!j->rq.stream || c->text.n == before) return;
+    json_t *ch = choice_chunk(j, c, c->text.s + before, c->text.n - before);
+    char *txt = json_dumps(ch, JSON_COMPACT);
+    json_decref(ch);
     pthread_mutex_lock(&j->srv->mu);
-    sse_append_locked(j, choice_chunk(j, c, c->text.s + before, c->text.n - before));
+    if (txt) bee_str_printf(&j->sse, "data: %s\n\n", txt);
     c->n_deltas++;
     pthread_mutex_unlock(&j->srv->mu);
+    free(txt);
 }
 
 /* Final stream events: finish reasons, usage, [DONE] (or an error event).
@@ -612,9 +619,57 @@ static void prefill_done(struct bee_server *s, size_t si) {
     }
 }
 
+/* ---------------------------------------------------------------- sampling on the pool
+ * Between forward passes the model's worker threads are idle: when every
+ * decoding slot of the step belongs to a different job (so no two touch the
+ * same job, choice or decode table) and no policy filter is attached, the
+ * slots sample on the pool, each as it would alone (its own sampler, rng and
+ * text), and wake their own stream. */
+
+typedef struct {
+    struct bee_server *s;
+    size_t W;
+    const size_t *ks; /* batch rows of the decoding slots */
+    int *rc;          /* per batch row: slot_accept's result */
+    char **err;       /* per batch row: the failure message (thread-local on the worker) */
+} accept_job;
+
+static void accept_range(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    const accept_job *a = ctx;
+    struct bee_server *s = a->s;
+    for (size_t i = begin; i < end; i++) {
+        size_t k = a->ks[i];
+        bee_serve_slot *sl = &s->slots[s->st_slot[k]];
+        a->rc[k] = slot_accept(s, sl, s->st_logits + k * a->W, s->st_extoff[k]);
+        if (a->rc[k]) a->err[k] = strdup(bee_error_message());
+        else if (sl->job->rq.stream) pthread_cond_broadcast(&sl->job->cv);
+    }
+}
+
+/* Samples the step's decoding slots on the pool when allowed; returns 1 if it did. */
+static int accept_parallel(struct bee_server *s, size_t n, size_t W, int *rc, char **err) {
+    if (bee_pool_size(s->model->pool) < 2) return 0;
+    size_t ks[n ? n : 1], nd = 0;
+    for (size_t k = 0; k < n; k++) {
+        bee_serve_slot *sl = &s->slots[s->st_slot[k]];
+        if (!sl->job || sl->phase == BEE_SLOT_PREFILL) continue;
+        if (sl->job->rq.n != 1 || sl->job->choices[sl->choice].safe) return 0;
+        ks[nd++] = k;
+    }
+    if (nd < 2) return 0;
+    accept_job a = {s, W, ks, rc, err};
+    bee_pool_for(s->model->pool, nd, 1, accept_range, &a);
+    return 1;
+}
+
 /* After the forward: prefills become decodes (siblings copy the cache); decodes take their token. */
 static void after_step(struct bee_server *s, size_t n, size_t W) {
     size_t gen = 0;
+    int rc[n ? n : 1];
+    char *err[n ? n : 1];
+    memset(err, 0, sizeof err);
+    int par = accept_parallel(s, n, W, rc, err);
     for (size_t k = 0; k < n; k++) {
         bee_serve_slot *sl = &s->slots[s->st_slot[k]];
         if (!sl->job) continue; /* released when a sibling failed */
@@ -622,9 +677,9 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
             prefill_done(s, s->st_slot[k]);
             continue;
         }
-        if (slot_accept(s, sl, s->st_logits + k * W, s->st_extoff[k])) {
+        if (par ? rc[k] : slot_accept(s, sl, s->st_logits + k * W, s->st_extoff[k])) {
             pthread_mutex_lock(&s->mu);
-            job_abort_locked(s, sl->job, 500, "server_error", bee_error_message());
+            job_abort_locked(s, sl->job, 500, "server_error", par && err[k] ? err[k] : bee_error_message());
             pthread_mutex_unlock(&s->mu);
             continue;
         }
@@ -635,6 +690,11 @@ static void after_step(struct bee_server *s, size_t n, size_t W) {
         gen++;
     }
     bee_metrics_add(&s->metrics, &s->metrics.generated_tokens, gen);
+    for (size_t k = 0; k < n; k++) free(err[k]);
+    for (size_t k = 0; !par && k < n; k++) { /* one wake-up per stream for this step's text, outside mu */
+        bee_serve_slot *sl = &s->slots[s->st_slot[k]];
+        if (sl->job && sl->job->rq.stream) pthread_cond_broadcast(&sl->job->cv);
+    }
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->o.parallel; i++) { /* finished choices */
         bee_serve_slot *sl = &s->slots[i];

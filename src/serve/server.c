@@ -399,6 +399,7 @@ typedef struct {
     bee_job *job;
     struct MHD_Connection *c;
     int finished; /* final events appended */
+    double peer_checked; /* when peer_gone last looked at the socket */
 } stream_ctx;
 
 /* Once the job is done: output checks (off the lock), then the final events. */
@@ -442,6 +443,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
         timed_wait(&j->cv, &s->mu, 100);
+        /* a token wakes this thread every step: look at the socket (a
+         * syscall) only when no data came or 100 ms after the last look */
+        double now = bee_serve_now();
+        if (j->sse.n > j->sse_off && now - sc->peer_checked < 0.1) continue;
+        sc->peer_checked = now;
         if (j->state != BEE_JOB_DONE && peer_gone(sc->c)) {
             bee_job_cancel_locked(j);
             pthread_mutex_unlock(&s->mu);
