@@ -31,6 +31,7 @@ probe="$("$B" serve -m "$D/m1.gguf" --port 0 --host not-an-address 2>&1 || true)
 if grep -q "without libmicrohttpd" <<<"$probe"; then
     echo "note: bee built without libmicrohttpd: no served model"
 else
+    : >"$D/serve.log" # exists before the loop reads it (the redirection below runs in the background)
     "$B" serve -m "$D/m1.gguf" --port 0 -t 1 --parallel 2 --name m1 2>"$D/serve.log" &
     pid=$!
     port=""

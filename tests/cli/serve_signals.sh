@@ -16,7 +16,10 @@ if grep -q "without libmicrohttpd" <<<"$probe"; then
   echo "SKIP: bee built without libmicrohttpd"; exit 77
 fi
 
-# options from the environment: an ephemeral port, 2 slots
+# options from the environment: an ephemeral port, 2 slots. The log exists
+# before the server starts: the background job's redirection may not have
+# run yet when the loop first reads it (a failed sed here ends the script).
+: >"$dir/log"
 BEE_PORT=0 BEE_PARALLEL=2 BEE_THREADS=1 "$bee" serve -m "$dir/m.gguf" 2>"$dir/log" &
 pid=$!
 port=""

@@ -22,6 +22,7 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$dir"'
 cat > "$dir/policy.json" <<'JSON'
 {"categories": {"blocklist": {"action": "block", "terms": ["出售炸药"]}}}
 JSON
+: >"$dir/log" # exists before the loop reads it (the redirection below runs in the background)
 "$bee" serve -m "$dir/m.gguf" --port 0 -t 1 --parallel 2 --policy "$dir/policy.json" \
   --feedback-db "$dir/fb.sqlite" 2>"$dir/log" &
 pid=$!
