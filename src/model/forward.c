@@ -699,6 +699,12 @@ static void free_bufs(fwd_bufs *b) {
     free(b->h), free(b->a), free(b->q), free(b->k), free(b->v), free(b->o), free(b->g), free(b->u);
 }
 
+/* The scratch prepare() allocated (not n_old, which the caller owns). */
+static void fwd_ctx_free(fwd_ctx *c) {
+    free(c->scores), free(c->rows), free(c->qrows), free(c->qbias), free(c->qn), free(c->q_seq);
+    c->scores = NULL, c->qbias = NULL, c->rows = c->qrows = NULL, c->qn = NULL, c->q_seq = NULL;
+}
+
 static void rollback(fwd_ctx *c) {
     for (size_t i = 0; i < c->n_seq; i++) c->seqs[i]->n = c->n_old[i];
 }
@@ -730,12 +736,7 @@ int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const
     if (rc == 0 && mode != BEE_LOGITS_NONE) rc = compute_logits(&c, b.a, ext, mode, logits);
     if (rc && c.n_old) rollback(&c);
     free(c.n_old);
-    free(c.scores);
-    free(c.rows);
-    free(c.qrows);
-    free(c.qbias);
-    free(c.qn);
-    free(c.q_seq);
+    fwd_ctx_free(&c);
     free_bufs(&b);
     return rc;
 }
@@ -760,9 +761,7 @@ struct bee_prefill {
 };
 
 static void prefill_free(bee_prefill *p) {
-    free(p->c.scores);
-    free(p->c.rows);
-    free(p->c.q_seq);
+    fwd_ctx_free(&p->c);
     free(p->h);
     free(p);
 }
