@@ -12,22 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/serve_lib.sh
-build="${1:-build}"
-bee="$build/bee"
-bench="$build/serve_bench"
-[ -x "$bee" ] && [ -x "$bench" ] || { echo "build first: cmake --build $build"; exit 1; }
 shape_args="${SHAPE_ARGS:---dim 256 --ff 1024 --layers 8 --heads 4 --dim-head 64}"
 threads="${THREADS:-0}"
 words="${WORDS:-33}"
 chunks="${CHUNKS:--1 0 1500}"
 runs="${RUNS:-2}"
-work="$(mktemp -d)"
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-
-# shellcheck disable=SC2086
-"$bee" init -o "$work/m.gguf" $shape_args --seed 1 >/dev/null 2>&1
-"$bee" info "$work/m.gguf" | grep -E "parameters|layers" || true
+bench_setup "${1:-build}" "$shape_args"
 
 for chunk in $chunks; do
   port=$((20000 + RANDOM % 20000))

@@ -11,23 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/serve_lib.sh
-build="${1:-build}"
-bee="$build/bee"
-bench="$build/serve_bench"
-[ -x "$bee" ] && [ -x "$bench" ] || { echo "build first: cmake --build $build"; exit 1; }
 shape_args="${SHAPE_ARGS:---shape small --dim 1024 --ff 4096 --layers 8 --heads 16 --dim-head 64 --type q8_0}"
 threads="${THREADS:-0}"
 tokens="${TOKENS:-32}"
 requests="${REQUESTS:-2}"
-work="$(mktemp -d)"
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-# shellcheck disable=SC2086
-"$bee" init -o "$work/bench.gguf" $shape_args --seed 1 >/dev/null 2>&1
-"$bee" info "$work/bench.gguf" | grep -E "parameters|weight bytes|tensor types"
+bench_setup "${1:-build}" "$shape_args"
 
 port=$((20000 + RANDOM % 20000))
-start_server "$work/serve.log" -m "$work/bench.gguf" --port "$port" --parallel 8 --threads "$threads" --ctx 4096
+start_server "$work/serve.log" -m "$work/m.gguf" --port "$port" --parallel 8 --threads "$threads" --ctx 4096
 
 "$bench" "$port" 1 1 4 >/dev/null # warm-up
 echo "== 1 stream"
