@@ -802,7 +802,7 @@ static void check_panel_type(uint32_t type) {
     }
     for (size_t t = 0; t < n_tok; t++) {
         float xr[576];
-        if (type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0) {
+        if (type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0 || type == BEE_TYPE_Q4_1) {
             uint8_t xq[18 * 34];
             bee_quantize_row(BEE_TYPE_Q8_0, x + t * cols, xq, cols);
             bee_dequantize_row(BEE_TYPE_Q8_0, xq, xr, cols);
@@ -845,8 +845,8 @@ static void test_panel_quant(void **state) {
 
 static void test_panel(void **state) {
     (void)state;
-    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16, BEE_TYPE_Q8_0, BEE_TYPE_Q4_0};
-    assert_int_equal(bee_panel_nbytes(BEE_TYPE_Q4_1, 16, 32), 0);
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16, BEE_TYPE_Q8_0, BEE_TYPE_Q4_0, BEE_TYPE_Q4_1};
+    assert_int_equal(bee_panel_nbytes(BEE_TYPE_Q8_1, 16, 32), 0);
     assert_int_equal(bee_panel_nbytes(BEE_TYPE_Q8_0, 16, 48), 0);
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         fprintf(stderr, "  panel %s: %s kernel\n", bee_type_name(types[i]), bee_panel_fast(types[i]) ? "avx512" : "reference");

@@ -15,15 +15,18 @@
 
 int bee_panel_has_type(uint32_t type) {
     return type == BEE_TYPE_F32 || type == BEE_TYPE_F16 || type == BEE_TYPE_BF16 || type == BEE_TYPE_Q8_0 ||
-           type == BEE_TYPE_Q4_0;
+           type == BEE_TYPE_Q4_0 || type == BEE_TYPE_Q4_1;
 }
 
 int bee_panel_fast(uint32_t type) { return bee_panel_has_type(type) && bee_panel_tile_avx512(type) != NULL; }
 
-static int is_int8(uint32_t type) { return type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0; }
+static int is_int8(uint32_t type) { return type == BEE_TYPE_Q8_0 || type == BEE_TYPE_Q4_0 || type == BEE_TYPE_Q4_1; }
 
 /* Bytes of one 32-column block of a panel (int8 types). */
-static size_t block_bytes(uint32_t type) { return type == BEE_TYPE_Q8_0 ? 544 : 288; }
+static size_t block_bytes(uint32_t type) { return type == BEE_TYPE_Q8_0 ? 544 : type == BEE_TYPE_Q4_0 ? 288 : 320; }
+
+/* Offset of the 16 fp16 scales in a block (the Q4_1 minimums follow them). */
+static size_t scale_offset(uint32_t type) { return type == BEE_TYPE_Q8_0 ? 512 : 256; }
 
 static size_t elem_bytes(uint32_t type) { return type == BEE_TYPE_F32 ? 4 : 2; }
 
@@ -50,31 +53,36 @@ static void pack_float(uint32_t type, const uint8_t *src, uint64_t rows, uint64_
     }
 }
 
-/* Quants of row `row`, block b, as integers (0 for padding rows); returns the fp16 scale. */
+/* Quants of row `row`, block b, as integers (0 for padding rows); returns the
+ * fp16 scale, and the fp16 minimum in *m (Q4_1; 0 otherwise). */
 static uint16_t block_quants(uint32_t type, const uint8_t *src, uint64_t rows, uint64_t cols, uint64_t row,
-                             uint64_t b, int q[32]) {
+                             uint64_t b, int q[32], uint16_t *m) {
+    *m = 0;
     if (row >= rows) {
         memset(q, 0, 32 * sizeof *q);
         return 0;
     }
-    size_t bb = type == BEE_TYPE_Q8_0 ? BEE_Q8_0_BYTES : BEE_Q4_0_BYTES;
+    size_t bb = type == BEE_TYPE_Q8_0 ? BEE_Q8_0_BYTES : type == BEE_TYPE_Q4_0 ? BEE_Q4_0_BYTES : BEE_Q4_1_BYTES;
     const uint8_t *blk = src + row * (cols / 32) * bb + b * bb;
     uint16_t d = (uint16_t)(blk[0] | blk[1] << 8);
+    const uint8_t *qs = blk + 2;
+    if (type == BEE_TYPE_Q4_1) *m = (uint16_t)(blk[2] | blk[3] << 8), qs = blk + 4;
     for (int i = 0; i < 32; i++)
-        q[i] = type == BEE_TYPE_Q8_0 ? (int8_t)blk[2 + i] : (i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4);
+        q[i] = type == BEE_TYPE_Q8_0 ? (int8_t)qs[i] : (i < 16 ? qs[i] & 15 : qs[i - 16] >> 4);
     return d;
 }
 
 static void pack_int8(uint32_t type, const uint8_t *src, uint64_t rows, uint64_t cols, uint8_t *dst) {
-    size_t bb = block_bytes(type), nb = (size_t)cols / 32, sc = bb - 2 * P;
+    size_t bb = block_bytes(type), nb = (size_t)cols / 32, sc = scale_offset(type);
     for (uint64_t p = 0; p * P < rows; p++)
         for (size_t b = 0; b < nb; b++) {
             uint8_t *o = dst + (p * nb + b) * bb;
             memset(o, 0, bb);
             for (int r = 0; r < P; r++) {
                 int q[32];
-                uint16_t d = block_quants(type, src, rows, cols, p * P + (uint64_t)r, b, q);
+                uint16_t m, d = block_quants(type, src, rows, cols, p * P + (uint64_t)r, b, q, &m);
                 o[sc + 2 * r] = (uint8_t)d, o[sc + 2 * r + 1] = (uint8_t)(d >> 8);
+                if (type == BEE_TYPE_Q4_1) o[sc + 2 * P + 2 * r] = (uint8_t)m, o[sc + 2 * P + 2 * r + 1] = (uint8_t)(m >> 8);
                 for (int i = 0; i < 32; i++) {
                     if (type == BEE_TYPE_Q8_0) {
                         o[(i / 4) * 64 + 4 * r + i % 4] = (uint8_t)(q[i] + 128);
@@ -107,18 +115,19 @@ void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, 
         }
         return;
     }
-    size_t bb = block_bytes(type), sc = bb - 2 * P;
+    size_t bb = block_bytes(type), sc = scale_offset(type);
     for (uint64_t b = 0; b < cols / 32; b++) {
         const uint8_t *blk = pd + b * bb;
         float d = bee_f16_to_f32((uint16_t)(blk[sc + 2 * lane] | blk[sc + 2 * lane + 1] << 8));
+        float m = bee_f16_to_f32((uint16_t)(blk[sc + 2 * P + 2 * lane] | blk[sc + 2 * P + 2 * lane + 1] << 8));
         for (int i = 0; i < 32; i++) {
             int q;
             if (type == BEE_TYPE_Q8_0) q = (int)blk[(i / 4) * 64 + 4 * lane + i % 4] - 128;
             else {
                 uint8_t byte = blk[((i % 16) / 4) * 64 + 4 * lane + i % 4];
-                q = (i < 16 ? byte & 15 : byte >> 4) - 8;
+                q = (i < 16 ? byte & 15 : byte >> 4) - (type == BEE_TYPE_Q4_0 ? 8 : 0);
             }
-            out[b * 32 + (uint64_t)i] = (float)q * d;
+            out[b * 32 + (uint64_t)i] = type == BEE_TYPE_Q4_1 ? (float)q * d + m : (float)q * d;
         }
     }
 }
@@ -156,7 +165,9 @@ void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1) 
         }
         return;
     }
-    int off = a->wtype == BEE_TYPE_Q8_0 ? 128 : 8;
+    /* the correction c = -off * sum(q): the weights' offset for Q8_0/Q4_0; for
+     * Q4_1 (off = -1) the plain sum, which its minimums multiply */
+    int off = a->wtype == BEE_TYPE_Q8_0 ? 128 : a->wtype == BEE_TYPE_Q4_0 ? 8 : -1;
     bee_panel_quant_fn fast = bee_panel_quant_avx512();
     for (size_t t = t0; t < t1; t++) {
         size_t base = (t / TL) * nb * TL + t % TL;
@@ -203,12 +214,13 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
                     y = fmaf(w, x[k * TL], y);
                 }
             } else {
-                size_t nb = cols / 32, bb = block_bytes(type), sc = bb - 2 * P, tt = t0 + (size_t)t;
+                size_t nb = cols / 32, bb = block_bytes(type), sc = scale_offset(type), tt = t0 + (size_t)t;
                 size_t base = (tt / TL) * nb * TL + tt % TL; /* block b at base + b * TL */
+                int q41 = type == BEE_TYPE_Q4_1;
                 for (size_t b = 0; b < nb; b++) {
                     const uint8_t *blk = pw + b * bb;
                     const int8_t *x = a->q + (base + b * TL) * 32;
-                    int32_t I = a->c[base + b * TL];
+                    int32_t c = a->c[base + b * TL], I = q41 ? 0 : c;
                     for (int i = 0; i < 32; i++) {
                         int u;
                         if (type == BEE_TYPE_Q8_0) u = blk[(i / 4) * 64 + 4 * r + i % 4];
@@ -219,7 +231,10 @@ static void tile_ref(uint32_t type, const uint8_t *pw, const bee_panel_act *a, s
                         I += u * x[i];
                     }
                     float dw = bee_f16_to_f32((uint16_t)(blk[sc + 2 * r] | blk[sc + 2 * r + 1] << 8));
-                    y = fmaf((float)I, dw * a->d[base + b * TL], y);
+                    float dx = a->d[base + b * TL];
+                    y = fmaf((float)I, dw * dx, y);
+                    if (q41) y = fmaf(bee_f16_to_f32((uint16_t)(blk[sc + 32 + 2 * r] | blk[sc + 33 + 2 * r] << 8)),
+                                      dx * (float)c, y);
                 }
             }
             out[t * P + r] = y;

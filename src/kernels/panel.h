@@ -13,6 +13,8 @@
  *   Q4_0: for each block: 4 chunks of 64 bytes, chunk c holding for row r
  *         the nibbles of weights 4c..4c+3 (low) and 4c+16..4c+19 (high),
  *         unsigned (q, where w = (q - 8) d); then 16 fp16 scales. 288 bytes.
+ *   Q4_1: as Q4_0 (w = q d + m), then 16 fp16 scales, then 16 fp16
+ *         minimums. 320 bytes.
  * A panel matrix takes exactly the bytes of the row-major one when the row
  * count is a multiple of 16.
  *
@@ -20,7 +22,8 @@
  *   float types: y = fma(w_k, x_k, y) over k = 0 .. cols-1 in order.
  *   int8 types: per block b, I = sum_k w_k q_k in exact int32 (activations
  *   are q8_0: q in [-127, 127], scale dx); y = fma((float)I, dw_b * dx_b, y)
- *   over the blocks in order. */
+ *   over the blocks in order. Q4_1: I starts at 0 and each block then adds
+ *   y = fma(m_b, dx_b * S, y), S the sum of the block's activation quants. */
 #ifndef BEE_KERNELS_PANEL_H
 #define BEE_KERNELS_PANEL_H
 

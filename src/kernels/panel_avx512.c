@@ -109,8 +109,14 @@ INL TGTV void block_groups(int q4, const uint8_t *blk, __m512i wv[8], int xoff[8
     }
 }
 
-INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, size_t t0, float *out) {
-    size_t cols = a->cols, nb = cols / 32, bb = q4 ? 288 : 544, sc = bb - 2 * P;
+enum { Q_8_0, Q_4_0, Q_4_1 };
+
+/* Q4_1 (w = d q + m): the int8 sum starts at 0, and each block adds
+ * m * (dx * sum(x_q)), the activations' correction term being their sum. */
+INL TGTV void qtile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, size_t t0, float *out) {
+    const int q4 = kind != Q_8_0;
+    size_t cols = a->cols, nb = cols / 32, bb = kind == Q_8_0 ? 544 : kind == Q_4_0 ? 288 : 320;
+    size_t sc = kind == Q_8_0 ? 512 : 256;
     /* Few tokens leave too few independent vpdpbusd chains to hide their
      * latency: split each token's block sum over C chains (exact in int32). */
     const int C = T == 1 ? 4 : T <= 3 ? 2 : 1;
@@ -132,7 +138,7 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
         const int8_t *xb = x + b * TMAX * 32;
 #pragma GCC unroll 12
         for (int t = 0; t < T; t++) {
-            ia[t][0] = _mm512_set1_epi32(cx[b * TMAX + (size_t)t]);
+            ia[t][0] = kind == Q_4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(cx[b * TMAX + (size_t)t]);
 #pragma GCC unroll 4
             for (int k = 1; k < C; k++) ia[t][k] = _mm512_setzero_si512();
         }
@@ -148,8 +154,11 @@ INL TGTV void qtile(int q4, int T, const uint8_t *pw, const bee_panel_act *a, si
             __m512i sum = ia[t][0];
 #pragma GCC unroll 4
             for (int k = 1; k < C; k++) sum = _mm512_add_epi32(sum, ia[t][k]);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dx[b * TMAX + (size_t)t])),
-                                     acc[t]);
+            float dxt = dx[b * TMAX + (size_t)t];
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(dxt)), acc[t]);
+            if (kind == Q_4_1)
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + sc + 32))),
+                                         _mm512_set1_ps(dxt * (float)cx[b * TMAX + (size_t)t]), acc[t]);
         }
     }
 #pragma GCC unroll 12
@@ -249,8 +258,9 @@ bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type) {
     }
 }
 
-#define QT_Q8(n) qtile(0, n, pw, a, t0, out)
-#define QT_Q4(n) qtile(1, n, pw, a, t0, out)
+#define QT_Q8(n) qtile(Q_8_0, n, pw, a, t0, out)
+#define QT_Q4(n) qtile(Q_4_0, n, pw, a, t0, out)
+#define QT_Q41(n) qtile(Q_4_1, n, pw, a, t0, out)
 TGTV static void tile_q8_0(const void *pw_, const bee_panel_act *a, size_t t0, int T, float *out) {
     const uint8_t *pw = pw_;
     TILE_CASES(QT_Q8)
@@ -258,6 +268,10 @@ TGTV static void tile_q8_0(const void *pw_, const bee_panel_act *a, size_t t0, i
 TGTV static void tile_q4_0(const void *pw_, const bee_panel_act *a, size_t t0, int T, float *out) {
     const uint8_t *pw = pw_;
     TILE_CASES(QT_Q4)
+}
+TGTV static void tile_q4_1(const void *pw_, const bee_panel_act *a, size_t t0, int T, float *out) {
+    const uint8_t *pw = pw_;
+    TILE_CASES(QT_Q41)
 }
 
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type) {
@@ -268,6 +282,7 @@ bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type) {
     case BEE_TYPE_BF16: return tile_bf16;
     case BEE_TYPE_Q8_0: return (bee_cpu_ext() & BEE_CPU_EXT_VNNI) ? tile_q8_0 : NULL;
     case BEE_TYPE_Q4_0: return (bee_cpu_ext() & BEE_CPU_EXT_VNNI) ? tile_q4_0 : NULL;
+    case BEE_TYPE_Q4_1: return (bee_cpu_ext() & BEE_CPU_EXT_VNNI) ? tile_q4_1 : NULL;
     default: return NULL;
     }
 }

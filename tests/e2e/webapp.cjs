@@ -39,6 +39,12 @@ function check(ok, what) {
     await page.click("#regen");
     await page.waitForSelector(".msg.assistant .tools:not([hidden])", { timeout: 60000 });
     check((await page.locator(".msg.assistant").count()) === 1, "regenerate replaced the reply");
+    // Hold the next request for 3 s, so the reply is still running when stop is
+    // clicked: the server can finish a tiny model's reply within milliseconds.
+    await page.route("**/v1/chat/completions", async (route) => {
+      await new Promise((r) => setTimeout(r, 3000));
+      await route.continue().catch(() => {}); // the page aborted it: nothing to continue
+    }, { times: 1 });
     await page.click("#regen");
     await page.waitForSelector(".msg.assistant.streaming");
     await page.click("#stop");
