@@ -119,7 +119,8 @@ void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, 
     for (uint64_t b = 0; b < cols / 32; b++) {
         const uint8_t *blk = pd + b * bb;
         float d = bee_f16_to_f32((uint16_t)(blk[sc + 2 * lane] | blk[sc + 2 * lane + 1] << 8));
-        float m = bee_f16_to_f32((uint16_t)(blk[sc + 2 * P + 2 * lane] | blk[sc + 2 * P + 2 * lane + 1] << 8));
+        float m = type != BEE_TYPE_Q4_1 ? 0.0f /* no minimums in the block */
+                                        : bee_f16_to_f32((uint16_t)(blk[sc + 2 * P + 2 * lane] | blk[sc + 2 * P + 2 * lane + 1] << 8));
         for (int i = 0; i < 32; i++) {
             int q;
             if (type == BEE_TYPE_Q8_0) q = (int)blk[(i / 4) * 64 + 4 * lane + i % 4] - 128;
