@@ -405,19 +405,25 @@ static void test_cache_resume(void **s) {
     free(r1), free(r2), free(r3), free(s1), free(s2);
 }
 
+/* Reads one HTTP request (head and Content-Length body) into req, NUL-terminated. */
+static void recv_request(int c, char *req, size_t cap) {
+    size_t got = 0;
+    req[0] = 0;
+    for (ssize_t r; got < cap - 1 && (r = recv(c, req + got, cap - 1 - got, 0)) > 0;) {
+        got += (size_t)r;
+        req[got] = 0;
+        char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
+        if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
+    }
+}
+
 /* A fake OpenAI-compatible server: answers n requests, the first chunked;
  * a request without the expected key gets 401. */
 static void fake_server(int lfd, int n) {
     for (int k = 0; k < n; k++) {
         int c = accept(lfd, NULL, NULL);
         char req[65536];
-        size_t got = 0;
-        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
-            got += (size_t)r;
-            req[got] = 0;
-            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
-            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
-        }
+        recv_request(c, req, sizeof req);
         const char *body = strstr(req, "北京”重复") ? "{\"choices\":[{\"text\":\" 北京。\"}]}" : "{\"choices\":[{\"text\":\"x\"}]}";
         char resp[1024];
         if (!strstr(req, "POST /api/v1/completions") || !strstr(req, "Authorization: Bearer sekrit"))
@@ -839,13 +845,7 @@ static void echo_server(int lfd) {
         int c = accept(lfd, NULL, NULL);
         if (c < 0) _exit(1);
         char req[65536];
-        size_t got = 0;
-        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
-            got += (size_t)r;
-            req[got] = 0;
-            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
-            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
-        }
+        recv_request(c, req, sizeof req);
         json_t *body = json_loads(strstr(req, "\r\n\r\n") + 4, 0, NULL), *toks = json_array(), *lps = json_array(), *offs = json_array();
         const char *p = json_string_value(json_object_get(body, "prompt"));
         size_t chars = 0;
@@ -934,14 +934,7 @@ static void *fake_srv_thread(void *arg) {
         int now = atomic_fetch_add(&f->inflight, 1) + 1, m = atomic_load(&f->max_inflight);
         while (now > m && !atomic_compare_exchange_weak(&f->max_inflight, &m, now)) {}
         char req[65536];
-        size_t got = 0;
-        for (ssize_t r; got < sizeof req - 1 && (r = recv(c, req + got, sizeof req - 1 - got, 0)) > 0;) {
-            got += (size_t)r;
-            req[got] = 0;
-            char *h = strstr(req, "\r\n\r\n"), *cl = strstr(req, "Content-Length: ");
-            if (h && cl && got >= (size_t)(h + 4 - req) + strtoul(cl + 16, NULL, 10)) break;
-        }
-        req[got] = 0;
+        recv_request(c, req, sizeof req);
         int k = atomic_fetch_add(&f->requests, 1);
         char resp[1024], *h = strstr(req, "\r\n\r\n");
         json_t *body = h ? json_loads(h + 4, 0, NULL) : NULL;

@@ -40,34 +40,14 @@ static void linear_rows(void *ctx, size_t begin, size_t end, int ith) {
 /* ================================================================ panel layout */
 
 typedef struct {
-    const bee_weight *w;
     bee_panel_act *a;
     const float *x;
-    float *y, div;
-    size_t ldy;
-} panel_job;
+} fill_job;
 
 static void panel_fill(void *ctx, size_t begin, size_t end, int ith) {
     (void)ith;
-    panel_job *j = ctx;
+    fill_job *j = ctx;
     bee_panel_act_fill(j->a, j->x, begin, end);
-}
-
-static void panel_rows(void *ctx, size_t begin, size_t end, int ith) {
-    (void)ith;
-    const panel_job *j = ctx;
-    bee_panel_matmul(j->w->type, j->w->data, j->w->rows, begin, end, j->a, j->y, j->ldy, j->div);
-}
-
-static int linear_panel(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w,
-                        float div) {
-    bee_panel_act a;
-    if (bee_panel_act_init(&a, w->type, n_tok, w->cols)) return -1;
-    panel_job j = {w, &a, x, y, div, ldy};
-    bee_pool_for(pool, n_tok, 8, panel_fill, &j);
-    bee_pool_for(pool, (w->rows + BEE_PANEL_ROWS - 1) / BEE_PANEL_ROWS, 1, panel_rows, &j);
-    bee_panel_act_free(&a);
-    return 0;
 }
 
 /* Several matrices of one panel type and width over the same input: the
@@ -108,7 +88,7 @@ int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ld
     }
     bee_panel_act a;
     if (bee_panel_act_init(&a, w[0]->type, n_tok, w[0]->cols)) return -1;
-    panel_job fj = {w[0], &a, x, NULL, 1.0f, 0};
+    fill_job fj = {&a, x};
     bee_pool_for(pool, n_tok, 8, panel_fill, &fj);
     multi_job j = {n, w, y, ldy, div, {0}, &a};
     for (size_t i = 0; i < n; i++) j.first[i + 1] = j.first[i] + (w[i]->rows + BEE_PANEL_ROWS - 1) / BEE_PANEL_ROWS;
@@ -120,7 +100,7 @@ int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ld
 /* ================================================================ entry */
 
 int bee_linear(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_tok, const bee_weight *w, float div) {
-    if (w->layout == BEE_LAYOUT_PANEL) return linear_panel(pool, y, ldy, x, n_tok, w, div);
+    if (w->layout == BEE_LAYOUT_PANEL) return bee_linear_multi(pool, 1, &y, &ldy, x, n_tok, &w, &div);
     const bee_dot_kernel *k = bee_dot_kernel_get(w->type);
     if (!k) return bee_fail("no dot kernel for %s weights", bee_type_name(w->type));
     size_t act_row = bee_type_nbytes(k->act_type, w->cols);
