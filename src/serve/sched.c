@@ -986,6 +986,7 @@ static void update_gauges(struct bee_server *s) {
 void *bee_sched_main(void *arg) {
     struct bee_server *s = arg;
     int rc = load(s);
+    if (rc == 0) update_gauges(s); /* the pool's size is known to /metrics once the server is ready */
     pthread_mutex_lock(&s->mu);
     if (rc) {
         s->load_failed = 1;
