@@ -460,8 +460,11 @@ static int is_long(const struct bee_server *s, const bee_job *j) {
 
 /* Moves one queued job into slots; 0 when admitted. */
 static int admit_one(struct bee_server *s, bee_job *j) {
-    int hit = find_cached(s, j), first = find_free(s, hit); /* a hit stays cached for later requests when it can */
-    if (first < 0) first = hit;
+    /* a hit stays kept for later requests when an empty slot is free; never
+     * at the price of another kept prefix (that would turn its next hit into
+     * a miss) */
+    int hit = find_cached(s, j), first = find_free(s, hit);
+    if (hit >= 0 && (first < 0 || s->slots[first].cached_n)) first = hit;
     j->state = BEE_JOB_RUNNING;
     j->n_running = j->rq.n;
     int rc = slot_take(s, first, j, 0, -1, hit);
