@@ -170,6 +170,14 @@ static void test_budget_waits(void **st) {
     json_decref(e);
     json_decref(post(p, "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":300,\"n\":2}", 400));
     assert_int_equal(metric(p, "bee_queue_depth"), 0);
+    /* the two kept prompts hold a block each; a request needing all 7
+     * evicts them (nothing else would ever free them) */
+    assert_int_equal(metric(p, "bee_kv_blocks_used"), 2);
+    long long hits = metric(p, "bee_prefix_cache_hits_total");
+    json_decref(post(p, "/v1/completions", "{\"prompt\":\"hx\",\"max_tokens\":380,\"ignore_eos\":true}", 200));
+    assert_int_equal(metric(p, "bee_kv_blocks_used"), 1); /* only the last prompt is kept */
+    json_decref(post(p, "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2}", 200));
+    assert_int_equal(metric(p, "bee_prefix_cache_hits_total"), hits); /* "hi" was evicted: a miss */
     bee_server_stop(s);
 }
 

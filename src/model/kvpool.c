@@ -55,7 +55,6 @@ void bee_kv_pool_free(bee_kv_pool *p) {
  * sequence's blocks come out in order. */
 static int pool_grow(bee_kv_pool *p, uint32_t need) {
     uint32_t cap = p->cap_blocks * 2 > need ? p->cap_blocks * 2 : need;
-    if (cap < 4) cap = 4;
     if (cap > p->max_blocks) cap = p->max_blocks;
     size_t bytes = (size_t)cap * BEE_KV_BLOCK * p->row_bytes;
     for (uint32_t l = 0; l < p->n_att; l++) { /* a region that grew stays grown: harmless */
