@@ -185,9 +185,8 @@ int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap) {
     (void)m;
     uint32_t need = (uint32_t)(((uint64_t)cap + BEE_KV_BLOCK - 1) / BEE_KV_BLOCK);
     if (keys_reserve(s, cap) || table_reserve(s, need)) return -1;
-    while (s->n_blk < need)
+    for (; s->n_blk < need; s->n_blk++)
         if (bee_kv_pool_alloc(s->pool, &s->blocks[s->n_blk])) return -1;
-        else s->n_blk++;
     return 0;
 }
 
