@@ -421,11 +421,13 @@ static void expect_same_seq(const bee_model *m, const bee_seq *a, const bee_seq 
     assert_int_equal(a->n, b->n);
     assert_int_equal(a->n_att, b->n_att);
     assert_memory_equal(a->keys, b->keys, a->n * sizeof *a->keys);
-    size_t bytes = a->n * bee_type_nbytes(a->kv_type, (size_t)m->hp.n_heads * m->hp.dim_head);
-    for (uint32_t l = 0; l < a->n_att; l++) {
-        assert_memory_equal(a->k[l], b->k[l], bytes);
-        assert_memory_equal(a->v[l], b->v[l], bytes);
-    }
+    size_t rb = bee_type_nbytes(a->kv_type, (size_t)m->hp.n_heads * m->hp.dim_head);
+    for (uint32_t l = 0; l < a->n_att; l++)
+        for (uint32_t j = 0; j < a->n; j++) { /* through the block tables: the rows may lie anywhere in the pools */
+            size_t ra = bee_seq_row(a, j) * rb, rbb = bee_seq_row(b, j) * rb;
+            assert_memory_equal((const uint8_t *)a->pool->k[l] + ra, (const uint8_t *)b->pool->k[l] + rbb, rb);
+            assert_memory_equal((const uint8_t *)a->pool->v[l] + ra, (const uint8_t *)b->pool->v[l] + rbb, rb);
+        }
 }
 
 /* Sliced prefill of toks[h..n) after a one-shot prefill of toks[0..h) (h = 0:

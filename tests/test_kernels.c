@@ -676,7 +676,8 @@ static void test_attn_tiles(void **state) {
     enum { NK = 37, NQ = 13, MAXD = 128 };
     static float q[NQ * MAXD], kv[NK * MAXD], kp[48 * MAXD], S0[NQ * NK], S1[NQ * NK], P[NQ * NK], o0[NQ * MAXD],
         o1[NQ * MAXD];
-    static uint8_t rows[NK * MAXD * 4];
+    static uint8_t rows[NK * MAXD * 4], rev[NK * MAXD * 4];
+    static int32_t idx[NK];
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t di = 0; di < 4; di++) {
             size_t dh = dhs[di], rb = bee_type_nbytes(types[ti], dh);
@@ -691,10 +692,16 @@ static void test_attn_tiles(void **state) {
                 f->qk(T, NK, dh, q, dh, kp, S1, NK);
                 if (memcmp(S0, S1, T * NK * sizeof *S0)) fail_msg("qk %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
             }
+            for (size_t k = 0; k < NK; k++) /* the same rows stored backwards, read through an index list */
+                memcpy(rev + (NK - 1 - k) * rb, rows + k * rb, rb), idx[k] = (int32_t)(NK - 1 - k);
             for (size_t T = 1; T <= 4; T++) {
-                r->pv(T, NK, dh, P, NK, rows, rb, o0, dh);
-                f->pv(T, NK, dh, P, NK, rows, rb, o1, dh);
+                r->pv(T, NK, dh, P, NK, rows, rb, NULL, o0, dh);
+                f->pv(T, NK, dh, P, NK, rows, rb, NULL, o1, dh);
                 if (memcmp(o0, o1, T * dh * sizeof *o0)) fail_msg("pv %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
+                r->pv(T, NK, dh, P, NK, rev, rb, idx, o1, dh);
+                if (memcmp(o0, o1, T * dh * sizeof *o0)) fail_msg("pv ref idx %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
+                f->pv(T, NK, dh, P, NK, rev, rb, idx, o1, dh);
+                if (memcmp(o0, o1, T * dh * sizeof *o0)) fail_msg("pv idx %s dh=%zu T=%zu", bee_type_name(types[ti]), dh, T);
             }
             float row[MAXD]; /* scores are dot products of the cached keys */
             bee_dequantize_row(types[ti], rows + 5 * rb, row, dh);

@@ -4,11 +4,14 @@
 #include "model/model.h"
 #include "util/types.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/error.h"
 
@@ -122,6 +125,30 @@ int cli_int(const cli_args *a, const char *name, long lo, long hi, long *out) {
     return 0;
 }
 
+/* Power of 1024 of a size suffix ("", "K", "MiB", "gb", ...), or -1. */
+static int size_shift(const char *u) {
+    static const char units[] = "KMGT";
+    if (!*u || strcasecmp(u, "B") == 0) return 0;
+    const char *p = strchr(units, toupper((unsigned char)u[0]));
+    if (!p) return -1;
+    const char *rest = u + 1;
+    if (*rest && strcasecmp(rest, "B") && strcasecmp(rest, "iB")) return -1;
+    return 10 * (int)(p - units + 1);
+}
+
+int cli_size(const cli_args *a, const char *name, size_t *out) {
+    const char *v = cli_get(a, name);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = isdigit((unsigned char)v[0]) ? strtoull(v, &end, 10) : 0;
+    int sh = isdigit((unsigned char)v[0]) && !errno ? size_shift(end) : -1;
+    if (sh < 0 || x == 0 || x > (SIZE_MAX >> sh))
+        return cli_error(a->cmd, "--%s: expected a size such as 512M or 2G (at least 1 byte), got '%s'", name, v) ? -1 : -1;
+    *out = (size_t)x << sh;
+    return 0;
+}
+
 int cli_u64(const cli_args *a, const char *name, unsigned long long *out) {
     const char *v = cli_get(a, name);
     if (!v) return 0;
@@ -190,7 +217,7 @@ int cli_kv_type(const char *cmd, const cli_args *a, uint32_t *out) {
 int cli_model_load(const char *cmd, const cli_args *a, bee_model **m) {
     const char *path = cli_get(a, "model");
     long threads = 0;
-    uint32_t kvt;
+    uint32_t kvt = BEE_TYPE_F32; /* set by cli_kv_type; initialised for -Wmaybe-uninitialized */
     *m = NULL;
     if (!path) return cli_error(cmd, "missing -m MODEL.gguf");
     if (cli_int(a, "threads", 0, 1024, &threads) || cli_kv_type(cmd, a, &kvt)) return 1;

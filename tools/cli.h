@@ -40,6 +40,9 @@ const char **cli_list(const cli_args *a, const char *name);
 int cli_int(const cli_args *a, const char *name, long lo, long hi, long *out);
 int cli_float(const cli_args *a, const char *name, double lo, double hi, double *out);
 int cli_u64(const cli_args *a, const char *name, unsigned long long *out);
+/* A byte size: digits with an optional K, M, G or T (powers of 1024, an
+ * optional trailing B or iB), e.g. 512M, 2G, 1048576; at least 1. */
+int cli_size(const cli_args *a, const char *name, size_t *out);
 void cli_free(cli_args *a);
 /* Prints "bee CMD: <last library error>" to stderr and returns 1. */
 int cli_fail(const char *cmd);

@@ -18,6 +18,10 @@ static const cli_opt k_serve_opts[] = {
     {"threads", 't', "N", "forward-pass threads (default: all cores)", "BEE_THREADS", 0},
     {"parallel", 0, "N", "slots decoded together in one batch (default 4)", "BEE_PARALLEL", 0},
     {"ctx", 0, "N", "per-request limit on prompt + max_tokens (default 2048)", "BEE_CTX", 0},
+    {"kv-budget", 0, "SIZE",
+     "memory for the KV caches of all slots, e.g. 512M or 2G; requests wait for free blocks "
+     "(default: enough for parallel x ctx tokens)",
+     "BEE_KV_BUDGET", 0},
     {"queue", 0, "N", "requests that may wait for a slot before 503 (default 64)", "BEE_QUEUE", 0},
     {"timeout", 0, "S", "per-request timeout in seconds, queueing included (default 600; 0 = none)", "BEE_TIMEOUT", 0},
     {"max-body", 0, "BYTES", "request body limit (default 1048576)", "BEE_MAX_BODY", 0},
@@ -40,12 +44,13 @@ static const cli_opt k_serve_opts[] = {
 static int read_opts(const cli_args *a, bee_serve_opts *o) {
     long port = 8080, threads = 0, par = 4, ctx = 2048, queue = 64, body = 1 << 20, budget = 512, chunk = 0;
     double timeout = 600, drain = 30;
+    size_t kv_budget = 0;
     if (cli_int(a, "port", 0, 65535, &port) || cli_int(a, "threads", 0, 1024, &threads) ||
         cli_int(a, "parallel", 1, 256, &par) || cli_int(a, "ctx", 16, 1 << 24, &ctx) ||
         cli_int(a, "queue", 1, 1 << 20, &queue) || cli_int(a, "max-body", 64, 1L << 34, &body) ||
         cli_int(a, "prefill-budget", 1, 1 << 24, &budget) ||
         cli_int(a, "prefill-chunk", -1, 1L << 40, &chunk) || cli_float(a, "timeout", 0, 1e9, &timeout) ||
-        cli_float(a, "drain", 0, 1e6, &drain))
+        cli_float(a, "drain", 0, 1e6, &drain) || cli_size(a, "kv-budget", &kv_budget))
         return -1;
     bee_serve_opts_default(o);
     o->model_path = cli_get(a, "model");
@@ -53,6 +58,7 @@ static int read_opts(const cli_args *a, bee_serve_opts *o) {
     o->port = (int)port, o->threads = (int)threads, o->parallel = (int)par, o->ctx = (int)ctx;
     o->queue = (int)queue, o->max_body = (size_t)body, o->prefill_budget = (int)budget;
     o->prefill_chunk = chunk;
+    o->kv_budget = kv_budget;
     o->timeout_s = timeout, o->drain_s = drain;
     o->api_key_file = cli_get(a, "api-key-file");
     o->model_name = cli_get(a, "name");

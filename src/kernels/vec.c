@@ -116,12 +116,14 @@ static void qk_ref(size_t T, size_t n, size_t dh, const float *q, size_t ldq, co
 
 #define PV_REF(name, type)                                                                             \
     static void name(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, \
-                     float *out, size_t ldo) {                                                         \
+                     const int32_t *idx, float *out, size_t ldo) {                                     \
         for (size_t t = 0; t < T; t++)                                                                 \
             for (size_t e = 0; e < dh; e++) {                                                          \
                 float acc = 0;                                                                         \
-                for (size_t j = 0; j < n; j++)                                                         \
-                    acc = fmaf(P[t * ldp + j], elem(type, (const uint8_t *)rows + j * stride, e), acc); \
+                for (size_t j = 0; j < n; j++) {                                                       \
+                    size_t r = idx ? (size_t)idx[j] : j;                                               \
+                    acc = fmaf(P[t * ldp + j], elem(type, (const uint8_t *)rows + r * stride, e), acc); \
+                }                                                                                      \
                 out[t * ldo + e] = acc;                                                                \
             }                                                                                          \
     }
@@ -449,7 +451,8 @@ T5 static void qk_avx512(size_t T, size_t n, size_t dh, const float *q, size_t l
 }
 
 static inline __attribute__((always_inline)) T5 void pv_k(int kind, int T, size_t n, size_t dh, const float *P, size_t ldp,
-                                                          const void *rows, size_t stride, float *out, size_t ldo) {
+                                                          const void *rows, size_t stride, const int32_t *idx, float *out,
+                                                          size_t ldo) {
     size_t es = kind == A_F32 ? 4 : 2;
     for (size_t e0 = 0; e0 < dh; e0 += 64) {
         __m512 acc[4][4];
@@ -460,7 +463,7 @@ static inline __attribute__((always_inline)) T5 void pv_k(int kind, int T, size_
             for (int t = 0; t < T; t++) acc[t][c] = _mm512_setzero_ps();
         }
         for (size_t j = 0; j < n; j++) {
-            const uint8_t *r = (const uint8_t *)rows + j * stride + e0 * es;
+            const uint8_t *r = (const uint8_t *)rows + (idx ? (size_t)idx[j] : j) * stride + e0 * es;
             __m512 v[4];
             for (int c = 0; c < 4; c++) v[c] = ld_kv(kind, r + 16 * (size_t)c * es, mk[c]);
             for (int t = 0; t < T; t++) {
@@ -475,12 +478,12 @@ static inline __attribute__((always_inline)) T5 void pv_k(int kind, int T, size_
 
 #define PV_AVX512(name, kind)                                                                          \
     T5 static void name(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, \
-                        float *out, size_t ldo) {                                                      \
+                        const int32_t *idx, float *out, size_t ldo) {                                  \
         switch (T) {                                                                                   \
-        case 1: pv_k(kind, 1, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
-        case 2: pv_k(kind, 2, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
-        case 3: pv_k(kind, 3, n, dh, P, ldp, rows, stride, out, ldo); break;                           \
-        default: pv_k(kind, 4, n, dh, P, ldp, rows, stride, out, ldo); break;                          \
+        case 1: pv_k(kind, 1, n, dh, P, ldp, rows, stride, idx, out, ldo); break;                      \
+        case 2: pv_k(kind, 2, n, dh, P, ldp, rows, stride, idx, out, ldo); break;                      \
+        case 3: pv_k(kind, 3, n, dh, P, ldp, rows, stride, idx, out, ldo); break;                      \
+        default: pv_k(kind, 4, n, dh, P, ldp, rows, stride, idx, out, ldo); break;                     \
         }                                                                                              \
     }
 PV_AVX512(pv_avx512_f32, A_F32)

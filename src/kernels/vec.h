@@ -35,11 +35,12 @@ typedef struct {
  *   qk: S[t][j] = q_t . k_j for T <= 12 queries and every key, one fma
  *       chain per score over e in order;
  *   pv: out[t][e] = sum_j P[t][j] v_j[e] for T <= 4 queries, one fma chain
- *       over j in order. */
+ *       over j in order; v_j is at rows + idx[j] * stride (a paged cache), or
+ *       at rows + j * stride when idx is NULL. */
 typedef struct {
     void (*qk)(size_t T, size_t n, size_t dh, const float *q, size_t ldq, const float *kp, float *S, size_t lds);
-    void (*pv)(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride, float *out,
-               size_t ldo);
+    void (*pv)(size_t T, size_t n, size_t dh, const float *P, size_t ldp, const void *rows, size_t stride,
+               const int32_t *idx, float *out, size_t ldo);
 } bee_attn_tile_kernels;
 
 void bee_attn_pack_keys(uint32_t type, size_t n, size_t dh, const void *rows, size_t stride, float *kp);

@@ -18,96 +18,6 @@ static size_t row_width(const bee_model *m) { return (size_t)m->hp.n_heads * m->
 /* Bytes of one cached row of k or v. */
 static size_t kv_row_bytes(const bee_model *m, uint32_t type) { return bee_type_nbytes(type, row_width(m)); }
 
-size_t bee_seq_bytes(const bee_model *m, uint32_t cap) {
-    uint32_t n_att = 0;
-    for (uint32_t i = 0; i < m->hp.n_layers; i++) n_att += m->layers[i].has_att;
-    return (size_t)cap * (2 * n_att * kv_row_bytes(m, m->kv_type) + sizeof(bee_token));
-}
-
-int bee_model_set_kv_type(bee_model *m, uint32_t type) {
-    if (type != BEE_TYPE_F32 && type != BEE_TYPE_F16 && type != BEE_TYPE_BF16)
-        return bee_fail("KV cache type %s is not supported (use f32, f16 or bf16)", bee_type_name(type));
-    m->kv_type = type;
-    return 0;
-}
-
-int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *seg_rel, size_t n_seg_rel) {
-    memset(s, 0, sizeof *s);
-    for (uint32_t i = 0; i < m->hp.n_layers; i++) s->n_att += m->layers[i].has_att;
-    s->kv_type = m->kv_type;
-    s->k = calloc(s->n_att ? s->n_att : 1, sizeof *s->k);
-    s->v = calloc(s->n_att ? s->n_att : 1, sizeof *s->v);
-    s->seg_rel = malloc((n_seg_rel ? n_seg_rel : 1) * sizeof *s->seg_rel);
-    if (!s->k || !s->v || !s->seg_rel) {
-        bee_seq_free(s);
-        return bee_fail("out of memory");
-    }
-    for (size_t i = 0; i < n_seg_rel; i++) {
-        if (seg_rel[i] < 0 || (seg_rel[i] > 0 && (uint32_t)(seg_rel[i] - 1) >= m->hp.n_seg_buckets)) {
-            bee_seq_free(s);
-            return bee_fail("segment_rel[%zu] = %d is outside the model's %u segment buckets", i, seg_rel[i],
-                            m->hp.n_seg_buckets);
-        }
-    }
-    if (n_seg_rel) memcpy(s->seg_rel, seg_rel, n_seg_rel * sizeof *seg_rel);
-    s->n_seg_rel = n_seg_rel;
-    if (bee_seq_reserve(s, m, cap ? cap : 16)) {
-        bee_seq_free(s);
-        return -1;
-    }
-    return 0;
-}
-
-int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap) {
-    if (cap <= s->cap) return 0;
-    if (cap < s->cap * 2) cap = s->cap * 2;
-    size_t rb = kv_row_bytes(m, s->kv_type);
-    for (uint32_t l = 0; l < s->n_att; l++) {
-        void *k = realloc(s->k[l], (size_t)cap * rb);
-        if (k) s->k[l] = k;
-        void *v = realloc(s->v[l], (size_t)cap * rb);
-        if (v) s->v[l] = v;
-        if (!k || !v) return bee_fail("out of memory growing the KV cache to %u tokens", cap);
-    }
-    bee_token *keys = realloc(s->keys, cap * sizeof *keys);
-    if (!keys) return bee_fail("out of memory growing the KV cache to %u tokens", cap);
-    s->keys = keys;
-    s->cap = cap;
-    return 0;
-}
-
-void bee_seq_free(bee_seq *s) {
-    for (uint32_t l = 0; s->k && l < s->n_att; l++) free(s->k[l]);
-    for (uint32_t l = 0; s->v && l < s->n_att; l++) free(s->v[l]);
-    free(s->k);
-    free(s->v);
-    free(s->keys);
-    free(s->seg_rel);
-    memset(s, 0, sizeof *s);
-}
-
-int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m) {
-    if (dst == src) return 0;
-    if (dst->kv_type != src->kv_type) return bee_fail("cannot copy a %s KV cache into a %s one",
-                                                      bee_type_name(src->kv_type), bee_type_name(dst->kv_type));
-    if (bee_seq_reserve(dst, m, src->n)) return -1;
-    size_t bytes = (size_t)src->n * kv_row_bytes(m, src->kv_type);
-    for (uint32_t l = 0; l < src->n_att; l++) {
-        memcpy(dst->k[l], src->k[l], bytes);
-        memcpy(dst->v[l], src->v[l], bytes);
-    }
-    memcpy(dst->keys, src->keys, src->n * sizeof *src->keys);
-    if (dst->n_seg_rel != src->n_seg_rel) {
-        int32_t *r = realloc(dst->seg_rel, (src->n_seg_rel ? src->n_seg_rel : 1) * sizeof *r);
-        if (!r) return bee_fail("out of memory");
-        dst->seg_rel = r;
-        dst->n_seg_rel = src->n_seg_rel;
-    }
-    memcpy(dst->seg_rel, src->seg_rel, src->n_seg_rel * sizeof *src->seg_rel);
-    dst->n = src->n;
-    return 0;
-}
-
 /* ================================================================ embedding */
 
 void bee_embed(const bee_model *m, int32_t id, int32_t sub, float *out) {
@@ -215,13 +125,15 @@ typedef struct {
     const bee_eltwise_kernels *elt;
 } fwd_ctx;
 
-/* Lists the keys query qi may see and their bias-table rows; returns how many. */
+/* Lists the keys query qi may see: their bias-table rows (from the logical
+ * keys) and their physical rows in the pool (what the kernels read);
+ * returns how many. */
 static uint32_t visible_keys(const bee_model *m, const bee_seq *s, uint32_t qi, int32_t *row, int32_t *key) {
     const bee_token *qt = &s->keys[qi];
     uint32_t n = 0;
     for (uint32_t j = 0; j < s->n; j++) {
         int32_t b = bias_row(m, s, qt, &s->keys[j]);
-        if (b >= 0) row[n] = b, key[n++] = (int32_t)j;
+        if (b >= 0) row[n] = b, key[n++] = (int32_t)bee_seq_row(s, j);
     }
     return n;
 }
@@ -267,7 +179,7 @@ static void attend_one(const fwd_ctx *c, const bee_seq *s, uint32_t l, size_t t,
         memset(out, 0, (size_t)H * dh * sizeof *out);
         return;
     }
-    const uint8_t *K = s->k[l], *V = s->v[l];
+    const uint8_t *K = s->pool->k[l], *V = s->pool->v[l];
     c->attn->dots_heads(n, H, dh, q, K, rb, hb, key, sc, ld);
     for (uint32_t h = 0; h < H; h++) {
         float *sh = sc + h * ld;
@@ -321,18 +233,27 @@ typedef struct {
     float *out;      // (n_new, w)
     float *kp;       // (H, n_pan * 16, dh) packed keys
     size_t n_pan;
+    const int32_t *phys; // (n_k) pool row of each key, NULL when they are rows 0 .. n_k - 1
     float *scratch;  // (n_threads, QT, 2 * n_k) scores and probabilities
     int32_t *rows;   // (n_threads, QT, n_k) bias row per (query, key)
 } tiled_job;
 
+/* Packs block by block: a block's rows are contiguous in the pool and 64 is
+ * a multiple of the 16-key panel, so the panels are the ones contiguous keys
+ * would give (only the last one zero-padded). */
 static void pack_heads(void *ctx, size_t begin, size_t end, int ith) {
     (void)ith;
     const tiled_job *j = ctx;
     const bee_model *m = j->c->m;
-    size_t dh = m->hp.dim_head, rb = kv_row_bytes(m, j->s->kv_type), hb = bee_type_nbytes(j->s->kv_type, dh);
+    const bee_seq *s = j->s;
+    size_t dh = m->hp.dim_head, rb = kv_row_bytes(m, s->kv_type), hb = bee_type_nbytes(s->kv_type, dh);
+    const uint8_t *K = s->pool->k[j->l];
     for (size_t h = begin; h < end; h++)
-        bee_attn_pack_keys(j->s->kv_type, j->s->n, dh, (const uint8_t *)j->s->k[j->l] + h * hb, rb,
-                           j->kp + h * j->n_pan * 16 * dh);
+        for (uint32_t b = 0; b * BEE_KV_BLOCK < s->n; b++) {
+            uint32_t rows = s->n - b * BEE_KV_BLOCK < BEE_KV_BLOCK ? s->n - b * BEE_KV_BLOCK : BEE_KV_BLOCK;
+            bee_attn_pack_keys(s->kv_type, rows, dh, K + (size_t)s->blocks[b] * BEE_KV_BLOCK * rb + h * hb, rb,
+                               j->kp + (h * j->n_pan + (size_t)b * (BEE_KV_BLOCK / 16)) * 16 * dh);
+        }
 }
 
 /* Scores of one head for the tile -> probabilities P (T, n_k). */
@@ -372,25 +293,43 @@ static void tiled_range(void *ctx, size_t begin, size_t end, int ith) {
             tk->qk(T, nk, dh, j->q + t0 * w + h * dh, w, j->kp + h * j->n_pan * 16 * dh, S, nk);
             tile_softmax(j, h, T, rows, S, P);
             for (size_t t = 0; t < T; t += 4)
-                tk->pv(T - t < 4 ? T - t : 4, nk, dh, P + t * nk, nk, (const uint8_t *)j->s->v[j->l] + h * hb, rb,
-                       j->out + (t0 + t) * w + h * dh, w);
+                tk->pv(T - t < 4 ? T - t : 4, nk, dh, P + t * nk, nk, (const uint8_t *)j->s->pool->v[j->l] + h * hb, rb,
+                       j->phys, j->out + (t0 + t) * w + h * dh, w);
         }
     }
+}
+
+/* The pool row of each key, or NULL (no list needed) when the blocks are
+ * 0, 1, 2, ... as in a private pool; *out_rc = -1 when out of memory. */
+static int32_t *physical_rows(const bee_seq *s, int *out_rc) {
+    uint32_t b = 0;
+    while (b < s->n_blk && s->blocks[b] == b) b++;
+    *out_rc = 0;
+    if ((uint64_t)b * BEE_KV_BLOCK >= s->n) return NULL;
+    int32_t *r = malloc(s->n * sizeof *r);
+    if (!r) {
+        *out_rc = bee_fail("out of memory");
+        return NULL;
+    }
+    for (uint32_t i = 0; i < s->n; i++) r[i] = (int32_t)bee_seq_row(s, i);
+    return r;
 }
 
 static int attention_tiled(const fwd_ctx *c, const bee_seq *s, uint32_t l, uint32_t n_old, const float *q, float *out) {
     const bee_model *m = c->m;
     size_t nk = s->n, n_pan = (nk + 15) / 16, nth = (size_t)bee_pool_size(m->pool), n_new = nk - n_old;
-    tiled_job j = {c, s, l, n_old, q, out, NULL, n_pan, NULL, NULL};
+    int rc;
+    int32_t *phys = physical_rows(s, &rc);
+    tiled_job j = {c, s, l, n_old, q, out, NULL, n_pan, phys, NULL, NULL};
     j.kp = malloc(m->hp.n_heads * n_pan * 16 * m->hp.dim_head * sizeof *j.kp);
     j.scratch = malloc(nth * QT * 2 * nk * sizeof *j.scratch);
     j.rows = malloc(nth * QT * nk * sizeof *j.rows);
-    int rc = j.kp && j.scratch && j.rows ? 0 : bee_fail("out of memory");
+    if (rc == 0 && !(j.kp && j.scratch && j.rows)) rc = bee_fail("out of memory");
     if (rc == 0) {
         bee_pool_for(m->pool, m->hp.n_heads, 1, pack_heads, &j);
         bee_pool_for(m->pool, (n_new + QT - 1) / QT, 1, tiled_range, &j);
     }
-    free(j.kp), free(j.scratch), free(j.rows);
+    free(j.kp), free(j.scratch), free(j.rows), free(phys);
     return rc;
 }
 
@@ -414,9 +353,9 @@ static int attention(const fwd_ctx *c, uint32_t l, const float *q, const float *
         bee_seq *s = c->seqs[i];
         size_t n = c->n_tok[i], rb = kv_row_bytes(c->m, s->kv_type);
         for (size_t t = 0; t < n; t++) {
-            size_t row = (size_t)c->n_old[i] + t;
-            bee_quantize_row(s->kv_type, k + (t0 + t) * w, (uint8_t *)s->k[l] + row * rb, w);
-            bee_quantize_row(s->kv_type, v + (t0 + t) * w, (uint8_t *)s->v[l] + row * rb, w);
+            size_t row = bee_seq_row(s, c->n_old[i] + (uint32_t)t);
+            bee_quantize_row(s->kv_type, k + (t0 + t) * w, (uint8_t *)s->pool->k[l] + row * rb, w);
+            bee_quantize_row(s->kv_type, v + (t0 + t) * w, (uint8_t *)s->pool->v[l] + row * rb, w);
         }
         starts[i] = t0;
         tiled[i] = (uint8_t)use_tiled(n);
@@ -617,8 +556,9 @@ static int trace_kv(bee_trace *tr, const bee_model *m, const bee_seq *s) {
         return bee_fail("out of memory");
     }
     for (size_t j = 0; j < s->n; j++) {
-        bee_dequantize_row(s->kv_type, (const uint8_t *)s->k[0] + j * rb, kr, w);
-        bee_dequantize_row(s->kv_type, (const uint8_t *)s->v[0] + j * rb, vr, w);
+        size_t r = bee_seq_row(s, (uint32_t)j);
+        bee_dequantize_row(s->kv_type, (const uint8_t *)s->pool->k[0] + r * rb, kr, w);
+        bee_dequantize_row(s->kv_type, (const uint8_t *)s->pool->v[0] + r * rb, vr, w);
         for (size_t h = 0; h < H; h++)
             for (size_t e = 0; e < dh; e++) {
                 tr->k0[(h * s->n + j) * dh + e] = kr[h * dh + e];
@@ -639,7 +579,7 @@ static int prepare(fwd_ctx *c, const bee_token *const *toks, bee_trace *tr) {
     for (size_t i = 0; i < c->n_seq; i++) {
         bee_seq *s = c->seqs[i];
         if (s->n + c->n_tok[i] > (1u << 30)) return bee_fail("sequence too long");
-        if (bee_seq_reserve(s, m, s->n + (uint32_t)c->n_tok[i])) return -1;
+        if (bee_seq_prepare_append(s, m, (uint32_t)c->n_tok[i])) return -1;
         memcpy(s->keys + s->n, toks[i], c->n_tok[i] * sizeof *toks[i]);
         s->n += (uint32_t)c->n_tok[i];
         if (s->n > max_k) max_k = s->n;
@@ -706,7 +646,7 @@ static void fwd_ctx_free(fwd_ctx *c) {
 }
 
 static void rollback(fwd_ctx *c) {
-    for (size_t i = 0; i < c->n_seq; i++) c->seqs[i]->n = c->n_old[i];
+    for (size_t i = 0; i < c->n_seq; i++) bee_seq_truncate(c->seqs[i], c->n_old[i]);
 }
 
 int bee_forward(const bee_model *m, bee_seq *const *seqs, const bee_token *const *toks, const size_t *n_tok,
@@ -768,7 +708,7 @@ static void prefill_free(bee_prefill *p) {
 
 void bee_prefill_cancel(bee_prefill *p) {
     if (!p) return;
-    p->seq->n = p->n_old;
+    bee_seq_truncate(p->seq, p->n_old);
     prefill_free(p);
 }
 

@@ -79,26 +79,85 @@ typedef struct {
     int32_t ctx;      /* 1 = context token */
 } bee_token;
 
+/* ---------------------------------------------------------------- KV block pool
+ * KV caches live in blocks of BEE_KV_BLOCK rows. For each attention layer a
+ * pool holds one K region and one V region of cap_blocks x BEE_KV_BLOCK rows,
+ * so physical row b * BEE_KV_BLOCK + r is valid in every layer and one row
+ * index list serves all layers. Blocks are reference counted: sequences that
+ * share a prefix share its blocks, and the first write into a shared block
+ * copies it (copy on write). The regions grow by realloc up to the budget
+ * (block ids stay valid; pointers into the regions do not). */
+enum { BEE_KV_BLOCK = 64 };
+
+typedef struct bee_kv_pool {
+    uint32_t n_att, kv_type;
+    size_t row_bytes;       /* one row of K or V of one layer */
+    size_t budget_bytes;    /* as asked for (0 = unlimited), for messages */
+    uint32_t max_blocks;    /* the budget in blocks (UINT32_MAX = unlimited) */
+    uint32_t cap_blocks;    /* blocks the regions hold now */
+    uint32_t n_used;        /* blocks with a reference */
+    void **k, **v;          // n_att x (cap_blocks * BEE_KV_BLOCK, row width) elements of kv_type
+    uint32_t *ref;          // (cap_blocks) references per block
+    uint32_t *free_ids;     // (cap_blocks) stack of unreferenced blocks, lowest id on top
+    uint32_t n_free;
+    uint64_t n_shared;      /* block references taken instead of copies */
+    uint64_t n_cow;         /* blocks copied on a write into a shared one */
+} bee_kv_pool;
+
+/* Bytes of one block over all attention layers (K and V) for the model's kv_type. */
+size_t bee_kv_block_bytes(const bee_model *m);
+/* A pool for the model's kv_type; budget_bytes 0 = unlimited, else it must
+ * hold at least one block. */
+int bee_kv_pool_init(bee_kv_pool *p, const bee_model *m, size_t budget_bytes);
+void bee_kv_pool_free(bee_kv_pool *p);
+/* One unreferenced block (reference count 1); fails naming the budget. */
+int bee_kv_pool_alloc(bee_kv_pool *p, uint32_t *id);
+void bee_kv_pool_share(bee_kv_pool *p, uint32_t id);
+void bee_kv_pool_release(bee_kv_pool *p, uint32_t id);
+/* Blocks that can still be allocated (free ones + room left in the budget). */
+uint32_t bee_kv_pool_available(const bee_kv_pool *p);
+/* Bytes the regions hold now. */
+size_t bee_kv_pool_bytes(const bee_kv_pool *p);
+
 /* ---------------------------------------------------------------- sequences
- * A sequence owns its KV cache and the per-key arrays the mask and bias need. */
+ * A sequence's KV cache is a table of pool blocks (logical row j lives in
+ * block blocks[j / BEE_KV_BLOCK]), plus the per-key arrays the mask and bias
+ * need. */
 typedef struct {
-    uint32_t n, cap;   /* cached tokens and capacity (grows on demand) */
+    uint32_t n, cap;   /* cached tokens and capacity of keys (grows on demand) */
     uint32_t n_att;    /* layers with attention (pruned ones keep no cache) */
-    uint32_t kv_type;  /* element type of k and v (the model's kv_type at init) */
-    void **k, **v;     // n_att × (cap, n_heads * dim_head) elements of kv_type
+    uint32_t kv_type;  /* element type of the cache (the model's kv_type at init) */
+    bee_kv_pool *pool; /* where the blocks live */
+    int own_pool;      /* the pool is private to this sequence (freed with it) */
+    uint32_t *blocks;  // (n_blk) pool block of each BEE_KV_BLOCK rows
+    uint32_t n_blk, blk_cap;
     bee_token *keys;   // (cap)
     int32_t *seg_rel;  // (n_seg_rel)
     size_t n_seg_rel;
 } bee_seq;
 
+/* A sequence with a private pool, blocks for cap tokens allocated. */
 int bee_seq_init(bee_seq *s, const bee_model *m, uint32_t cap, const int32_t *seg_rel, size_t n_seg_rel);
-/* Ensures room for cap tokens. */
+/* A sequence whose blocks come from a shared pool (of the model's kv_type),
+ * allocated as tokens are appended. */
+int bee_seq_init_pooled(bee_seq *s, const bee_model *m, bee_kv_pool *pool, const int32_t *seg_rel, size_t n_seg_rel);
+/* Ensures room for cap tokens (keys and blocks). */
 int bee_seq_reserve(bee_seq *s, const bee_model *m, uint32_t cap);
+/* Makes rows [s->n, s->n + n_new) writable: room for them, and a shared
+ * block they fall in copied first (copy on write). */
+int bee_seq_prepare_append(bee_seq *s, const bee_model *m, uint32_t n_new);
+/* Keeps the first n tokens, releasing the blocks past them. */
+void bee_seq_truncate(bee_seq *s, uint32_t n);
 void bee_seq_free(bee_seq *s);
-/* Copies src's cache and keys into dst (same model; dst grows if needed). */
+/* dst becomes a copy of src (same model). Within one pool the blocks are
+ * shared, not copied; across pools the rows are copied. */
 int bee_seq_copy(bee_seq *dst, const bee_seq *src, const bee_model *m);
 /* Bytes held by one sequence's cache of cap tokens (the model's kv_type). */
 size_t bee_seq_bytes(const bee_model *m, uint32_t cap);
+/* Physical pool row of logical row j. */
+static inline size_t bee_seq_row(const bee_seq *s, uint32_t j) {
+    return (size_t)s->blocks[j / BEE_KV_BLOCK] * BEE_KV_BLOCK + j % BEE_KV_BLOCK;
+}
 
 /* ---------------------------------------------------------------- forward */
 /* Batch ext table (SPEC §6.5): logits width = n_vocab + n. */

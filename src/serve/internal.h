@@ -118,6 +118,9 @@ struct bee_server {
     size_t chunk;            /* prefill_chunk resolved against the model (0 = never split) */
 
     bee_serve_slot *slots;         /* (o.parallel) */
+    bee_kv_pool kv;                /* the KV blocks of every slot (scheduler thread only) */
+    int kv_ok;
+    uint32_t kv_max_blocks;        /* the budget in blocks (set before loaded, constant after) */
     pthread_t sched;
     int sched_started;
     /* step scratch (scheduler thread only) */

@@ -142,7 +142,13 @@ int bee_metrics_render(bee_metrics *m, bee_str *o) {
     render_gauge(o, "bee_queue_depth", "Requests waiting for a slot.", m->queue_depth);
     render_gauge(o, "bee_active_slots", "Slots generating now.", m->active_slots);
     render_gauge(o, "bee_slots", "Configured parallel slots.", m->slots);
-    render_gauge(o, "bee_kv_cache_bytes", "Bytes held by slot KV caches (active and cached prefixes).", m->kv_bytes);
+    render_gauge(o, "bee_kv_cache_bytes", "Bytes held by the KV block pool (active slots and cached prefixes).", m->kv_bytes);
+    render_gauge(o, "bee_kv_blocks_total", "KV cache blocks of 64 tokens the budget holds (--kv-budget).", m->kv_blocks_total);
+    render_gauge(o, "bee_kv_blocks_used", "KV cache blocks referenced by slots or cached prefixes.", m->kv_blocks_used);
+    render_counter(o, "bee_kv_blocks_shared_total", "KV cache blocks shared (prefix hits, n > 1 choices) instead of copied.",
+                   (uint64_t)m->kv_blocks_shared);
+    render_counter(o, "bee_kv_cow_copies_total", "Shared KV cache blocks copied on a sequence's first write into them.",
+                   (uint64_t)m->kv_cow);
     render_gauge(o, "bee_model_loaded", "1 once the model is loaded.", m->loaded);
     pthread_mutex_unlock(&m->mu);
     return o->s ? 0 : bee_fail("out of memory");

@@ -41,6 +41,8 @@ typedef struct {
     bee_hist ttft, itl, duration, step_time;
     /* gauges, set by the scheduler */
     int64_t queue_depth, active_slots, slots, kv_bytes, loaded;
+    int64_t kv_blocks_total, kv_blocks_used; /* the pool's budget and referenced blocks */
+    int64_t kv_blocks_shared, kv_cow;        /* counters kept by the pool, copied in with the gauges */
 } bee_metrics;
 
 int bee_metrics_init(bee_metrics *m);

@@ -1,5 +1,12 @@
 /* The scheduler: one thread owns the model and runs continuous batching.
  *
+ * KV caches live in one block pool (model.h) of --kv-budget bytes shared by
+ * every slot: a job is admitted when its blocks are free (a queued job
+ * waits, in order), n > 1 choices and prompt-prefix hits share blocks
+ * instead of copying them (copy on write), and the prefixes kept by free
+ * slots are evicted, least recently used first, when admission needs
+ * their blocks.
+ *
  * Each step is ONE bee_forward over every active slot: the next token of
  * each decoding choice plus the whole context of each newly admitted short
  * prompt (admissions per step are bounded by a prompt-token budget; one
@@ -221,6 +228,22 @@ static int prep_fail(bee_api_error *e, const bee_job *j, const char *what) {
     return bee_api_error_set(e, 400, "invalid_request_error", param, "%s: %s", what, bee_error_message());
 }
 
+/* ---------------------------------------------------------------- KV blocks */
+
+static size_t blocks_for(size_t rows) { return (rows + BEE_KV_BLOCK - 1) / BEE_KV_BLOCK; }
+
+/* Cache rows one choice of j may fill: the context, one <s> per answer slot,
+ * max_tokens and the last token fed back. */
+static size_t job_rows(const bee_job *j) { return j->n_ctx + j->in.n_slots + (size_t)j->max_tokens + 1; }
+
+/* Blocks job j needs at most: choice 0 all of its rows; every other choice
+ * shares the context's full blocks and needs the rest (its copy of the
+ * shared partial block included). */
+static size_t job_blocks(const bee_job *j) {
+    size_t b = blocks_for(job_rows(j)), shared = j->n_ctx / BEE_KV_BLOCK;
+    return b + (size_t)(j->rq.n - 1) * (b - shared);
+}
+
 static int prepare_limits(struct bee_server *s, bee_job *j, bee_api_error *e) {
     long ctx = s->o.ctx, n_ctx = (long)j->n_ctx, extra = (long)j->in.n_slots; /* one <s> per answer slot */
     if (n_ctx + extra >= ctx)
@@ -235,6 +258,12 @@ static int prepare_limits(struct bee_server *s, bee_job *j, bee_api_error *e) {
         return bee_api_error_set(e, 400, "invalid_request_error", "n", "'n' (%d) exceeds the server's %d slots",
                                  j->rq.n, s->o.parallel);
     j->max_tokens = j->rq.max_tokens;
+    size_t need = job_blocks(j);
+    if (need > s->kv_max_blocks)
+        return bee_api_error_set(e, 400, "invalid_request_error", "max_tokens",
+                                 "prompt (%ld tokens) + max_tokens (%d) x n (%d) needs %zu KV cache blocks of %d tokens; "
+                                 "the server's KV budget (--kv-budget) holds %u",
+                                 n_ctx, j->max_tokens, j->rq.n, need, BEE_KV_BLOCK, s->kv_max_blocks);
     return 0;
 }
 
@@ -331,6 +360,7 @@ static void slot_release(struct bee_server *s, bee_serve_slot *sl) {
     sl->pf = NULL;
     sl->chunked = 0;
     sl->cached_n = sl->prefilled && sl->job ? sl->job->n_ctx : 0;
+    bee_seq_truncate(&sl->seq, (uint32_t)sl->cached_n); /* a kept prefix holds its blocks only */
     sl->prefilled = 0;
     sl->job = NULL;
     sl->phase = BEE_SLOT_FREE;
@@ -372,12 +402,13 @@ static int find_cached(struct bee_server *s, const bee_job *j) {
     return -1;
 }
 
-/* A free slot, preferring ones without a kept context, then the least recently used. */
-static int find_free(struct bee_server *s) {
+/* A free slot other than `keep`, preferring ones without a kept context,
+ * then the least recently used. */
+static int find_free(struct bee_server *s, int keep) {
     int best = -1;
     for (int i = 0; i < s->o.parallel; i++) {
         bee_serve_slot *sl = &s->slots[i];
-        if (sl->phase != BEE_SLOT_FREE) continue;
+        if (sl->phase != BEE_SLOT_FREE || i == keep) continue;
         if (best < 0 || (sl->cached_n == 0 && s->slots[best].cached_n != 0) ||
             ((sl->cached_n == 0) == (s->slots[best].cached_n == 0) && sl->last_used < s->slots[best].last_used))
             best = i;
@@ -391,7 +422,9 @@ static int n_free(const struct bee_server *s) {
     return n;
 }
 
-/* Puts choice `ci` of job j into slot `si`: fresh prefill, a copy of slot `src`, or a reused cache. */
+/* Puts choice `ci` of job j into slot `si`: fresh prefill, later a copy of
+ * slot `src`, or the kept context of slot `cached` (>= 0; its blocks are
+ * shared unless it is si itself). */
 static int slot_take(struct bee_server *s, int si, bee_job *j, int ci, int src, int cached) {
     bee_serve_slot *sl = &s->slots[si];
     sl->job = j, sl->choice = ci, sl->src = src, sl->cached_n = 0;
@@ -403,18 +436,21 @@ static int slot_take(struct bee_server *s, int si, bee_job *j, int ci, int src, 
         if (!l) return bee_fail("out of memory");
         sl->logits = l, sl->logits_cap = j->b.width;
     }
-    if (cached) {
-        sl->seq.n = (uint32_t)j->n_ctx;
-        sl->prefilled = 1;
-        sl->phase = BEE_SLOT_DECODE;
-        return 0;
-    }
     sl->prefilled = 0;
     sl->phase = src >= 0 ? BEE_SLOT_WAIT : BEE_SLOT_PREFILL;
-    size_t nrel = (size_t)j->in.enc.n_seg * (size_t)j->in.enc.n_seg;
-    bee_seq_free(&sl->seq);
-    return bee_seq_init(&sl->seq, s->model, (uint32_t)(j->n_ctx + j->in.n_slots + (size_t)j->max_tokens + 1),
-                        j->in.enc.seg_rel, nrel);
+    if (cached != si) {
+        size_t nrel = (size_t)j->in.enc.n_seg * (size_t)j->in.enc.n_seg;
+        bee_seq_free(&sl->seq); /* releases the blocks of a prefix it kept */
+        if (bee_seq_init_pooled(&sl->seq, s->model, &s->kv, j->in.enc.seg_rel, nrel)) return -1;
+        if (cached >= 0 && bee_seq_copy(&sl->seq, &s->slots[cached].seq, s->model)) return -1;
+    }
+    if (cached >= 0) {
+        s->slots[cached].last_used = ++s->tick;
+        bee_seq_truncate(&sl->seq, (uint32_t)j->n_ctx);
+        sl->prefilled = 1;
+        sl->phase = BEE_SLOT_DECODE;
+    }
+    return 0;
 }
 
 /* A prompt whose prefill is more work than one step's chunk budget. */
@@ -424,16 +460,21 @@ static int is_long(const struct bee_server *s, const bee_job *j) {
 
 /* Moves one queued job into slots; 0 when admitted. */
 static int admit_one(struct bee_server *s, bee_job *j) {
-    int hit = find_cached(s, j), first = hit >= 0 ? hit : find_free(s);
+    /* a hit stays kept for later requests when an empty slot is free; never
+     * at the price of another kept prefix (that would turn its next hit into
+     * a miss) */
+    int hit = find_cached(s, j), first = find_free(s, hit);
+    if (hit >= 0 && (first < 0 || s->slots[first].cached_n)) first = hit;
     j->state = BEE_JOB_RUNNING;
     j->n_running = j->rq.n;
-    int rc = slot_take(s, first, j, 0, -1, hit >= 0);
+    int rc = slot_take(s, first, j, 0, -1, hit);
     if (rc == 0 && hit < 0 && is_long(s, j)) s->slots[first].chunked = 1;
     if (rc == 0 && hit >= 0) bee_metrics_add(&s->metrics, &s->metrics.prefix_hits, 1);
     for (int i = 1; rc == 0 && i < j->rq.n; i++) { /* other choices copy choice 0's cache once it is filled */
-        int si = find_free(s);
+        int si = find_free(s, hit);
+        if (si < 0) si = find_free(s, -1);
         bee_serve_slot *sl = &s->slots[si];
-        rc = slot_take(s, si, j, i, first, 0);
+        rc = slot_take(s, si, j, i, first, -1);
         if (rc == 0 && hit >= 0 && (rc = bee_seq_copy(&sl->seq, &s->slots[first].seq, s->model)) == 0)
             sl->prefilled = 1, sl->phase = BEE_SLOT_DECODE;
     }
@@ -468,6 +509,82 @@ static void reap_locked(struct bee_server *s) {
     }
 }
 
+/* Blocks an active slot may still allocate: up to its job's rows, plus a
+ * copy of the shared partial block it will write into. A WAIT slot will
+ * share the context's blocks from its source. */
+static size_t slot_pending(const struct bee_server *s, const bee_serve_slot *sl) {
+    if (!sl->job) return 0;
+    size_t b = blocks_for(job_rows(sl->job)), c = sl->job->n_ctx;
+    if (sl->phase == BEE_SLOT_WAIT) return b - c / BEE_KV_BLOCK;
+    const bee_seq *q = &sl->seq;
+    size_t pend = b > q->n_blk ? b - q->n_blk : 0;
+    uint32_t last = q->n / BEE_KV_BLOCK;
+    if (q->n % BEE_KV_BLOCK && last < q->n_blk && s->kv.ref[q->blocks[last]] > 1) pend++;
+    return pend;
+}
+
+/* Blocks free for a new job: the pool's, less what active slots may still take. */
+static size_t kv_free(const struct bee_server *s) {
+    size_t avail = bee_kv_pool_available(&s->kv), pend = 0;
+    for (int i = 0; i < s->o.parallel; i++) pend += slot_pending(s, &s->slots[i]);
+    return avail > pend ? avail - pend : 0;
+}
+
+/* Blocks that evicting every kept prefix but slot `keep`'s would free:
+ * those referenced by such prefixes only. */
+static size_t kv_reclaimable(const struct bee_server *s, int keep) {
+    uint32_t *cnt = calloc(s->kv.cap_blocks ? s->kv.cap_blocks : 1, sizeof *cnt);
+    if (!cnt) return 0;
+    for (int i = 0; i < s->o.parallel; i++) {
+        const bee_serve_slot *sl = &s->slots[i];
+        if (sl->phase != BEE_SLOT_FREE || i == keep) continue;
+        for (uint32_t b = 0; b < sl->seq.n_blk; b++) cnt[sl->seq.blocks[b]]++;
+    }
+    size_t n = 0;
+    for (uint32_t b = 0; b < s->kv.cap_blocks; b++) n += cnt[b] && cnt[b] == s->kv.ref[b];
+    free(cnt);
+    return n;
+}
+
+/* Evicts kept prefixes, least recently used first (never slot `keep`'s),
+ * until `need` blocks are free. */
+static void kv_evict(struct bee_server *s, size_t need, int keep) {
+    while (kv_free(s) < need) {
+        int v = -1;
+        for (int i = 0; i < s->o.parallel; i++) {
+            const bee_serve_slot *sl = &s->slots[i];
+            if (sl->phase == BEE_SLOT_FREE && i != keep && sl->seq.n_blk && (v < 0 || sl->last_used < s->slots[v].last_used))
+                v = i;
+        }
+        if (v < 0) return;
+        bee_seq_truncate(&s->slots[v].seq, 0);
+        s->slots[v].cached_n = 0;
+    }
+}
+
+static int any_active(const struct bee_server *s) {
+    for (int i = 0; i < s->o.parallel; i++)
+        if (s->slots[i].job) return 1;
+    return 0;
+}
+
+/* Whether job j's blocks can be had now, evicting kept prefixes if that is
+ * enough; 0: j waits for running jobs to finish. A prefix hit needs fewer
+ * blocks (the context's are shared); when the hit itself is in the way and
+ * nothing runs, it is evicted too and j runs as a miss. */
+static int kv_room(struct bee_server *s, const bee_job *j) {
+    int hit = find_cached(s, j);
+    size_t b = blocks_for(job_rows(j));
+    size_t need = hit >= 0 ? (size_t)j->rq.n * (b - j->n_ctx / BEE_KV_BLOCK) : job_blocks(j);
+    if (kv_free(s) + kv_reclaimable(s, hit) >= need) {
+        kv_evict(s, need, hit);
+        return 1;
+    }
+    if (hit < 0 || any_active(s)) return 0;
+    kv_evict(s, job_blocks(j), -1);
+    return kv_free(s) >= job_blocks(j);
+}
+
 /* Admits queued jobs in order while slots and the step's prompt budget allow.
  * Returns a beam job to run now (beam search runs whole, outside the slots). */
 static bee_job *admit_locked(struct bee_server *s) {
@@ -480,7 +597,7 @@ static bee_job *admit_locked(struct bee_server *s) {
             return j;
         }
         int sliced = is_long(s, j); /* prefilled outside the batch: not under the budget */
-        if (n_free(s) < j->rq.n || (!sliced && used && used + j->n_ctx > budget)) break;
+        if (n_free(s) < j->rq.n || (!sliced && used && used + j->n_ctx > budget) || !kv_room(s, j)) break;
         s->q_head = (s->q_head + 1) % Q, s->q_n--;
         if (admit_one(s, j) == 0 && !sliced) used += j->n_ctx;
     }
@@ -845,27 +962,34 @@ static int load(struct bee_server *s) {
     if (bee_model_load(s->model_path, &s->model) || bee_model_set_threads(s->model, s->o.threads)) return -1;
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
     if (!s->slots) return bee_fail("out of memory");
+    size_t per_slot = blocks_for((size_t)s->o.ctx + 1); /* the most rows a request may fill */
+    size_t budget = s->o.kv_budget ? s->o.kv_budget : per_slot * (size_t)s->o.parallel * bee_kv_block_bytes(s->model);
+    if (bee_kv_pool_init(&s->kv, s->model, budget)) return bee_fail_prefix("--kv-budget: ");
+    s->kv_ok = 1;
+    s->kv_max_blocks = s->kv.max_blocks;
     for (int i = 0; i < s->o.parallel; i++)
-        if (bee_seq_init(&s->slots[i].seq, s->model, 16, NULL, 0)) return -1;
+        if (bee_seq_init_pooled(&s->slots[i].seq, s->model, &s->kv, NULL, 0)) return -1;
     long c = s->o.prefill_chunk;
     s->chunk = c < 0 ? 0 : c > 0 ? (size_t)c : (size_t)s->o.prefill_budget * s->model->hp.n_layers;
     return 0;
 }
 
 static void update_gauges(struct bee_server *s) {
-    int64_t active = 0, kv = 0;
-    for (int i = 0; i < s->o.parallel; i++) {
-        active += s->slots[i].job != NULL;
-        kv += (int64_t)bee_seq_bytes(s->model, s->slots[i].seq.cap);
-    }
+    int64_t active = 0;
+    for (int i = 0; i < s->o.parallel; i++) active += s->slots[i].job != NULL;
     bee_metrics_set(&s->metrics, &s->metrics.active_slots, active);
-    bee_metrics_set(&s->metrics, &s->metrics.kv_bytes, kv);
+    bee_metrics_set(&s->metrics, &s->metrics.kv_bytes, (int64_t)bee_kv_pool_bytes(&s->kv));
+    bee_metrics_set(&s->metrics, &s->metrics.kv_blocks_total, (int64_t)s->kv.max_blocks);
+    bee_metrics_set(&s->metrics, &s->metrics.kv_blocks_used, (int64_t)s->kv.n_used);
+    bee_metrics_set(&s->metrics, &s->metrics.kv_blocks_shared, (int64_t)s->kv.n_shared);
+    bee_metrics_set(&s->metrics, &s->metrics.kv_cow, (int64_t)s->kv.n_cow);
     bee_metrics_set(&s->metrics, &s->metrics.queue_depth, (int64_t)s->q_n);
 }
 
 void *bee_sched_main(void *arg) {
     struct bee_server *s = arg;
     int rc = load(s);
+    if (rc == 0) update_gauges(s); /* the pool's size is known to /metrics once the server is ready */
     pthread_mutex_lock(&s->mu);
     if (rc) {
         s->load_failed = 1;

@@ -58,6 +58,9 @@ typedef struct {
                                   decode steps of running streams; a prompt whose whole prefill is more is
                                   prefilled a few layers per step (0 = prefill_budget x the model's layers,
                                   the default; < 0 = never split) */
+    size_t kv_budget;          /* bytes of KV cache blocks shared by all slots (cached prompt prefixes
+                                  included); a request waits in the queue until its blocks are free.
+                                  0 = enough for parallel x ctx tokens (the default) */
     const char *api_key_file;  /* one key per line; NULL = no auth */
     const char *model_name;    /* id shown by /v1/models; default the file's base name */
     double drain_s;            /* shutdown: how long to let in-flight requests finish (default 30) */

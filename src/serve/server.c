@@ -1189,6 +1189,7 @@ static void server_free(struct bee_server *s) {
         free(s->slots[i].logits);
     }
     free(s->slots);
+    if (s->kv_ok) bee_kv_pool_free(&s->kv);
     bee_model_free(s->model);
     free(s->st_seqs), free(s->st_toks), free(s->st_ntok), free(s->st_slot), free(s->st_extoff);
     free(s->st_ext_ids), free(s->st_ext_subs), free(s->st_logits);
