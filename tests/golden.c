@@ -110,3 +110,18 @@ double golden_max_diff(const float *a, size_t n, const bee_npy *g) {
     }
     return mx;
 }
+
+bee_model *golden_tiny;
+
+int golden_tiny_setup(void **state) {
+    (void)state;
+    golden_tiny = golden_load_tiny();
+    return 0;
+}
+
+int golden_tiny_teardown(void **state) {
+    (void)state;
+    bee_model_free(golden_tiny);
+    golden_tiny = NULL;
+    return 0;
+}

@@ -16,6 +16,11 @@ void golden_write_tiny(const char *path, const uint8_t *mask, int inv_freq_f16);
 /* Writes and loads the golden tiny model; NULL (with a SKIP message) when the
  * golden data is absent. */
 bee_model *golden_load_tiny(void);
+/* cmocka group setup/teardown: golden_tiny is golden_load_tiny()'s model
+ * (NULL when the golden data is absent) for the group's tests. */
+extern bee_model *golden_tiny;
+int golden_tiny_setup(void **state);
+int golden_tiny_teardown(void **state);
 /* A tokenizer over the builtin vocabulary (no golden data needed). */
 bee_tokenizer *golden_builtin_tokenizer(void);
 /* Loads golden/<example>/<name>.npy. */

@@ -174,3 +174,21 @@ json_t *post(int port, const char *path, const char *body, int status) {
     resp_free(&r);
     return j;
 }
+
+long long http_metric(int port, const char *headers, const char *name) {
+    resp r;
+    if (http(port, "GET", "/metrics", headers, NULL, &r)) return -1;
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = r.body ? strstr(r.body, key) : NULL;
+    long long v = p ? atoll(p + strlen(key)) : -1;
+    resp_free(&r);
+    return v;
+}
+
+void http_wait_metric(int port, const char *headers, const char *name, long long want) {
+    long long v = -1;
+    int i = 0;
+    for (; i < 1000 && (v = http_metric(port, headers, name)) != want; i++) usleep(10000);
+    if (v != want) fail_msg("%s stayed %lld (want %lld) after %d polls", name, v, want, i);
+}

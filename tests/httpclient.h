@@ -32,5 +32,11 @@ double http_now(void);
 json_t *json_of(const resp *r);
 /* POST, expecting `status`; returns the JSON body. */
 json_t *post(int port, const char *path, const char *body, int status);
+/* The value of an unlabelled /metrics line `name` (-1 when absent or on no
+ * response); headers as for http() (an API key), or NULL. */
+long long http_metric(int port, const char *headers, const char *name);
+/* Polls http_metric every 10 ms, up to 10 s, until it equals want; fails the
+ * test naming the metric otherwise. */
+void http_wait_metric(int port, const char *headers, const char *name, long long want);
 
 #endif

@@ -18,19 +18,7 @@
 #define TOL_LOGIT 1e-3
 
 static const char *k_examples[] = {"zh", "en", "mixed"};
-static bee_model *g_model;
 
-static int setup(void **state) {
-    (void)state;
-    g_model = golden_load_tiny();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    bee_model_free(g_model);
-    return 0;
-}
 
 typedef struct {
     bee_gen_input in;
@@ -127,7 +115,7 @@ static void check_all_positions(const char *ex, const bee_model *m, const exampl
 }
 
 static void run_prefill(const char *ex) {
-    const bee_model *m = g_model;
+    const bee_model *m = golden_tiny;
     example e;
     example_open(&e, m, ex);
     size_t n = e.in.ids.n, d = m->hp.dim;
@@ -159,14 +147,14 @@ static void run_prefill(const char *ex) {
 
 static void test_prefill(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     for (size_t i = 0; i < 3; i++) run_prefill(k_examples[i]);
 }
 
 /* ---------------------------------------------------------------- decode */
 
 static void run_incremental(const char *ex, double tol) {
-    const bee_model *m = g_model;
+    const bee_model *m = golden_tiny;
     example e;
     example_open(&e, m, ex);
     bee_seq s;
@@ -194,7 +182,7 @@ static void run_incremental(const char *ex, double tol) {
 
 static void test_incremental(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], TOL_LOGIT);
 }
 
@@ -203,10 +191,10 @@ static void test_incremental(void **state) {
  * second half causal like answer tokens). */
 static void test_attention_paths(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     for (size_t i = 0; i < 3; i++) {
         example e;
-        example_open(&e, g_model, k_examples[i]);
+        example_open(&e, golden_tiny, k_examples[i]);
         size_t n = e.in.ids.n, W = e.b.width;
         bee_token *tk = context_tokens(&e.in);
         for (size_t k = n / 2; k < n; k++) tk[k].ctx = 0; /* a causal tail, like answer tokens */
@@ -214,10 +202,10 @@ static void test_attention_paths(void **state) {
         for (int pass = 0; pass < 2; pass++) {
             setenv("BEE_ATTN", pass ? "simple" : "auto", 1);
             bee_seq s;
-            assert_int_equal(bee_seq_init(&s, g_model, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+            assert_int_equal(bee_seq_init(&s, golden_tiny, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
             bee_seq *sp[1] = {&s};
             const bee_token *tp[1] = {tk};
-            assert_int_equal(bee_forward(g_model, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, pass ? b : a, NULL), 0);
+            assert_int_equal(bee_forward(golden_tiny, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, pass ? b : a, NULL), 0);
             bee_seq_free(&s);
         }
         unsetenv("BEE_ATTN");
@@ -234,27 +222,27 @@ static void test_attention_paths(void **state) {
  * the cached keys and values (f16: 11-bit, bf16: 8-bit mantissas). */
 static void test_kv_half(void **state) {
     (void)state;
-    if (!g_model) skip();
-    assert_int_not_equal(bee_model_set_kv_type(g_model, BEE_TYPE_Q4_0), 0);
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
+    if (!golden_tiny) skip();
+    assert_int_not_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_Q4_0), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F16), 0);
     for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], 5e-3);
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_BF16), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_BF16), 0);
     for (size_t i = 0; i < 3; i++) run_incremental(k_examples[i], 5e-2);
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F32), 0);
     bee_seq a, b;
-    assert_int_equal(bee_seq_init(&a, g_model, 4, NULL, 0), 0);
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
-    assert_int_equal(bee_seq_init(&b, g_model, 4, NULL, 0), 0);
-    assert_int_equal(bee_seq_bytes(g_model, 8) < 8 * (size_t)(2 * 2 * 64 * 4), 1);
-    assert_int_not_equal(bee_seq_copy(&b, &a, g_model), 0); /* types differ */
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
+    assert_int_equal(bee_seq_init(&a, golden_tiny, 4, NULL, 0), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F16), 0);
+    assert_int_equal(bee_seq_init(&b, golden_tiny, 4, NULL, 0), 0);
+    assert_int_equal(bee_seq_bytes(golden_tiny, 8) < 8 * (size_t)(2 * 2 * 64 * 4), 1);
+    assert_int_not_equal(bee_seq_copy(&b, &a, golden_tiny), 0); /* types differ */
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F32), 0);
     bee_seq_free(&a);
     bee_seq_free(&b);
 }
 
 /* Training layout: context + answer tokens (context 0) in one call, global positions. */
 static void run_full(const char *ex) {
-    const bee_model *m = g_model;
+    const bee_model *m = golden_tiny;
     example e;
     example_open(&e, m, ex);
     bee_npy in, ctx, seg, sub;
@@ -283,15 +271,15 @@ static void run_full(const char *ex) {
 
 static void test_full_forward(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     for (size_t i = 0; i < 3; i++) run_full(k_examples[i]);
 }
 
 /* All three examples in ONE forward call: the same logits as one at a time. */
 static void test_batch(void **state) {
     (void)state;
-    if (!g_model) skip();
-    const bee_model *m = g_model;
+    if (!golden_tiny) skip();
+    const bee_model *m = golden_tiny;
     example e[3];
     for (int i = 0; i < 3; i++) example_open(&e[i], m, k_examples[i]);
     bee_seq s[3];
@@ -339,7 +327,7 @@ static void prefill_lastpos(const bee_model *m, const char *ex, const char *gold
 
 static void test_inv_freq_f16(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     golden_write_tiny(tu_tmp("tiny_half.gguf"), NULL, 1);
     bee_model *m;
     assert_int_equal(bee_model_load(tu_tmp("tiny_half.gguf"), &m), 0);
@@ -349,7 +337,7 @@ static void test_inv_freq_f16(void **state) {
 
 static void test_pruned(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     const uint8_t mask[4] = {1, 0, 0, 1}; /* layer 0 attention and layer 1 FFN pruned */
     golden_write_tiny(tu_tmp("tiny_masked.gguf"), mask, 0);
     bee_model *m;
@@ -386,21 +374,21 @@ static void test_position_buckets(void **state) {
 /* Any thread count gives bit-identical logits (static split, fixed order). */
 static void test_threads_deterministic(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     example e;
-    example_open(&e, g_model, "mixed");
+    example_open(&e, golden_tiny, "mixed");
     bee_token *toks = context_tokens(&e.in);
     size_t n = e.in.ids.n, W = e.b.width;
     float *ref = NULL;
     const int counts[] = {1, 2, 3, 7};
     for (int c = 0; c < 4; c++) {
-        assert_int_equal(bee_model_set_threads(g_model, counts[c]), 0);
+        assert_int_equal(bee_model_set_threads(golden_tiny, counts[c]), 0);
         bee_seq s;
-        assert_int_equal(bee_seq_init(&s, g_model, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
+        assert_int_equal(bee_seq_init(&s, golden_tiny, 0, e.in.enc.seg_rel, (size_t)e.in.enc.n_seg * e.in.enc.n_seg), 0);
         float *lg = malloc(n * W * sizeof *lg);
         bee_seq *sp[1] = {&s};
         const bee_token *tp[1] = {toks};
-        assert_int_equal(bee_forward(g_model, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, lg, NULL), 0);
+        assert_int_equal(bee_forward(golden_tiny, sp, tp, &n, 1, &e.b.ext, BEE_LOGITS_ALL, lg, NULL), 0);
         if (!ref) ref = lg;
         else {
             assert_memory_equal(ref, lg, n * W * sizeof *lg);
@@ -408,7 +396,7 @@ static void test_threads_deterministic(void **state) {
         }
         bee_seq_free(&s);
     }
-    assert_int_equal(bee_model_set_threads(g_model, 1), 0);
+    assert_int_equal(bee_model_set_threads(golden_tiny, 1), 0);
     free(ref);
     free(toks);
     example_close(&e);
@@ -539,16 +527,16 @@ static void run_sliced(bee_model *m) {
 
 static void test_prefill_sliced(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     const int threads[] = {1, 3};
     for (int t = 0; t < 2; t++) {
-        assert_int_equal(bee_model_set_threads(g_model, threads[t]), 0);
-        run_sliced(g_model);
+        assert_int_equal(bee_model_set_threads(golden_tiny, threads[t]), 0);
+        run_sliced(golden_tiny);
     }
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F16), 0);
-    run_sliced(g_model);
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
-    assert_int_equal(bee_model_set_threads(g_model, 1), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F16), 0);
+    run_sliced(golden_tiny);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F32), 0);
+    assert_int_equal(bee_model_set_threads(golden_tiny, 1), 0);
     const uint8_t mask[4] = {1, 0, 0, 1}; /* layer 0 attention and layer 1 FFN pruned */
     golden_write_tiny(tu_tmp("tiny_masked_sliced.gguf"), mask, 0);
     bee_model *pm;
@@ -594,24 +582,24 @@ static double direct_nll(const bee_model *m, const char *text, size_t *n_scored)
 
 static void test_perplexity(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     const char *text = "北京是中国的首都。The quick brown fox jumps over the lazy dog.";
     size_t n_direct;
-    double nll = direct_nll(g_model, text, &n_direct);
+    double nll = direct_nll(golden_tiny, text, &n_direct);
     bee_ppl_result one, rolled;
-    assert_int_equal(bee_perplexity(g_model, text, strlen(text), 4096, &one, NULL, NULL), 0);
+    assert_int_equal(bee_perplexity(golden_tiny, text, strlen(text), 4096, &one, NULL, NULL), 0);
     assert_int_equal(one.n_tokens, n_direct);
     assert_true(fabs(one.nll - nll) <= 1e-3 * (double)n_direct);
     assert_true(fabs(one.ppl - exp(nll / (double)n_direct)) <= 1e-3 * one.ppl);
     /* small windows score every token once, with less context */
-    assert_int_equal(bee_perplexity(g_model, text, strlen(text), 8, &rolled, NULL, NULL), 0);
+    assert_int_equal(bee_perplexity(golden_tiny, text, strlen(text), 8, &rolled, NULL, NULL), 0);
     assert_int_equal(rolled.n_tokens, one.n_tokens);
     assert_true(rolled.ppl > 1.0 && isfinite(rolled.ppl));
     /* unknown characters are scored through ext ids; bad input is refused */
-    assert_int_equal(bee_perplexity(g_model, "emoji 😀 and Привет", strlen("emoji 😀 and Привет"), 16, &rolled, NULL, NULL), 0);
-    assert_int_equal(bee_perplexity(g_model, "", 0, 16, &rolled, NULL, NULL), -1);
+    assert_int_equal(bee_perplexity(golden_tiny, "emoji 😀 and Привет", strlen("emoji 😀 and Привет"), 16, &rolled, NULL, NULL), 0);
+    assert_int_equal(bee_perplexity(golden_tiny, "", 0, 16, &rolled, NULL, NULL), -1);
     assert_non_null(strstr(bee_error_message(), "empty"));
-    assert_int_equal(bee_perplexity(g_model, "a\xff" "b", 3, 16, &rolled, NULL, NULL), -1);
+    assert_int_equal(bee_perplexity(golden_tiny, "a\xff" "b", 3, 16, &rolled, NULL, NULL), -1);
     assert_non_null(strstr(bee_error_message(), "UTF-8"));
 }
 
@@ -624,5 +612,5 @@ int main(void) {
         cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_kv_half), cmocka_unit_test(test_attention_paths),
         cmocka_unit_test(test_prefill_sliced),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, golden_tiny_setup, golden_tiny_teardown);
 }

@@ -12,19 +12,7 @@
 #include "util/error.h"
 
 static const char *k_examples[] = {"zh", "en", "mixed"};
-static bee_model *g_model;
 
-static int setup(void **state) {
-    (void)state;
-    g_model = golden_load_tiny();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    bee_model_free(g_model);
-    return 0;
-}
 
 static void expect_json_equal(json_t *got, json_t *want, const char *what) {
     if (json_equal(got, want)) return;
@@ -34,16 +22,16 @@ static void expect_json_equal(json_t *got, json_t *want, const char *what) {
 
 static void test_beam_golden(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     bee_beam_params p;
     bee_beam_params_default(&p);
     p.beam_size = 3, p.max_length = 8, p.repetition_penalty = 1.1f;
     for (size_t i = 0; i < 3; i++) {
         json_t *rec = golden_record(k_examples[i]);
         bee_gen_input in;
-        assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+        assert_int_equal(bee_gen_input_init(golden_tiny->tok, json_object_get(rec, "data"), &in), 0);
         json_t *out;
-        if (bee_beam_search(g_model, &in, 1, &p, &out)) fail_msg("%s", bee_error_message());
+        if (bee_beam_search(golden_tiny, &in, 1, &p, &out)) fail_msg("%s", bee_error_message());
         expect_json_equal(out, json_object_get(rec, "beam_search_result"), k_examples[i]);
         json_decref(out);
         bee_gen_input_free(&in);
@@ -54,7 +42,7 @@ static void test_beam_golden(void **state) {
 /* One batch of all three: a shared ext table and one forward per step. */
 static void test_beam_batch(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     bee_beam_params p;
     bee_beam_params_default(&p);
     p.beam_size = 3, p.max_length = 8, p.repetition_penalty = 1.1f;
@@ -63,9 +51,9 @@ static void test_beam_batch(void **state) {
     json_t *out[3];
     for (size_t i = 0; i < 3; i++) {
         rec[i] = golden_record(k_examples[i]);
-        assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec[i], "data"), &in[i]), 0);
+        assert_int_equal(bee_gen_input_init(golden_tiny->tok, json_object_get(rec[i], "data"), &in[i]), 0);
     }
-    if (bee_beam_search(g_model, in, 3, &p, out)) fail_msg("%s", bee_error_message());
+    if (bee_beam_search(golden_tiny, in, 3, &p, out)) fail_msg("%s", bee_error_message());
     for (size_t i = 0; i < 3; i++) {
         expect_json_equal(out[i], json_object_get(rec[i], "beam_search_result"), k_examples[i]);
         json_decref(out[i]);
@@ -77,22 +65,22 @@ static void test_beam_batch(void **state) {
 /* Greedy decoding follows the golden argmax chain (no penalties, one slot). */
 static void test_greedy_matches_argmax(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     json_t *rec = golden_record("zh");
     bee_gen_input in;
-    assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+    assert_int_equal(bee_gen_input_init(golden_tiny->tok, json_object_get(rec, "data"), &in), 0);
     bee_sample_params p;
     bee_sample_params_default(&p);
     p.max_tokens = 5;
     json_t *out;
     int made = 0;
-    assert_int_equal(bee_sample_generate(g_model, &in, &p, &out, &made), 0);
+    assert_int_equal(bee_sample_generate(golden_tiny, &in, &p, &out, &made), 0);
     assert_int_equal(made, 5);
     bee_str want = {0};
     json_t *steps = json_object_get(rec, "incremental_steps");
     for (size_t i = 0; i < 5; i++) {
         int32_t id = (int32_t)json_integer_value(json_object_get(json_array_get(steps, i), "argmax_next"));
-        assert_int_equal(bee_tokenizer_decode_one(g_model->tok, id, NULL, &want), 0);
+        assert_int_equal(bee_tokenizer_decode_one(golden_tiny->tok, id, NULL, &want), 0);
     }
     assert_string_equal(json_string_value(json_object_get(out, "<ans>")), want.s);
     bee_str_free(&want);
@@ -116,9 +104,9 @@ static void sink(void *user, size_t slot, const char *text, size_t len) {
 static json_t *sample_once(const char *prompt, bee_sample_params *p, int *made) {
     json_t *d = bee_dict_from_text(prompt);
     bee_gen_input in;
-    assert_int_equal(bee_gen_input_init(g_model->tok, d, &in), 0);
+    assert_int_equal(bee_gen_input_init(golden_tiny->tok, d, &in), 0);
     json_t *out;
-    if (bee_sample_generate(g_model, &in, p, &out, made)) fail_msg("%s", bee_error_message());
+    if (bee_sample_generate(golden_tiny, &in, p, &out, made)) fail_msg("%s", bee_error_message());
     bee_gen_input_free(&in);
     json_decref(d);
     return out;
@@ -126,7 +114,7 @@ static json_t *sample_once(const char *prompt, bee_sample_params *p, int *made) 
 
 static void test_sampling_seed_and_stream(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     bee_sample_params p;
     bee_sample_params_default(&p);
     p.temperature = 0.9f, p.top_p = 0.95f, p.top_k = 50, p.min_p = 0.01f, p.seed = 7, p.max_tokens = 12;
@@ -153,7 +141,7 @@ static void test_sampling_seed_and_stream(void **state) {
 
 static void test_stop_strings(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     bee_sample_params p;
     bee_sample_params_default(&p);
     p.max_tokens = 10;
@@ -180,15 +168,15 @@ static void test_stop_strings(void **state) {
 
 static void test_multi_slot_sampling(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     json_t *rec = golden_record("mixed");
     bee_gen_input in;
-    assert_int_equal(bee_gen_input_init(g_model->tok, json_object_get(rec, "data"), &in), 0);
+    assert_int_equal(bee_gen_input_init(golden_tiny->tok, json_object_get(rec, "data"), &in), 0);
     bee_sample_params p;
     bee_sample_params_default(&p);
     p.max_tokens = 6; /* random weights rarely emit </s>: the first slot uses the whole budget */
     json_t *out;
-    assert_int_equal(bee_sample_generate(g_model, &in, &p, &out, NULL), 0);
+    assert_int_equal(bee_sample_generate(golden_tiny, &in, &p, &out, NULL), 0);
     json_t *ans = json_object_get(out, "<ans>");
     assert_true(json_is_string(json_object_get(ans, "<mask_0>")));
     assert_true(json_is_null(json_object_get(ans, "<mask_1>")));
@@ -199,20 +187,20 @@ static void test_multi_slot_sampling(void **state) {
 
 static void test_bad_params(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     json_t *d = bee_dict_from_text("x");
     bee_gen_input in;
-    assert_int_equal(bee_gen_input_init(g_model->tok, d, &in), 0);
+    assert_int_equal(bee_gen_input_init(golden_tiny->tok, d, &in), 0);
     bee_beam_params bp;
     bee_beam_params_default(&bp);
     bp.beam_size = 0;
     json_t *out = NULL;
-    assert_int_equal(bee_beam_search(g_model, &in, 1, &bp, &out), -1);
+    assert_int_equal(bee_beam_search(golden_tiny, &in, 1, &bp, &out), -1);
     assert_non_null(strstr(bee_error_message(), "beam size"));
     bee_sample_params sp;
     bee_sample_params_default(&sp);
     sp.top_p = 0;
-    assert_int_equal(bee_sample_generate(g_model, &in, &sp, &out, NULL), -1);
+    assert_int_equal(bee_sample_generate(golden_tiny, &in, &sp, &out, NULL), -1);
     assert_non_null(strstr(bee_error_message(), "top_p"));
     bee_gen_input_free(&in);
     json_decref(d);
@@ -254,5 +242,5 @@ int main(void) {
         cmocka_unit_test(test_stop_strings),      cmocka_unit_test(test_multi_slot_sampling),
         cmocka_unit_test(test_bad_params),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, golden_tiny_setup, golden_tiny_teardown);
 }

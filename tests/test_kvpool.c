@@ -147,27 +147,18 @@ static void test_seq_budget(void **state) {
 
 /* ---------------------------------------------------------------- the golden model */
 
-static bee_model *g_model;
 
-static int setup(void **state) {
-    (void)state;
-    g_model = golden_load_tiny();
-    return 0;
-}
 
-static int teardown(void **state) {
-    (void)state;
-    bee_model_free(g_model);
-    return 0;
-}
+enum { N_PRE = 70, N_MORE = 40, N_DEC = 30, N_ALL = N_PRE + N_MORE + N_DEC };
 
-enum { N_PRE = 70, N_MORE = 40, N_DEC = 30 };
-
-/* Synthetic tokens: N_PRE + N_MORE context tokens (one segment), then
- * N_DEC causal ones, ids spread over the vocabulary. */
-static void make_tokens(const bee_model *m, bee_token *t, size_t n) {
-    for (size_t i = 0; i < n; i++)
+/* Synthetic tokens (malloc'd): N_PRE + N_MORE context tokens (one
+ * segment), then N_DEC causal ones, ids spread over the vocabulary. */
+static bee_token *make_tokens(const bee_model *m) {
+    bee_token *t = malloc(N_ALL * sizeof *t);
+    assert_non_null(t);
+    for (size_t i = 0; i < N_ALL; i++)
         t[i] = (bee_token){(int32_t)((i * 7919 + 13) % m->hp.n_vocab), 0, (int32_t)i, 0, 0, 1, 0, i < N_PRE + N_MORE};
+    return t;
 }
 
 /* The same tokens through a private-pool sequence and through one whose
@@ -177,9 +168,8 @@ static void make_tokens(const bee_model *m, bee_token *t, size_t n) {
  * single decode steps across a block boundary. Logits and cache rows equal
  * bit for bit. */
 static void paged_vs_private(const bee_model *m) {
-    size_t n_all = N_PRE + N_MORE + N_DEC, W = m->hp.n_vocab;
-    bee_token *t = malloc(n_all * sizeof *t);
-    make_tokens(m, t, n_all);
+    size_t n_all = N_ALL, W = m->hp.n_vocab;
+    bee_token *t = make_tokens(m);
     int32_t rel = 0;
     bee_kv_pool pool;
     assert_int_equal(bee_kv_pool_init(&pool, m, 0), 0);
@@ -226,20 +216,20 @@ static void paged_vs_private(const bee_model *m) {
 
 static void test_paged_identity(void **state) {
     (void)state;
-    if (!g_model) skip();
+    if (!golden_tiny) skip();
     static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
     for (int th = 1; th <= 2; th++)
         for (int k = 0; k < 3; k++) {
-            assert_int_equal(bee_model_set_threads(g_model, th), 0);
-            assert_int_equal(bee_model_set_kv_type(g_model, types[k]), 0);
+            assert_int_equal(bee_model_set_threads(golden_tiny, th), 0);
+            assert_int_equal(bee_model_set_kv_type(golden_tiny, types[k]), 0);
             fprintf(stderr, "  paged vs private: %s KV, %d thread(s)\n", bee_type_name(types[k]), th);
-            paged_vs_private(g_model);
+            paged_vs_private(golden_tiny);
         }
     setenv("BEE_ATTN", "simple", 1); /* the per-query path for the prefills too */
-    paged_vs_private(g_model);
+    paged_vs_private(golden_tiny);
     unsetenv("BEE_ATTN");
-    assert_int_equal(bee_model_set_kv_type(g_model, BEE_TYPE_F32), 0);
-    assert_int_equal(bee_model_set_threads(g_model, 1), 0);
+    assert_int_equal(bee_model_set_kv_type(golden_tiny, BEE_TYPE_F32), 0);
+    assert_int_equal(bee_model_set_threads(golden_tiny, 1), 0);
 }
 
 /* Two sequences forked from one prefilled prefix (shared blocks, copy on
@@ -247,11 +237,10 @@ static void test_paged_identity(void **state) {
  * sequences. */
 static void test_fork_cow(void **state) {
     (void)state;
-    if (!g_model) skip();
-    const bee_model *m = g_model;
-    size_t n_all = N_PRE + N_MORE + N_DEC, W = m->hp.n_vocab;
-    bee_token *t = malloc(n_all * sizeof *t);
-    make_tokens(m, t, n_all);
+    if (!golden_tiny) skip();
+    const bee_model *m = golden_tiny;
+    size_t W = m->hp.n_vocab;
+    bee_token *t = make_tokens(m);
     int32_t rel = 0;
     bee_kv_pool pool;
     assert_int_equal(bee_kv_pool_init(&pool, m, 0), 0);
@@ -298,5 +287,5 @@ int main(void) {
         cmocka_unit_test(test_paged_identity),
         cmocka_unit_test(test_fork_cow),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, golden_tiny_setup, golden_tiny_teardown);
 }

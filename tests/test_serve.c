@@ -118,18 +118,10 @@ static bee_server *start(const char *model, int parallel, int queue, double time
     return s;
 }
 
-static void make_model(char *path, const char *name, const char *extra) {
-    snprintf(path, 4096, "%s", tu_tmp(name));
-    char cmd[8192], *out;
-    snprintf(cmd, sizeof cmd, "%s init -o %s --seed 7 %s", tu_bee(), path, extra);
-    if (tu_run(cmd, &out)) fail_msg("bee init failed: %s", out);
-    free(out);
-}
-
 static int setup(void **st) {
     (void)st;
-    make_model(g_fast, "fast.gguf", "");
-    make_model(g_slow, "slow.gguf", "--dim 256 --ff 1024 --layers 4 --heads 4 --dim-head 64");
+    tu_make_model(g_fast, "fast.gguf", "");
+    tu_make_model(g_slow, "slow.gguf", "--dim 256 --ff 1024 --layers 4 --heads 4 --dim-head 64");
     bee_serve_opts o;
     bee_serve_opts_default(&o);
     o.model_path = g_fast, o.port = 0, o.threads = 1, o.parallel = 4, o.queue = 64, o.ctx = 512;
@@ -552,22 +544,10 @@ static void *bg(void *arg) {
     return NULL;
 }
 
-static long long metric(int port, const char *name) {
-    resp r;
-    if (http(port, "GET", "/metrics", "Authorization: Bearer k2\r\n", NULL, &r)) return -1;
-    char key[128];
-    snprintf(key, sizeof key, "\n%s ", name);
-    const char *p = strstr(r.body, key);
-    long long v = p ? atoll(p + strlen(key)) : -1;
-    resp_free(&r);
-    return v;
-}
+static long long metric(int port, const char *name) { return http_metric(port, "Authorization: Bearer k2\r\n", name); }
 
 static void wait_metric(int port, const char *name, long long want) {
-    long long v = -1;
-    int i = 0;
-    for (; i < 1000 && (v = metric(port, name)) != want; i++) usleep(10000);
-    if (v != want) fail_msg("%s stayed %lld (want %lld) after %d polls", name, v, want, i);
+    http_wait_metric(port, "Authorization: Bearer k2\r\n", name, want);
 }
 
 static void test_auth_queue_timeout(void **st) {
@@ -744,7 +724,7 @@ static int run_long_during_stream(int port, const char *b_body, char **b_text, d
 static void test_prefill_chunked(void **st) {
     (void)st;
     char deep[4096];
-    make_model(deep, "deep.gguf", "--dim 64 --ff 256 --layers 12 --heads 1 --dim-head 64");
+    tu_make_model(deep, "deep.gguf", "--dim 64 --ff 256 --layers 12 --heads 1 --dim-head 64");
     char *body = long_prompt_body("the quick brown fox jumps over the lazy dog ", 60, 1);
     /* x and z prefill in one step, y a layer per step for prompts over 400 / 12 tokens */
     bee_server *x = start_chunk(deep, -1), *y = start_chunk(deep, 400), *z = start_chunk(deep, -1);

@@ -19,18 +19,10 @@
 
 static char g_fast[4096], g_slow[4096];
 
-static void make_model(char *path, const char *name, const char *extra) {
-    snprintf(path, 4096, "%s", tu_tmp(name));
-    char cmd[8192], *out;
-    snprintf(cmd, sizeof cmd, "%s init -o %s --seed 7 %s", tu_bee(), path, extra);
-    if (tu_run(cmd, &out)) fail_msg("bee init failed: %s", out);
-    free(out);
-}
-
 static int setup(void **st) {
     (void)st;
-    make_model(g_fast, "fast.gguf", "");
-    make_model(g_slow, "slow.gguf", "--dim 256 --ff 1024 --layers 4 --heads 4 --dim-head 64");
+    tu_make_model(g_fast, "fast.gguf", "");
+    tu_make_model(g_slow, "slow.gguf", "--dim 256 --ff 1024 --layers 4 --heads 4 --dim-head 64");
     return 0;
 }
 
@@ -45,23 +37,9 @@ static bee_server *start(const char *model, int parallel, int ctx, size_t kv_bud
     return s;
 }
 
-static long long metric(int port, const char *name) {
-    resp r;
-    if (http(port, "GET", "/metrics", NULL, NULL, &r)) return -1;
-    char key[128];
-    snprintf(key, sizeof key, "\n%s ", name);
-    const char *p = strstr(r.body, key);
-    long long v = p ? atoll(p + strlen(key)) : -1;
-    resp_free(&r);
-    return v;
-}
+static long long metric(int port, const char *name) { return http_metric(port, NULL, name); }
 
-static void wait_metric(int port, const char *name, long long want) {
-    long long v = -1;
-    int i = 0;
-    for (; i < 1000 && (v = metric(port, name)) != want; i++) usleep(10000);
-    if (v != want) fail_msg("%s stayed %lld (want %lld) after %d polls", name, v, want, i);
-}
+static void wait_metric(int port, const char *name, long long want) { http_wait_metric(port, NULL, name, want); }
 
 static char *choice_text(json_t *j, size_t i) {
     return strdup(json_string_value(json_object_get(json_array_get(json_object_get(j, "choices"), i), "text")));

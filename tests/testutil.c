@@ -232,3 +232,11 @@ const char *tu_xml_problem(const char *s) {
     if (roots != 1) return snprintf(why, sizeof why, "%zu root elements", roots), why;
     return NULL;
 }
+
+void tu_make_model(char *path, const char *name, const char *extra) {
+    snprintf(path, 4096, "%s", tu_tmp(name));
+    char cmd[8192], *out;
+    snprintf(cmd, sizeof cmd, "%s init -o %s --seed 7 %s", tu_bee(), path, extra);
+    if (tu_run(cmd, &out)) fail_msg("bee init failed: %s", out);
+    free(out);
+}

@@ -38,6 +38,9 @@ void tu_buf_le(tu_buf *b, uint64_t v, size_t n);
 const char *tu_bee(void);
 /* Runs `bee ARGS` (printf-formatted), like tu_run. */
 int tu_bee_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* `bee init -o tu_tmp(name) --seed 7 EXTRA` (a random-weight model); the
+ * path goes to path (4096 bytes). Fails the test when bee init fails. */
+void tu_make_model(char *path, const char *name, const char *extra);
 
 /* Rough XML well-formedness (for the SVG charts): tags nest and close, the
  * attributes are quoted, text has no bare '<' and '&' starts an entity.
