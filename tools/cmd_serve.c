@@ -22,6 +22,8 @@ static const cli_opt k_serve_opts[] = {
      "memory for the KV caches of all slots, e.g. 512M or 2G; requests wait for free blocks "
      "(default: enough for parallel x ctx tokens)",
      "BEE_KV_BUDGET", 0},
+    {"kv-type", 0, "TYPE", "element type of the KV cache: f32 (default), f16 or bf16 (half the memory)", "BEE_KV_TYPE", 0},
+    {"lora", 0, "A.gguf", "LoRA adapter (bee train --lora) applied to every request", "BEE_LORA", 0},
     {"queue", 0, "N", "requests that may wait for a slot before 503 (default 64)", "BEE_QUEUE", 0},
     {"timeout", 0, "S", "per-request timeout in seconds, queueing included (default 600; 0 = none)", "BEE_TIMEOUT", 0},
     {"max-body", 0, "BYTES", "request body limit (default 1048576)", "BEE_MAX_BODY", 0},
@@ -53,6 +55,8 @@ static int read_opts(const cli_args *a, bee_serve_opts *o) {
         cli_float(a, "drain", 0, 1e6, &drain) || cli_size(a, "kv-budget", &kv_budget))
         return -1;
     bee_serve_opts_default(o);
+    if (cli_kv_type("serve", a, &o->kv_type)) return -1;
+    o->lora = cli_get(a, "lora");
     o->model_path = cli_get(a, "model");
     if (cli_get(a, "host")) o->host = cli_get(a, "host");
     o->port = (int)port, o->threads = (int)threads, o->parallel = (int)par, o->ctx = (int)ctx;

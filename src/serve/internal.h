@@ -94,7 +94,7 @@ typedef struct {
 
 struct bee_server {
     bee_serve_opts o;
-    char *host, *model_path, *model_name;
+    char *host, *model_path, *model_name, *lora_path;
     char **keys;
     size_t n_keys;
     void *daemon;       /* struct MHD_Daemon */

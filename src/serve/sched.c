@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "eval/eval.h"
+#include "model/lora.h"
 #include "serve/internal.h"
 #include "util/error.h"
 #include "util/threadpool.h"
@@ -959,7 +960,10 @@ static void run_echo(struct bee_server *s, bee_job *j) {
 /* ================================================================ thread */
 
 static int load(struct bee_server *s) {
-    if (bee_model_load(s->model_path, &s->model) || bee_model_set_threads(s->model, s->o.threads)) return -1;
+    if (bee_model_load(s->model_path, &s->model) || bee_model_set_threads(s->model, s->o.threads) ||
+        bee_model_set_kv_type(s->model, s->o.kv_type))
+        return -1;
+    if (s->lora_path && bee_model_apply_lora(s->model, s->lora_path)) return bee_fail_prefix("--lora %s: ", s->lora_path);
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
     if (!s->slots) return bee_fail("out of memory");
     size_t per_slot = blocks_for((size_t)s->o.ctx + 1); /* the most rows a request may fill */

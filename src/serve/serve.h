@@ -61,6 +61,8 @@ typedef struct {
     size_t kv_budget;          /* bytes of KV cache blocks shared by all slots (cached prompt prefixes
                                   included); a request waits in the queue until its blocks are free.
                                   0 = enough for parallel x ctx tokens (the default) */
+    const char *lora;          /* LoRA adapter (bee train --lora) applied to every request; NULL = none */
+    uint32_t kv_type;          /* element type of the KV cache: BEE_TYPE_F32 (default), F16 or BF16 */
     const char *api_key_file;  /* one key per line; NULL = no auth */
     const char *model_name;    /* id shown by /v1/models; default the file's base name */
     double drain_s;            /* shutdown: how long to let in-flight requests finish (default 30) */

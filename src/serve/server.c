@@ -13,6 +13,7 @@
 #include "serve/internal.h"
 #include "serve/web.h"
 #include "util/error.h"
+#include "util/types.h"
 
 void bee_serve_opts_default(bee_serve_opts *o) {
     memset(o, 0, sizeof *o);
@@ -25,6 +26,7 @@ void bee_serve_opts_default(bee_serve_opts *o) {
     o->max_body = 1 << 20;
     o->prefill_budget = 512;
     o->drain_s = 30;
+    o->kv_type = BEE_TYPE_F32;
 }
 
 #ifndef BEE_HAVE_MHD
@@ -1196,7 +1198,7 @@ static void server_free(struct bee_server *s) {
     for (size_t i = 0; i < s->n_keys; i++) free(s->keys[i]);
     free(s->keys);
     free(s->queue);
-    free(s->host), free(s->model_path), free(s->model_name);
+    free(s->host), free(s->model_path), free(s->model_name), free(s->lora_path);
     bee_metrics_free(&s->metrics);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->ready_cv);
@@ -1231,9 +1233,11 @@ int bee_server_start(const bee_serve_opts *o, bee_server **out) {
     int rc = bee_metrics_init(&s->metrics);
     s->host = strdup(o->host ? o->host : "127.0.0.1");
     s->model_path = strdup(o->model_path);
+    s->lora_path = o->lora ? strdup(o->lora) : NULL;
     s->model_name = o->model_name ? strdup(o->model_name) : model_name_of(o->model_path);
     s->queue = calloc((size_t)o->queue, sizeof *s->queue);
-    if (rc == 0 && (!s->host || !s->model_path || !s->model_name || !s->queue)) rc = bee_fail("out of memory");
+    if (rc == 0 && (!s->host || !s->model_path || !s->model_name || !s->queue || (o->lora && !s->lora_path)))
+        rc = bee_fail("out of memory");
     if (rc == 0 && o->api_key_file) rc = load_keys(s, o->api_key_file);
     if (rc == 0) rc = start_daemon(s);
     if (rc == 0 && pthread_create(&s->sched, NULL, bee_sched_main, s)) rc = bee_fail("cannot start the scheduler thread");

@@ -2,8 +2,8 @@
 # bee train --lora / bee lora merge / bee generate --lora end to end on a
 # `bee init` model: the loss falls, only the small adapter is written, a
 # stopped + resumed LoRA run ends byte-identical to an uninterrupted one, the
-# merged model and the unmerged adapter give the same answer, and bad input
-# gives clear errors.
+# merged model and the unmerged adapter give the same answer (bee generate
+# and bee serve), and bad input gives clear errors.
 set -u
 B=${BEE_BIN:?BEE_BIN not set}
 D=${BEE_TMPDIR:-/tmp}/cli_lora.$$
@@ -40,6 +40,59 @@ grep -q "checkpoint of a full run" "$D/out" || { cat "$D/out"; fail "full ckpt m
 g1=$("$B" generate -m "$D/base.gguf" --lora "$D/a.gguf" -p "3+4=" --max-length 6 -t 1) || fail "generate --lora"
 g2=$("$B" generate -m "$D/m.gguf" -p "3+4=" --max-length 6 -t 1) || fail "generate merged"
 [ "$g1" = "$g2" ] || fail "merged '$g2' != unmerged '$g1'"
+
+# bee serve --lora: the same greedy answer as the merged model, other token
+# scores than the base; --kv-type f16 halves the cache
+serve_start() { # LOG ARGS... -> $port, $spid
+    : >"$1"
+    local log="$1"
+    shift
+    "$B" serve --port 0 --threads 1 --parallel 2 "$@" 2>"$log" &
+    spid=$!
+    port=""
+    for _ in $(seq 1 200); do
+        port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$log")"
+        [ -n "$port" ] && grep -q ready "$log" && return 0
+        kill -0 "$spid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+serve_get() { # METHOD PATH [BODY] -> the response body
+    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    local body="${3:-}"
+    printf '%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' "$1" "$2" "${#body}" "$body" >&3
+    sed '1,/^\r$/d' <&3
+    exec 3<&-
+}
+completion() { # ARGS... -> the /v1/completions body of a greedy "3+4=" with token logprobs
+    serve_start "$D/slog" "$@" || { cat "$D/slog"; fail "serve $*"; }
+    serve_get POST /v1/completions '{"prompt":"3+4=","max_tokens":4,"temperature":0,"logprobs":1}'
+    kill "$spid"; wait "$spid" 2>/dev/null
+}
+text_of() { sed -nE 's/.*"text":"([^"]*)".*/\1/p' <<<"$1"; }
+probs_of() { sed -nE 's/.*"token_logprobs":\[([^]]*)\].*/\1/p' <<<"$1"; }
+if "$B" serve --help 2>&1 | grep -q -- "--lora"; then
+    c_lora=$(completion -m "$D/base.gguf" --lora "$D/a.gguf")
+    c_merged=$(completion -m "$D/m.gguf")
+    c_base=$(completion -m "$D/base.gguf")
+    [ -n "$(probs_of "$c_lora")" ] || fail "no logprobs from serve --lora: $c_lora"
+    [ "$(text_of "$c_lora")" = "$(text_of "$c_merged")" ] || fail "serve --lora '$(text_of "$c_lora")' != merged '$(text_of "$c_merged")'"
+    [ "$(probs_of "$c_lora")" != "$(probs_of "$c_base")" ] || fail "serve --lora scored like the base model"
+    BEE_LORA="$D/base.gguf" "$B" serve -m "$D/base.gguf" --port 0 >"$D/out" 2>&1 && fail "serve with a model as adapter"
+    grep -q "not a LoRA adapter" "$D/out" || { cat "$D/out"; fail "serve adapter message"; }
+    kv_bytes() { # ARGS... -> bee_kv_cache_bytes after one request (the pool grows on demand)
+        serve_start "$D/slog" -m "$D/base.gguf" "$@" || { cat "$D/slog"; fail "serve $*"; }
+        serve_get POST /v1/completions '{"prompt":"3+4=","max_tokens":4}' >/dev/null
+        serve_get GET /metrics | sed -nE 's/^bee_kv_cache_bytes ([0-9]+).*/\1/p'
+        kill "$spid"; wait "$spid" 2>/dev/null
+    }
+    f16=$(kv_bytes --kv-type f16)
+    f32=$(BEE_KV_TYPE=f32 kv_bytes)
+    [ -n "$f16" ] && [ "$f16" -gt 0 ] && [ "$((f16 * 2))" = "$f32" ] || fail "f16 KV cache $f16 bytes, f32 $f32"
+    "$B" serve -m "$D/base.gguf" --kv-type q4_0 >"$D/out" 2>&1 && fail "--kv-type q4_0 accepted"
+    grep -q -- "--kv-type" "$D/out" || { cat "$D/out"; fail "kv-type message"; }
+fi
 
 # errors
 "$B" train -m "$D/base.gguf" --data "$D/tr.jsonl" --lora 4 -o "$D/x.gguf" >"$D/out" 2>&1 && fail "--lora 4 accepted"
