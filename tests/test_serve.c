@@ -205,7 +205,8 @@ static void test_stream(void **st) {
     char *want = completion_text(g_p1, "streaming test", 12, NULL);
     resp r;
     assert_int_equal(http(g_p1, "POST", "/v1/completions", NULL,
-                          "{\"prompt\":\"streaming test\",\"max_tokens\":12,\"temperature\":0,\"stream\":true}", &r), 0);
+                          "{\"prompt\":\"streaming test\",\"max_tokens\":12,\"temperature\":0,\"stream\":true,"
+                          "\"stream_options\":{\"include_usage\":true}}", &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strcasestr(r.head, "text/event-stream"));
     json_t *usage = NULL;
@@ -214,6 +215,16 @@ static void test_stream(void **st) {
     assert_non_null(usage);
     assert_true(json_integer_value(json_object_get(usage, "completion_tokens")) >= 1);
     json_decref(usage);
+    free(got);
+    resp_free(&r);
+    /* without stream_options, as OpenAI: no usage chunk (clients read choices[0] of every chunk) */
+    assert_int_equal(http(g_p1, "POST", "/v1/completions", NULL,
+                          "{\"prompt\":\"streaming test\",\"max_tokens\":12,\"temperature\":0,\"stream\":true}", &r), 0);
+    usage = NULL;
+    got = sse_text(r.body, 0, &usage);
+    assert_string_equal(got, want);
+    assert_null(usage);
+    assert_null(strstr(r.body, "\"choices\":[]"));
     free(got);
     free(want);
     resp_free(&r);
@@ -449,6 +460,13 @@ static void test_echo(void **st) {
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true}", 400, "max_tokens");
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":4}", 400, "max_tokens");
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"stream\":true}", 400, "stream");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"stream_options\":{\"include_usage\":true}}", 400,
+                 "stream_options");
+    expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"stream\":true,\"stream_options\":{\"include_usage\":1}}",
+                 400, "stream_options");
+    expect_error(g_p1, "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":true,\"stream_options\":[]}", 400,
+                 "stream_options");
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"n\":2}", 400, "n");
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"\",\"echo\":true,\"max_tokens\":0}", 400, "prompt");
     expect_error(g_p1, "/v1/completions", "{\"prompt\":\"x\",\"echo\":\"yes\",\"max_tokens\":0}", 400, "echo");

@@ -104,7 +104,7 @@ static const char *ev_finish(json_t *ev) {
 /* Streams the test chat; returns the events, the joined text and the finish reason. */
 static json_t *chat_stream(int port, char **text, const char **finish) {
     char body[512];
-    snprintf(body, sizeof body, k_chat, "true");
+    snprintf(body, sizeof body, k_chat, "true,\"stream_options\":{\"include_usage\":true}");
     resp r;
     if (http(port, "POST", "/v1/chat/completions", NULL, body, &r) || r.status != 200)
         fail_msg("stream: status %d %s", r.status, r.body ? r.body : "");

@@ -144,6 +144,21 @@ static int get_stops(json_t *body, bee_api_req *r, bee_api_error *e) {
     return 0;
 }
 
+/* OpenAI's "stream_options" (only with "stream": true): include_usage asks
+ * for a last chunk carrying usage and no choices. Without it the stream has
+ * no such chunk, since clients read choices[0] of every chunk. */
+static int get_stream_options(json_t *body, bee_api_req *r, bee_api_error *e) {
+    json_t *v = json_object_get(body, "stream_options");
+    if (!v || json_is_null(v)) return 0;
+    if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed with \"stream\": true");
+    if (!json_is_object(v)) return bad(e, "stream_options", "'stream_options' must be an object");
+    json_t *u = json_object_get(v, "include_usage");
+    if (u && !json_is_null(u) && !json_is_boolean(u))
+        return bad(e, "stream_options", "'stream_options.include_usage' must be true or false");
+    r->stream_usage = json_is_true(u);
+    return 0;
+}
+
 /* Sampling fields shared by every generation endpoint. */
 static int get_sampling(json_t *body, bee_api_req *r, bee_api_error *e) {
     double t = 1.0, tp = 1.0, mp = 0, pp = 0, fp = 0, rp = 1.0;
@@ -155,6 +170,7 @@ static int get_sampling(json_t *body, bee_api_req *r, bee_api_error *e) {
         get_int(body, "top_k", 0, 1 << 30, &k, NULL, e) ||
         get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, &r->seed_set, e) ||
         get_int(body, "n", 1, BEE_API_MAX_N, &n, NULL, e) || get_bool(body, "stream", &r->stream, e) ||
+        get_stream_options(body, r, e) ||
         get_bool(body, "ignore_eos", &r->sp.ignore_eos, e) ||
         get_stops(body, r, e))
         return -1;

@@ -38,6 +38,7 @@ typedef struct {
     char *content;     /* tokenize: raw text to tokenize like `bee tokenize`; search: the query; ask: the question (owned), else NULL */
     int k;             /* search, ask: passages (default 5) */
     int stream;
+    int stream_usage;  /* "stream_options": {"include_usage": true}: a last chunk with usage and no choices */
     int n;             /* choices */
     int max_tokens;    /* generated-token limit per choice */
     int max_tokens_set;/* given explicitly (else clamped to the context) */

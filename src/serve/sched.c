@@ -179,7 +179,7 @@ static void on_piece(void *user, size_t slot, const char *text, size_t len) {
     free(txt);
 }
 
-/* Final stream events: finish reasons, usage, [DONE] (or an error event).
+/* Final stream events: finish reasons, usage (when asked for), [DONE] (or an error event).
  * Appended by the connection thread once the job is done, after the output
  * check hook had its say. */
 void bee_job_sse_finish_locked(bee_job *j) {
@@ -195,13 +195,15 @@ void bee_job_sse_finish_locked(bee_job *j) {
             free(s);
             json_decref(ch);
         }
-        json_t *u = chunk_base(j);
-        json_object_set_new(u, "choices", json_array());
-        json_object_set_new(u, "usage", bee_job_usage(j));
-        char *s = json_dumps(u, JSON_COMPACT);
-        if (s) bee_str_printf(&j->sse, "data: %s\n\n", s);
-        free(s);
-        json_decref(u);
+        if (j->rq.stream_usage) {
+            json_t *u = chunk_base(j);
+            json_object_set_new(u, "choices", json_array());
+            json_object_set_new(u, "usage", bee_job_usage(j));
+            char *s = json_dumps(u, JSON_COMPACT);
+            if (s) bee_str_printf(&j->sse, "data: %s\n\n", s);
+            free(s);
+            json_decref(u);
+        }
     }
     bee_str_appendz(&j->sse, "data: [DONE]\n\n");
 }
