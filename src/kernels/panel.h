@@ -80,10 +80,13 @@ void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, siz
 typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
 /* Internal: float types, two panels (pw0 to out0, pw1 to out1) for one whole
- * tile of BEE_PANEL_TILE tokens; the same arithmetic per output as the tile
- * kernel. NULL when unavailable. */
-typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, float *out0,
-                                  float *out1);
+ * tile of BEE_PANEL_TILE tokens, columns [k0, k1): the sums continue from
+ * what out0/out1 hold (from zero when k0 == 0), so column blocks run one
+ * after another give each output the same FMA chain as the tile kernel.
+ * pf (may be NULL): k1 - k0 cache lines from there are prefetched into L2,
+ * a hint only. NULL when unavailable. */
+typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,
+                                  size_t k1, float *out0, float *out1, const void *pf);
 bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path

@@ -60,18 +60,25 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
 }
 
 /* Two panels at once (rows of pw0 to out0, of pw1 to out1): each broadcast
- * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs. */
-INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, float *out0,
-                    float *out1) {
+ * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs.
+ * Columns [k0, k1) only, continuing the sums over [0, k0) that out0/out1
+ * hold (from zero when k0 == 0): each output's FMA chain runs in k order
+ * whatever the column blocks, so blocking does not change a bit. When pf is
+ * not NULL, one cache line of it per column is prefetched into L2 (the
+ * caller's next weight block, which otherwise arrives from DRAM on demand). */
+INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
+                    size_t k1, float *out0, float *out1, const uint8_t *pf) {
     size_t cols = a->cols, es = kind == K_F32 ? 4 : 2;
     const float *x = a->f + t0 * cols;
     __m512 acc0[TMAX], acc1[TMAX];
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) {
-        acc0[t] = _mm512_setzero_ps();
-        acc1[t] = _mm512_setzero_ps();
+        acc0[t] = k0 ? _mm512_loadu_ps(out0 + t * P) : _mm512_setzero_ps();
+        acc1[t] = k0 ? _mm512_loadu_ps(out1 + t * P) : _mm512_setzero_ps();
     }
-    for (size_t k = 0; k < cols; k++) {
+#pragma GCC unroll 4
+    for (size_t k = k0; k < k1; k++) {
+        if (pf) _mm_prefetch((const char *)pf + (k - k0) * 64, _MM_HINT_T1);
         __m512 w0 = ld16(kind, pw0 + k * P * es), w1 = ld16(kind, pw1 + k * P * es);
 #pragma GCC unroll 12
         for (int t = 0; t < TMAX; t++) {
@@ -240,9 +247,9 @@ FLOAT_TILE(tile_f16, K_F16)
 FLOAT_TILE(tile_bf16, K_BF16)
 
 #define FLOAT_PAIR(name, kind)                                                                         \
-    TGT static void name(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, float *out0, \
-                         float *out1) {                                                                \
-        ftile2(kind, pw0, pw1, a, t0, out0, out1);                                                     \
+    TGT static void name(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,  \
+                         size_t k1, float *out0, float *out1, const void *pf) {                        \
+        ftile2(kind, pw0, pw1, a, t0, k0, k1, out0, out1, pf);                                         \
     }
 FLOAT_PAIR(pair_f32, K_F32)
 FLOAT_PAIR(pair_f16, K_F16)
