@@ -88,6 +88,12 @@ bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
 typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,
                                   size_t k1, float *out0, float *out1, const void *pf);
 bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);
+/* Internal: the cache blocking of the pair path (kernels/panel.c): columns
+ * per block, panel pairs per group, tiles per chunk. Tests size their
+ * matrices from these so that every boundary is crossed. */
+#define BEE_PANEL_PAIR_KC 128
+#define BEE_PANEL_PAIR_GROUP 8
+#define BEE_PANEL_PAIR_CHUNK 43
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path
  * (NULL when unavailable) agree bit for bit. */

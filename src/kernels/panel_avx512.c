@@ -66,27 +66,52 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
  * whatever the column blocks, so blocking does not change a bit. When pf is
  * not NULL, one cache line of it per column is prefetched into L2 (the
  * caller's next weight block, which otherwise arrives from DRAM on demand). */
+
+/* One column: w at e0 and e0 + d, the tile's 12 activations at xk. */
+INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, __m512 acc0[TMAX],
+                        __m512 acc1[TMAX]) {
+    __m512 w0 = ld16(kind, e0), w1 = ld16(kind, e0 + d);
+#pragma GCC unroll 12
+    for (int t = 0; t < TMAX; t++) {
+        __m512 b = _mm512_set1_ps(xk[t]);
+        acc0[t] = _mm512_fmadd_ps(w0, b, acc0[t]);
+        acc1[t] = _mm512_fmadd_ps(w1, b, acc1[t]);
+    }
+}
+
+/* The column loop, unrolled by hand four times (the compiler's unrolling
+ * kept one pointer update and one prefetch test per column); has_pf is a
+ * constant, so each instance has no test at all. */
+INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t n,
+                         const char *pf, __m512 acc0[TMAX], __m512 acc1[TMAX]) {
+    const size_t step = P * (kind == K_F32 ? 4 : 2);
+    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX, pf += 4 * 64) {
+        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1), _mm_prefetch(pf + 64, _MM_HINT_T1);
+        ftile2_col(kind, e0, d, xk, acc0, acc1);
+        ftile2_col(kind, e0 + step, d, xk + TMAX, acc0, acc1);
+        if (has_pf) _mm_prefetch(pf + 128, _MM_HINT_T1), _mm_prefetch(pf + 192, _MM_HINT_T1);
+        ftile2_col(kind, e0 + 2 * step, d, xk + 2 * TMAX, acc0, acc1);
+        ftile2_col(kind, e0 + 3 * step, d, xk + 3 * TMAX, acc0, acc1);
+    }
+    for (; n; n--, e0 += step, xk += TMAX, pf += 64) {
+        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1);
+        ftile2_col(kind, e0, d, xk, acc0, acc1);
+    }
+}
+
 INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
                     size_t k1, float *out0, float *out1, const uint8_t *pf) {
-    size_t cols = a->cols, es = kind == K_F32 ? 4 : 2;
-    const float *x = a->f + t0 * cols;
+    size_t es = kind == K_F32 ? 4 : 2, d = (size_t)(pw1 - pw0);
+    const float *xk = a->f + t0 * a->cols + k0 * TMAX;
+    const uint8_t *e0 = pw0 + k0 * P * es;
     __m512 acc0[TMAX], acc1[TMAX];
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) {
         acc0[t] = k0 ? _mm512_loadu_ps(out0 + t * P) : _mm512_setzero_ps();
         acc1[t] = k0 ? _mm512_loadu_ps(out1 + t * P) : _mm512_setzero_ps();
     }
-#pragma GCC unroll 4
-    for (size_t k = k0; k < k1; k++) {
-        if (pf) _mm_prefetch((const char *)pf + (k - k0) * 64, _MM_HINT_T1);
-        __m512 w0 = ld16(kind, pw0 + k * P * es), w1 = ld16(kind, pw1 + k * P * es);
-#pragma GCC unroll 12
-        for (int t = 0; t < TMAX; t++) {
-            __m512 b = _mm512_set1_ps(x[k * TMAX + (size_t)t]);
-            acc0[t] = _mm512_fmadd_ps(w0, b, acc0[t]);
-            acc1[t] = _mm512_fmadd_ps(w1, b, acc1[t]);
-        }
-    }
+    if (pf) ftile2_cols(kind, 1, e0, d, xk, k1 - k0, (const char *)pf, acc0, acc1);
+    else ftile2_cols(kind, 0, e0, d, xk, k1 - k0, NULL, acc0, acc1);
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) _mm512_storeu_ps(out0 + t * P, acc0[t]), _mm512_storeu_ps(out1 + t * P, acc1[t]);
 }
