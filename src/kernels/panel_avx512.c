@@ -82,10 +82,12 @@ INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, 
 /* The column loop, unrolled by hand four times (the compiler's unrolling
  * kept one pointer update and one prefetch test per column); has_pf is a
  * constant, so each instance has no test at all. */
-INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t n,
+INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t xnext, size_t n,
                          const char *pf, __m512 acc0[TMAX], __m512 acc1[TMAX]) {
     const size_t step = P * (kind == K_F32 ? 4 : 2);
     for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX, pf += 4 * 64) {
+        const char *xn = (const char *)(xk + xnext);
+        _mm_prefetch(xn, _MM_HINT_T0), _mm_prefetch(xn + 64, _MM_HINT_T0), _mm_prefetch(xn + 128, _MM_HINT_T0);
         if (has_pf) _mm_prefetch(pf, _MM_HINT_T1), _mm_prefetch(pf + 64, _MM_HINT_T1);
         ftile2_col(kind, e0, d, xk, acc0, acc1);
         ftile2_col(kind, e0 + step, d, xk + TMAX, acc0, acc1);
@@ -110,8 +112,8 @@ INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_
         acc0[t] = k0 ? _mm512_loadu_ps(out0 + t * P) : _mm512_setzero_ps();
         acc1[t] = k0 ? _mm512_loadu_ps(out1 + t * P) : _mm512_setzero_ps();
     }
-    if (pf) ftile2_cols(kind, 1, e0, d, xk, k1 - k0, (const char *)pf, acc0, acc1);
-    else ftile2_cols(kind, 0, e0, d, xk, k1 - k0, NULL, acc0, acc1);
+    if (pf) ftile2_cols(kind, 1, e0, d, xk, a->cols * TMAX, k1 - k0, (const char *)pf, acc0, acc1);
+    else ftile2_cols(kind, 0, e0, d, xk, a->cols * TMAX, k1 - k0, NULL, acc0, acc1);
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) _mm512_storeu_ps(out0 + t * P, acc0[t]), _mm512_storeu_ps(out1 + t * P, acc1[t]);
 }
