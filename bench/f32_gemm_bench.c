@@ -1,7 +1,8 @@
 /* f32 prefill GEMMs of one CPM-Bee 2B layer (d 4096, attention width 2048,
  * FFN 5120, 512 tokens) through bee_linear_multi, as a multiple of the FP32
  * FMA peak probed in the same run; with OpenBLAS (BEE_HAVE_OPENBLAS) also
- * cblas_sgemm on the same shapes as an in-run ceiling. Usage:
+ * cblas_sgemm on the same shapes as an in-run ceiling, and the pair kernel
+ * alone on L1-resident data (its own ceiling). Usage:
  *   f32_gemm_bench [threads=1] [reps=5] [tokens=512]
  * The peak is probed before and after the timed runs; the ratio uses their
  * mean. Timing: the median of reps runs of the whole layer. */
@@ -108,6 +109,28 @@ static int layer_run_blas(bee_pool *pool, layer *l) {
 }
 #endif
 
+/* The pair kernel alone on data that stays in L1 (one column block of two
+ * panels, one tile, over and over): what the kernel can do at best on this
+ * machine, next to what it does on the layer. Seconds per call, or -1. */
+static double l1_kernel_seconds(long calls) {
+    bee_panel_pair_fn pair = bee_panel_pair_avx512(BEE_TYPE_F32);
+    if (!pair) return -1;
+    enum { K = BEE_PANEL_PAIR_KC };
+    float *w = random_floats(2 * 16 * K, 5), *x = random_floats(BEE_PANEL_TILE * K, 6);
+    float out[2][BEE_PANEL_TILE * 16];
+    bee_panel_act a;
+    double dt = -1;
+    if (w && x && bee_panel_act_init(&a, BEE_TYPE_F32, BEE_PANEL_TILE, K) == 0) {
+        bee_panel_act_fill(&a, x, 0, BEE_PANEL_TILE);
+        double t0 = now_s();
+        for (long i = 0; i < calls; i++) pair(w, w + 16 * K, &a, 0, 0, K, out[0], out[1], NULL);
+        dt = (now_s() - t0) / (double)calls;
+        bee_panel_act_free(&a);
+    }
+    free(w), free(x);
+    return dt;
+}
+
 static double time_median(int (*run)(bee_pool *, layer *), bee_pool *pool, layer *l, int reps) {
     double t[64];
     if (reps > 64) reps = 64;
@@ -125,6 +148,7 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1, reps = argc > 2 ? atoi(argv[2]) : 5;
     size_t n_tok = argc > 3 ? (size_t)atol(argv[3]) : 512;
     if (threads < 1 || reps < 1 || n_tok < 1) return fprintf(stderr, "usage: f32_gemm_bench [threads] [reps] [tokens]\n"), 2;
+    double t_l1 = l1_kernel_seconds(100000); /* before the pool's workers exist */
     bee_pool *pool = threads > 1 ? bee_pool_init(threads) : NULL;
     layer l;
     if (layer_init(&l, n_tok)) return fprintf(stderr, "out of memory\n"), 1;
@@ -139,6 +163,11 @@ int main(int argc, char **argv) {
     printf("threads %d, %zu tokens, FMA peak %.0f GFLOP/s (%.0f before, %.0f after)\n", threads, n_tok, peak / 1e9,
            peak0 / 1e9, (2 * peak - peak0) / 1e9);
     printf("bee      %8.1f ms  %7.1f GFLOP/s  %.3fx peak\n", 1e3 * t_bee, flops / t_bee / 1e9, flops / t_bee / peak);
+    if (t_l1 > 0) { /* one thread: compare with one thread's share of the peak */
+        double f1 = 2.0 * 32 * BEE_PANEL_TILE * BEE_PANEL_PAIR_KC / t_l1;
+        printf("bee kernel in L1, one thread: %7.1f GFLOP/s  %.3fx the peak of one thread\n", f1 / 1e9,
+               f1 / (peak / threads));
+    }
 #ifdef BEE_HAVE_OPENBLAS
     printf("openblas %8.1f ms  %7.1f GFLOP/s  %.3fx peak\n", 1e3 * t_blas, flops / t_blas / 1e9, flops / t_blas / peak);
 #endif
