@@ -292,8 +292,8 @@ static void matmul_tiles(uint32_t type, const panel_kernels *kf, const uint8_t *
  * the group, and so do the group's partial sums (512 KiB). The kernel resumes
  * each output's chain where the previous block left it, in k order, so the
  * results are those of the unblocked kernel bit for bit. While a pair runs,
- * its first two tiles prefetch the next pair's weight block into L2: those
- * come from DRAM exactly once. */
+ * its first tiles prefetch the next pair's weight block into L2: those come
+ * from DRAM exactly once. */
 #define PAIR_KC BEE_PANEL_PAIR_KC
 #define PAIR_GROUP BEE_PANEL_PAIR_GROUP
 #define PAIR_CHUNK BEE_PANEL_PAIR_CHUNK
@@ -316,6 +316,16 @@ static float *pair_sums(const pair_run *r, size_t j, size_t i, int h) {
     return r->sums + ((j * r->chunk + i) * 2 + (size_t)h) * TL * P;
 }
 
+/* Where tile i of a pair prefetches the next pair's block nx (its two
+ * panels' columns [k0, k1), each call taking (k1 - k0) / 4 lines): the
+ * first tiles share the lines out, so few requests are in flight at once. */
+static const uint8_t *pair_prefetch(const pair_run *r, const uint8_t *nx, size_t i, size_t k0, size_t k1) {
+    size_t per = (k1 - k0) / 4, lines = ((k1 - k0) * r->kb + 63) / 64;
+    if (!nx || !per) return NULL;
+    size_t calls = (lines + per - 1) / per, h = i / calls; /* calls per panel; panel h of the pair */
+    return h < 2 ? nx + h * r->pb + (i % calls) * per * 64 : NULL;
+}
+
 /* One column block [k0, k1) of pairs [g0, g0 + gn) over tiles [c0, c0 + nt);
  * next is the weight block the caller runs after this one (NULL: none). */
 static void pair_block(const pair_run *r, size_t g0, size_t gn, size_t c0, size_t nt, size_t k0, size_t k1,
@@ -323,10 +333,9 @@ static void pair_block(const pair_run *r, size_t g0, size_t gn, size_t c0, size_
     for (size_t j = 0; j < gn; j++) {
         const uint8_t *pw = r->pw + 2 * (g0 + j) * r->pb;
         const uint8_t *nx = j + 1 < gn ? pw + 2 * r->pb + k0 * r->kb : next;
-        for (size_t i = 0; i < nt; i++) {
-            const uint8_t *pf = nx && i < 2 ? nx + i * r->pb : NULL;
-            r->kf->pair(pw, pw + r->pb, r->a, (c0 + i) * TL, k0, k1, pair_sums(r, j, i, 0), pair_sums(r, j, i, 1), pf);
-        }
+        for (size_t i = 0; i < nt; i++)
+            r->kf->pair(pw, pw + r->pb, r->a, (c0 + i) * TL, k0, k1, pair_sums(r, j, i, 0), pair_sums(r, j, i, 1),
+                        pair_prefetch(r, nx, i, k0, k1));
     }
 }
 

@@ -83,8 +83,8 @@ bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
  * tile of BEE_PANEL_TILE tokens, columns [k0, k1): the sums continue from
  * what out0/out1 hold (from zero when k0 == 0), so column blocks run one
  * after another give each output the same FMA chain as the tile kernel.
- * pf (may be NULL): k1 - k0 cache lines from there are prefetched into L2,
- * a hint only. NULL when unavailable. */
+ * pf (may be NULL): (k1 - k0) / 4 cache lines from there are prefetched
+ * into L2, a hint only. NULL when unavailable. */
 typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,
                                   size_t k1, float *out0, float *out1, const void *pf);
 bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);

@@ -64,8 +64,9 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
  * Columns [k0, k1) only, continuing the sums over [0, k0) that out0/out1
  * hold (from zero when k0 == 0): each output's FMA chain runs in k order
  * whatever the column blocks, so blocking does not change a bit. When pf is
- * not NULL, one cache line of it per column is prefetched into L2 (the
- * caller's next weight block, which otherwise arrives from DRAM on demand). */
+ * not NULL, one cache line of it per 4 columns is prefetched into L2 (part
+ * of the caller's next weight block, which otherwise arrives from DRAM on
+ * demand; a line per 4 columns keeps few requests in flight). */
 
 /* One column: w at e0 and e0 + d, the tile's 12 activations at xk. */
 INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, __m512 acc0[TMAX],
@@ -85,20 +86,16 @@ INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, 
 INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t xnext, size_t n,
                          const char *pf, __m512 acc0[TMAX], __m512 acc1[TMAX]) {
     const size_t step = P * (kind == K_F32 ? 4 : 2);
-    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX, pf += 4 * 64) {
+    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX, pf += 64) {
         const char *xn = (const char *)(xk + xnext);
         _mm_prefetch(xn, _MM_HINT_T0), _mm_prefetch(xn + 64, _MM_HINT_T0), _mm_prefetch(xn + 128, _MM_HINT_T0);
-        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1), _mm_prefetch(pf + 64, _MM_HINT_T1);
+        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1);
         ftile2_col(kind, e0, d, xk, acc0, acc1);
         ftile2_col(kind, e0 + step, d, xk + TMAX, acc0, acc1);
-        if (has_pf) _mm_prefetch(pf + 128, _MM_HINT_T1), _mm_prefetch(pf + 192, _MM_HINT_T1);
         ftile2_col(kind, e0 + 2 * step, d, xk + 2 * TMAX, acc0, acc1);
         ftile2_col(kind, e0 + 3 * step, d, xk + 3 * TMAX, acc0, acc1);
     }
-    for (; n; n--, e0 += step, xk += TMAX, pf += 64) {
-        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1);
-        ftile2_col(kind, e0, d, xk, acc0, acc1);
-    }
+    for (; n; n--, e0 += step, xk += TMAX) ftile2_col(kind, e0, d, xk, acc0, acc1);
 }
 
 INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
