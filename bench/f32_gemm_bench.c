@@ -123,7 +123,7 @@ static double l1_kernel_seconds(long calls) {
     if (w && x && bee_panel_act_init(&a, BEE_TYPE_F32, BEE_PANEL_TILE, K) == 0) {
         bee_panel_act_fill(&a, x, 0, BEE_PANEL_TILE);
         double t0 = now_s();
-        for (long i = 0; i < calls; i++) pair(w, w + 16 * K, &a, 0, 0, K, out[0], out[1], NULL);
+        for (long i = 0; i < calls; i++) pair(w, w + 16 * K, &a, 0, 0, K, out[0], out[1], NULL, NULL);
         dt = (now_s() - t0) / (double)calls;
         bee_panel_act_free(&a);
     }

@@ -79,14 +79,26 @@ void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, siz
  * tokens starting at token t0 of a, panel p. */
 typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
+/* Internal: where the pair kernel stores final results: y[t * ldy + r] =
+ * sum / div for tokens t < T, rows r < n0 of the first panel and, at
+ * y + 16, rows r < n1 of the second (y is the tile's first token and the
+ * first panel's first row). */
+typedef struct {
+    float *y;
+    size_t ldy;
+    float div;
+    int T, n0, n1;
+} bee_panel_dst;
 /* Internal: float types, two panels (pw0 to out0, pw1 to out1) for one whole
  * tile of BEE_PANEL_TILE tokens, columns [k0, k1): the sums continue from
  * what out0/out1 hold (from zero when k0 == 0), so column blocks run one
  * after another give each output the same FMA chain as the tile kernel.
- * pf (may be NULL): (k1 - k0) / 4 cache lines from there are prefetched
- * into L2, a hint only. NULL when unavailable. */
+ * The sums go back to out0/out1, or, when dst is not NULL (the last
+ * block), to dst as final results. pf (may be NULL): (k1 - k0) / 4 cache
+ * lines from there are prefetched into L2, a hint only. NULL when
+ * unavailable. */
 typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,
-                                  size_t k1, float *out0, float *out1, const void *pf);
+                                  size_t k1, float *out0, float *out1, const void *pf, const bee_panel_dst *dst);
 bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);
 /* Internal: the cache blocking of the pair path (kernels/panel.c): columns
  * per block, panel pairs per group, tiles per chunk. Tests size their

@@ -98,8 +98,23 @@ INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, cons
     for (; n; n--, e0 += step, xk += TMAX) ftile2_col(kind, e0, d, xk, acc0, acc1);
 }
 
+/* Final results straight into the output, divided as the scalar scatter
+ * divides (one correctly rounded division per element); masked stores for a
+ * ragged panel never touch the lanes beyond its rows. */
+INL TGT void ftile2_final(const __m512 acc0[TMAX], const __m512 acc1[TMAX], const bee_panel_dst *dst) {
+    const __m512 dv = _mm512_set1_ps(dst->div);
+    const __mmask16 m0 = (__mmask16)((1u << dst->n0) - 1), m1 = (__mmask16)((1u << dst->n1) - 1);
+#pragma GCC unroll 12
+    for (int t = 0; t < TMAX; t++) {
+        if (t >= dst->T) break;
+        float *yt = dst->y + (size_t)t * dst->ldy;
+        _mm512_mask_storeu_ps(yt, m0, _mm512_div_ps(acc0[t], dv));
+        _mm512_mask_storeu_ps(yt + P, m1, _mm512_div_ps(acc1[t], dv));
+    }
+}
+
 INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
-                    size_t k1, float *out0, float *out1, const uint8_t *pf) {
+                    size_t k1, float *out0, float *out1, const uint8_t *pf, const bee_panel_dst *dst) {
     size_t es = kind == K_F32 ? 4 : 2, d = (size_t)(pw1 - pw0);
     const float *xk = a->f + t0 * a->cols + k0 * TMAX;
     const uint8_t *e0 = pw0 + k0 * P * es;
@@ -111,6 +126,10 @@ INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_
     }
     if (pf) ftile2_cols(kind, 1, e0, d, xk, a->cols * TMAX, k1 - k0, (const char *)pf, acc0, acc1);
     else ftile2_cols(kind, 0, e0, d, xk, a->cols * TMAX, k1 - k0, NULL, acc0, acc1);
+    if (dst) {
+        ftile2_final(acc0, acc1, dst);
+        return;
+    }
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) _mm512_storeu_ps(out0 + t * P, acc0[t]), _mm512_storeu_ps(out1 + t * P, acc1[t]);
 }
@@ -272,8 +291,8 @@ FLOAT_TILE(tile_bf16, K_BF16)
 
 #define FLOAT_PAIR(name, kind)                                                                         \
     TGT static void name(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,  \
-                         size_t k1, float *out0, float *out1, const void *pf) {                        \
-        ftile2(kind, pw0, pw1, a, t0, k0, k1, out0, out1, pf);                                         \
+                         size_t k1, float *out0, float *out1, const void *pf, const bee_panel_dst *dst) { \
+        ftile2(kind, pw0, pw1, a, t0, k0, k1, out0, out1, pf, dst);                                    \
     }
 FLOAT_PAIR(pair_f32, K_F32)
 FLOAT_PAIR(pair_f16, K_F16)
