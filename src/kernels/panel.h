@@ -61,8 +61,10 @@ typedef struct {
     int32_t *c;
 } bee_panel_act;
 
-/* Allocates room for n_tok tokens; bee_panel_act_fill converts tokens
- * [t0, t1) of x (n_tok, cols) (separate calls may run on separate threads). */
+/* Allocates room for n_tok tokens (whole tiles; for float types the lanes
+ * of a ragged last tile beyond n_tok are zeroed, since the pair path runs
+ * that tile whole); bee_panel_act_fill converts tokens [t0, t1) of x
+ * (n_tok, cols) (separate calls may run on separate threads). */
 int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols);
 void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1);
 void bee_panel_act_free(bee_panel_act *a);
