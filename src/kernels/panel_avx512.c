@@ -59,15 +59,6 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * P, acc[t]);
 }
 
-/* Two panels at once (rows of pw0 to out0, of pw1 to out1): each broadcast
- * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs.
- * Columns [k0, k1) only, continuing the sums over [0, k0) that out0/out1
- * hold (from zero when k0 == 0): each output's FMA chain runs in k order
- * whatever the column blocks, so blocking does not change a bit. When pf is
- * not NULL, one cache line of it per 4 columns is prefetched into L2 (part
- * of the caller's next weight block, which otherwise arrives from DRAM on
- * demand; a line per 4 columns keeps few requests in flight). */
-
 /* One column: w at e0 and e0 + d, the tile's 12 activations at xk. */
 INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, __m512 acc0[TMAX],
                         __m512 acc1[TMAX]) {
@@ -82,14 +73,15 @@ INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, 
 
 /* The column loop, unrolled by hand four times (the compiler's unrolling
  * kept one pointer update and one prefetch test per column); has_pf is a
- * constant, so each instance has no test at all. */
+ * constant, so each instance has no test at all. The same columns of the
+ * next tile (xnext floats on) are prefetched into L1 as these run. */
 INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t xnext, size_t n,
                          const char *pf, __m512 acc0[TMAX], __m512 acc1[TMAX]) {
     const size_t step = P * (kind == K_F32 ? 4 : 2);
-    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX, pf += 64) {
+    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX) {
         const char *xn = (const char *)(xk + xnext);
         _mm_prefetch(xn, _MM_HINT_T0), _mm_prefetch(xn + 64, _MM_HINT_T0), _mm_prefetch(xn + 128, _MM_HINT_T0);
-        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1);
+        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1), pf += 64;
         ftile2_col(kind, e0, d, xk, acc0, acc1);
         ftile2_col(kind, e0 + step, d, xk + TMAX, acc0, acc1);
         ftile2_col(kind, e0 + 2 * step, d, xk + 2 * TMAX, acc0, acc1);
@@ -113,6 +105,15 @@ INL TGT void ftile2_final(const __m512 acc0[TMAX], const __m512 acc1[TMAX], cons
     }
 }
 
+/* Two panels at once (rows of pw0 to out0, of pw1 to out1): each broadcast
+ * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs.
+ * Columns [k0, k1) only, continuing the sums over [0, k0) that out0/out1
+ * hold (from zero when k0 == 0): each output's FMA chain runs in k order
+ * whatever the column blocks, so blocking does not change a bit. The sums
+ * go back to out0/out1, or as final results to dst. When pf is not NULL,
+ * one cache line of it per 4 columns is prefetched into L2 (part of the
+ * caller's next weight block, which otherwise arrives from DRAM on demand;
+ * a line per 4 columns keeps few requests in flight). */
 INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
                     size_t k1, float *out0, float *out1, const uint8_t *pf, const bee_panel_dst *dst) {
     size_t es = kind == K_F32 ? 4 : 2, d = (size_t)(pw1 - pw0);
