@@ -828,6 +828,43 @@ static void check_panel_type(uint32_t type) {
     free(wf), free(x), free(wr), free(pw), free(y_ref), free(y_fast), free(y_one), free(row), free(row2);
 }
 
+/* The cache-blocked pair path of the float types: sizes that cross every
+ * column block, pair group and tile chunk boundary, with a ragged column
+ * block, a ragged last tile, an odd last panel and a ragged last panel. The
+ * result equals the reference bit for bit, also when the panels are split
+ * into ranges the way the thread pool splits them (so for any -t). */
+static void check_panel_blocked(uint32_t type) {
+    const size_t n_panels = 2 * BEE_PANEL_PAIR_GROUP + 3, rows = n_panels * 16 - 5;
+    const size_t cols = 2 * BEE_PANEL_PAIR_KC + 40, n_tok = BEE_PANEL_PAIR_CHUNK * BEE_PANEL_TILE + 17;
+    float *wf = malloc(rows * cols * sizeof *wf), *x = malloc(n_tok * cols * sizeof *x);
+    uint8_t *wr = malloc(bee_type_nbytes(type, rows * cols)), *pw = malloc(bee_panel_nbytes(type, rows, cols));
+    float *y_ref = malloc(n_tok * rows * sizeof *y_ref), *y = malloc(n_tok * rows * sizeof *y);
+    fill(wf, rows * cols, 0.2f);
+    fill(x, n_tok * cols, 0.5f);
+    bee_quantize_row(type, wf, wr, rows * cols);
+    bee_panel_pack(type, wr, rows, cols, pw);
+    bee_panel_act a;
+    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols), 0);
+    bee_panel_act_fill(&a, x, 0, n_tok);
+    bee_panel_matmul_ref(type, pw, rows, 0, n_panels, &a, y_ref, rows, 3.0f);
+    const size_t splits[] = {n_panels, 7, 10, 1};
+    for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
+        memset(y, 0, n_tok * rows * sizeof *y);
+        bee_panel_matmul(type, pw, rows, 0, splits[i], &a, y, rows, 3.0f);
+        bee_panel_matmul(type, pw, rows, splits[i], n_panels, &a, y, rows, 3.0f);
+        if (memcmp(y_ref, y, n_tok * rows * sizeof *y) != 0)
+            fail_msg("%s: blocked pair path != ref (split at panel %zu)", bee_type_name(type), splits[i]);
+    }
+    bee_panel_act_free(&a);
+    free(wf), free(x), free(wr), free(pw), free(y_ref), free(y);
+}
+
+static void test_panel_blocked(void **state) {
+    (void)state;
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) check_panel_blocked(types[i]);
+}
+
 static void test_panel_quant(void **state) {
     (void)state;
     bee_panel_quant_fn fast = bee_panel_quant_avx512();
@@ -1014,6 +1051,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_eltwise),
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
+        cmocka_unit_test(test_panel_blocked),
         cmocka_unit_test(test_panel_quant),
         cmocka_unit_test(test_gemm),
     };

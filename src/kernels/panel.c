@@ -144,6 +144,9 @@ int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t co
     if (n == 0) n = TL;
     if (!is_int8(wtype)) {
         if (!(a->f = malloc(n * cols * sizeof *a->f + 64))) return bee_fail("out of memory");
+        /* the pair kernel runs a ragged last tile whole: its unused lanes
+         * must hold finite values (zeros: no subnormal slow path either) */
+        memset(a->f + (n - TL) * cols, 0, TL * cols * sizeof *a->f);
         return 0;
     }
     size_t nb = cols / 32;
@@ -256,10 +259,10 @@ typedef struct {
 
 static size_t rows_in(uint64_t n_rows, size_t p) { return n_rows - p * P < P ? (size_t)(n_rows - p * P) : P; }
 
-static void matmul_tiles(uint32_t type, const panel_kernels *kf, const uint8_t *pw, size_t p, size_t t0, uint64_t n_rows,
+static void matmul_tiles(uint32_t type, const panel_kernels *kf, const uint8_t *pw, size_t p, uint64_t n_rows,
                          const bee_panel_act *a, float *y, size_t ldy, float div) {
     float out[BEE_PANEL_TILE * P];
-    for (; t0 < a->n_tok; t0 += BEE_PANEL_TILE) {
+    for (size_t t0 = 0; t0 < a->n_tok; t0 += BEE_PANEL_TILE) {
         int T = a->n_tok - t0 < BEE_PANEL_TILE ? (int)(a->n_tok - t0) : BEE_PANEL_TILE;
         if (kf->tile) kf->tile(pw, a, t0, T, out);
         else tile_ref(type, pw, a, t0, T, out);
@@ -269,34 +272,119 @@ static void matmul_tiles(uint32_t type, const panel_kernels *kf, const uint8_t *
 
 /* Prefill of float types takes two panels at a time where it can, so that
  * each broadcast activation feeds two FMAs (14 loads per 24 FMAs instead of
- * 13 per 12): about 15 % faster. Each output's FMA chain is unchanged. */
-static size_t matmul_pair(const panel_kernels *kf, const uint8_t *pw, size_t pb, size_t p, uint64_t n_rows,
-                          const bee_panel_act *a, float *y, size_t ldy, float div) {
-    size_t full = a->n_tok / TL * TL;
-    float out0[BEE_PANEL_TILE * P], out1[BEE_PANEL_TILE * P];
-    for (size_t t0 = 0; t0 < full; t0 += TL) {
-        kf->pair(pw, pw + pb, a, t0, out0, out1);
-        scatter(out0, t0, TL, p, rows_in(n_rows, p), y, ldy, div);
-        scatter(out1, t0, TL, p + 1, rows_in(n_rows, p + 1), y, ldy, div);
+ * 13 per 12). Each output's FMA chain is unchanged.
+ *
+ * Cache blocking (per thread, 2 MiB of L2 and 48 KiB of L1 here): the pair
+ * kernel needs 128 bytes of weights and 48 of activations per 24 FMAs, too
+ * much to stream from L3 (512 tokens of 4096 columns are 8 MiB). So a group
+ * of PAIR_GROUP pairs runs column block by column block (PAIR_KC columns):
+ * within a block, every tile of a chunk of up to PAIR_CHUNK tiles passes over
+ * one pair's weights (PAIR_KC * 128 bytes, in L1), then the next pair's; the
+ * chunk's activations of the block (256 KiB) stay in L2 for all the pairs of
+ * the group, and so do the group's partial sums (512 KiB). The kernel resumes
+ * each output's chain where the previous block left it, in k order, so the
+ * results are those of the unblocked kernel bit for bit; the last block
+ * divides and stores them into y itself, as the scatter would (a separate
+ * pass cost 5 % of the prefill). While a pair runs,
+ * its first tiles prefetch the next pair's weight block into L2: those come
+ * from DRAM exactly once. */
+#define PAIR_KC BEE_PANEL_PAIR_KC
+#define PAIR_GROUP BEE_PANEL_PAIR_GROUP
+#define PAIR_CHUNK BEE_PANEL_PAIR_CHUNK
+
+typedef struct {
+    const panel_kernels *kf;
+    const uint8_t *pw; /* first panel of the pairs */
+    size_t pb, kb;     /* bytes of a panel, of one column of a panel */
+    size_t p;          /* index of the first panel */
+    uint64_t n_rows;
+    const bee_panel_act *a;
+    float *y;
+    size_t ldy;
+    float div;
+    float *sums;          /* partial sums: (pair, tile, panel) -> TL * P floats */
+    size_t group, chunk;  /* pairs and tiles a block of sums holds */
+} pair_run;
+
+static float *pair_sums(const pair_run *r, size_t j, size_t i, int h) {
+    return r->sums + ((j * r->chunk + i) * 2 + (size_t)h) * TL * P;
+}
+
+/* Where tile i of a pair prefetches the next pair's block nx (its two
+ * panels' columns [k0, k1), each call taking (k1 - k0) / 4 lines): the
+ * first tiles share the lines out, so few requests are in flight at once. */
+static const uint8_t *pair_prefetch(const pair_run *r, const uint8_t *nx, size_t i, size_t k0, size_t k1) {
+    size_t per = (k1 - k0) / 4, lines = ((k1 - k0) * r->kb + 63) / 64;
+    if (!nx || !per) return NULL;
+    size_t calls = (lines + per - 1) / per, h = i / calls; /* calls per panel; panel h of the pair */
+    return h < 2 ? nx + h * r->pb + (i % calls) * per * 64 : NULL;
+}
+
+/* One column block [k0, k1) of pairs [g0, g0 + gn) over tiles [c0, c0 + nt);
+ * next is the weight block the caller runs after this one (NULL: none). */
+static void pair_block(const pair_run *r, size_t g0, size_t gn, size_t c0, size_t nt, size_t k0, size_t k1,
+                       const uint8_t *next) {
+    int last = k1 == r->a->cols;
+    for (size_t j = 0; j < gn; j++) {
+        const uint8_t *pw = r->pw + 2 * (g0 + j) * r->pb;
+        const uint8_t *nx = j + 1 < gn ? pw + 2 * r->pb + k0 * r->kb : next;
+        size_t p = r->p + 2 * (g0 + j);
+        for (size_t i = 0; i < nt; i++) {
+            size_t t0 = (c0 + i) * TL;
+            /* the last block stores the results itself: no second pass */
+            bee_panel_dst dst = {r->y + t0 * r->ldy + p * P, r->ldy, r->div,
+                                 r->a->n_tok - t0 < TL ? (int)(r->a->n_tok - t0) : TL, (int)rows_in(r->n_rows, p),
+                                 (int)rows_in(r->n_rows, p + 1)};
+            r->kf->pair(pw, pw + r->pb, r->a, t0, k0, k1, pair_sums(r, j, i, 0), pair_sums(r, j, i, 1),
+                        pair_prefetch(r, nx, i, k0, k1), last ? &dst : NULL);
+        }
     }
-    return full;
+}
+
+static void pair_group(const pair_run *r, size_t g0, size_t gn, size_t n_pairs, size_t c0, size_t nt) {
+    size_t cols = r->a->cols;
+    for (size_t k0 = 0; k0 < cols; k0 += PAIR_KC) {
+        size_t k1 = cols - k0 < PAIR_KC ? cols : k0 + PAIR_KC;
+        const uint8_t *first = r->pw + 2 * g0 * r->pb, *next = NULL;
+        if (k1 < cols) next = first + k1 * r->kb;
+        else if (g0 + gn < n_pairs) next = r->pw + 2 * (g0 + gn) * r->pb;
+        pair_block(r, g0, gn, c0, nt, k0, k1, next);
+    }
+}
+
+/* Pairs of panels [p, p + 2 n_pairs) over every token. A ragged last tile
+ * runs whole on the zeroed lanes bee_panel_act_init leaves (each lane is its
+ * own chain, so the real tokens' results do not change): a separate pass of
+ * the narrow tile kernel would stream every weight from DRAM once more. The
+ * sums buffer is the heap's; without memory, the same loops run one pair and
+ * one tile at a time on the stack. */
+static void matmul_pairs(const panel_kernels *kf, uint32_t type, const uint8_t *pw, size_t p, size_t n_pairs,
+                         uint64_t n_rows, const bee_panel_act *a, float *y, size_t ldy, float div) {
+    size_t n_tiles = (a->n_tok + TL - 1) / TL, group = n_pairs < PAIR_GROUP ? n_pairs : PAIR_GROUP;
+    size_t chunk = n_tiles < PAIR_CHUNK ? n_tiles : PAIR_CHUNK;
+    float one[2 * TL * P];
+    float *heap = malloc(group * chunk * sizeof one);
+    if (!heap) group = chunk = 1;
+    pair_run r = {kf,  pw,   panel_bytes(type, a->cols), P * elem_bytes(type), p, n_rows, a, y, ldy, div,
+                  heap ? heap : one, group, chunk};
+    for (size_t c0 = 0; c0 < n_tiles; c0 += chunk) {
+        size_t nt = n_tiles - c0 < chunk ? n_tiles - c0 : chunk;
+        for (size_t g0 = 0; g0 < n_pairs; g0 += group)
+            pair_group(&r, g0, n_pairs - g0 < group ? n_pairs - g0 : group, n_pairs, c0, nt);
+    }
+    free(heap);
 }
 
 static void matmul(uint32_t type, const panel_kernels *kf, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
                    const bee_panel_act *a, float *y, size_t ldy, float div) {
-    size_t pb = panel_bytes(type, a->cols);
-    for (size_t p = p0; p < p1;) {
-        const uint8_t *pw = (const uint8_t *)panel + p * pb;
-        if (kf->pair && a->n_tok >= 2 * TL && p + 1 < p1) {
-            size_t done = matmul_pair(kf, pw, pb, p, n_rows, a, y, ldy, div);
-            matmul_tiles(type, kf, pw, p, done, n_rows, a, y, ldy, div);
-            matmul_tiles(type, kf, pw + pb, p + 1, done, n_rows, a, y, ldy, div);
-            p += 2;
-        } else {
-            matmul_tiles(type, kf, pw, p, 0, n_rows, a, y, ldy, div);
-            p += 1;
-        }
+    size_t pb = panel_bytes(type, a->cols), p = p0;
+    const uint8_t *pw = (const uint8_t *)panel;
+    if (kf->pair && a->n_tok >= 2 * TL && p1 - p0 >= 2) {
+        size_t n_pairs = (p1 - p0) / 2;
+        matmul_pairs(kf, type, pw + p0 * pb, p0, n_pairs, n_rows, a, y, ldy, div);
+        p += 2 * n_pairs;
     }
+    for (; p < p1; p++) matmul_tiles(type, kf, pw + p * pb, p, n_rows, a, y, ldy, div);
 }
 
 void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,

@@ -61,8 +61,10 @@ typedef struct {
     int32_t *c;
 } bee_panel_act;
 
-/* Allocates room for n_tok tokens; bee_panel_act_fill converts tokens
- * [t0, t1) of x (n_tok, cols) (separate calls may run on separate threads). */
+/* Allocates room for n_tok tokens (whole tiles; for float types the lanes
+ * of a ragged last tile beyond n_tok are zeroed, since the pair path runs
+ * that tile whole); bee_panel_act_fill converts tokens [t0, t1) of x
+ * (n_tok, cols) (separate calls may run on separate threads). */
 int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols);
 void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1);
 void bee_panel_act_free(bee_panel_act *a);
@@ -79,12 +81,33 @@ void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, siz
  * tokens starting at token t0 of a, panel p. */
 typedef void (*bee_panel_tile_fn)(const void *pw, const bee_panel_act *a, size_t t0, int T, float *out);
 bee_panel_tile_fn bee_panel_tile_avx512(uint32_t type);
+/* Internal: where the pair kernel stores final results: y[t * ldy + r] =
+ * sum / div for tokens t < T, rows r < n0 of the first panel and, at
+ * y + 16, rows r < n1 of the second (y is the tile's first token and the
+ * first panel's first row). */
+typedef struct {
+    float *y;
+    size_t ldy;
+    float div;
+    int T, n0, n1;
+} bee_panel_dst;
 /* Internal: float types, two panels (pw0 to out0, pw1 to out1) for one whole
- * tile of BEE_PANEL_TILE tokens; the same arithmetic per output as the tile
- * kernel. NULL when unavailable. */
-typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, float *out0,
-                                  float *out1);
+ * tile of BEE_PANEL_TILE tokens, columns [k0, k1): the sums continue from
+ * what out0/out1 hold (from zero when k0 == 0), so column blocks run one
+ * after another give each output the same FMA chain as the tile kernel.
+ * The sums go back to out0/out1, or, when dst is not NULL (the last
+ * block), to dst as final results. pf (may be NULL): (k1 - k0) / 4 cache
+ * lines from there are prefetched into L2, a hint only. NULL when
+ * unavailable. */
+typedef void (*bee_panel_pair_fn)(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,
+                                  size_t k1, float *out0, float *out1, const void *pf, const bee_panel_dst *dst);
 bee_panel_pair_fn bee_panel_pair_avx512(uint32_t type);
+/* Internal: the cache blocking of the pair path (kernels/panel.c): columns
+ * per block, panel pairs per group, tiles per chunk. Tests size their
+ * matrices from these so that every boundary is crossed. */
+#define BEE_PANEL_PAIR_KC 128
+#define BEE_PANEL_PAIR_GROUP 8
+#define BEE_PANEL_PAIR_CHUNK 43
 /* Internal: q8_0 quantization of nb activation blocks into quants q, scales
  * d and corrections c = -off * sum(q); the reference and the AVX-512 path
  * (NULL when unavailable) agree bit for bit. */

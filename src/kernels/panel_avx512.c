@@ -59,26 +59,77 @@ INL TGT void ftile(int kind, int T, const uint8_t *pw, const bee_panel_act *a, s
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * P, acc[t]);
 }
 
+/* One column: w at e0 and e0 + d, the tile's 12 activations at xk. */
+INL TGT void ftile2_col(int kind, const uint8_t *e0, size_t d, const float *xk, __m512 acc0[TMAX],
+                        __m512 acc1[TMAX]) {
+    __m512 w0 = ld16(kind, e0), w1 = ld16(kind, e0 + d);
+#pragma GCC unroll 12
+    for (int t = 0; t < TMAX; t++) {
+        __m512 b = _mm512_set1_ps(xk[t]);
+        acc0[t] = _mm512_fmadd_ps(w0, b, acc0[t]);
+        acc1[t] = _mm512_fmadd_ps(w1, b, acc1[t]);
+    }
+}
+
+/* The column loop, unrolled by hand four times (the compiler's unrolling
+ * kept one pointer update and one prefetch test per column); has_pf is a
+ * constant, so each instance has no test at all. The same columns of the
+ * next tile (xnext floats on) are prefetched into L1 as these run. */
+INL TGT void ftile2_cols(int kind, int has_pf, const uint8_t *e0, size_t d, const float *xk, size_t xnext, size_t n,
+                         const char *pf, __m512 acc0[TMAX], __m512 acc1[TMAX]) {
+    const size_t step = P * (kind == K_F32 ? 4 : 2);
+    for (; n >= 4; n -= 4, e0 += 4 * step, xk += 4 * TMAX) {
+        const char *xn = (const char *)(xk + xnext);
+        _mm_prefetch(xn, _MM_HINT_T0), _mm_prefetch(xn + 64, _MM_HINT_T0), _mm_prefetch(xn + 128, _MM_HINT_T0);
+        if (has_pf) _mm_prefetch(pf, _MM_HINT_T1), pf += 64;
+        ftile2_col(kind, e0, d, xk, acc0, acc1);
+        ftile2_col(kind, e0 + step, d, xk + TMAX, acc0, acc1);
+        ftile2_col(kind, e0 + 2 * step, d, xk + 2 * TMAX, acc0, acc1);
+        ftile2_col(kind, e0 + 3 * step, d, xk + 3 * TMAX, acc0, acc1);
+    }
+    for (; n; n--, e0 += step, xk += TMAX) ftile2_col(kind, e0, d, xk, acc0, acc1);
+}
+
+/* Final results straight into the output, divided as the scalar scatter
+ * divides (one correctly rounded division per element); masked stores for a
+ * ragged panel never touch the lanes beyond its rows. */
+INL TGT void ftile2_final(const __m512 acc0[TMAX], const __m512 acc1[TMAX], const bee_panel_dst *dst) {
+    const __m512 dv = _mm512_set1_ps(dst->div);
+    const __mmask16 m0 = (__mmask16)((1u << dst->n0) - 1), m1 = (__mmask16)((1u << dst->n1) - 1);
+#pragma GCC unroll 12
+    for (int t = 0; t < TMAX; t++) {
+        if (t >= dst->T) break;
+        float *yt = dst->y + (size_t)t * dst->ldy;
+        _mm512_mask_storeu_ps(yt, m0, _mm512_div_ps(acc0[t], dv));
+        _mm512_mask_storeu_ps(yt + P, m1, _mm512_div_ps(acc1[t], dv));
+    }
+}
+
 /* Two panels at once (rows of pw0 to out0, of pw1 to out1): each broadcast
- * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs. */
-INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, float *out0,
-                    float *out1) {
-    size_t cols = a->cols, es = kind == K_F32 ? 4 : 2;
-    const float *x = a->f + t0 * cols;
+ * activation feeds two FMAs, so a full tile needs 14 loads per 24 FMAs.
+ * Columns [k0, k1) only, continuing the sums over [0, k0) that out0/out1
+ * hold (from zero when k0 == 0): each output's FMA chain runs in k order
+ * whatever the column blocks, so blocking does not change a bit. The sums
+ * go back to out0/out1, or as final results to dst. When pf is not NULL,
+ * one cache line of it per 4 columns is prefetched into L2 (part of the
+ * caller's next weight block, which otherwise arrives from DRAM on demand;
+ * a line per 4 columns keeps few requests in flight). */
+INL TGT void ftile2(int kind, const uint8_t *pw0, const uint8_t *pw1, const bee_panel_act *a, size_t t0, size_t k0,
+                    size_t k1, float *out0, float *out1, const uint8_t *pf, const bee_panel_dst *dst) {
+    size_t es = kind == K_F32 ? 4 : 2, d = (size_t)(pw1 - pw0);
+    const float *xk = a->f + t0 * a->cols + k0 * TMAX;
+    const uint8_t *e0 = pw0 + k0 * P * es;
     __m512 acc0[TMAX], acc1[TMAX];
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) {
-        acc0[t] = _mm512_setzero_ps();
-        acc1[t] = _mm512_setzero_ps();
+        acc0[t] = k0 ? _mm512_loadu_ps(out0 + t * P) : _mm512_setzero_ps();
+        acc1[t] = k0 ? _mm512_loadu_ps(out1 + t * P) : _mm512_setzero_ps();
     }
-    for (size_t k = 0; k < cols; k++) {
-        __m512 w0 = ld16(kind, pw0 + k * P * es), w1 = ld16(kind, pw1 + k * P * es);
-#pragma GCC unroll 12
-        for (int t = 0; t < TMAX; t++) {
-            __m512 b = _mm512_set1_ps(x[k * TMAX + (size_t)t]);
-            acc0[t] = _mm512_fmadd_ps(w0, b, acc0[t]);
-            acc1[t] = _mm512_fmadd_ps(w1, b, acc1[t]);
-        }
+    if (pf) ftile2_cols(kind, 1, e0, d, xk, a->cols * TMAX, k1 - k0, (const char *)pf, acc0, acc1);
+    else ftile2_cols(kind, 0, e0, d, xk, a->cols * TMAX, k1 - k0, NULL, acc0, acc1);
+    if (dst) {
+        ftile2_final(acc0, acc1, dst);
+        return;
     }
 #pragma GCC unroll 12
     for (int t = 0; t < TMAX; t++) _mm512_storeu_ps(out0 + t * P, acc0[t]), _mm512_storeu_ps(out1 + t * P, acc1[t]);
@@ -240,9 +291,9 @@ FLOAT_TILE(tile_f16, K_F16)
 FLOAT_TILE(tile_bf16, K_BF16)
 
 #define FLOAT_PAIR(name, kind)                                                                         \
-    TGT static void name(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, float *out0, \
-                         float *out1) {                                                                \
-        ftile2(kind, pw0, pw1, a, t0, out0, out1);                                                     \
+    TGT static void name(const void *pw0, const void *pw1, const bee_panel_act *a, size_t t0, size_t k0,  \
+                         size_t k1, float *out0, float *out1, const void *pf, const bee_panel_dst *dst) { \
+        ftile2(kind, pw0, pw1, a, t0, k0, k1, out0, out1, pf, dst);                                    \
     }
 FLOAT_PAIR(pair_f32, K_F32)
 FLOAT_PAIR(pair_f16, K_F16)
