@@ -68,8 +68,9 @@ static int one_request(client *c) {
     }
     char body[1024], req[2048];
     int bn = snprintf(body, sizeof body,
-                      "{\"prompt\":\"%s %d\",\"max_tokens\":%d,\"temperature\":0,\"stream\":true,\"ignore_eos\":true}", c->prompt, c->id,
-                      c->max_tokens);
+                      "{\"prompt\":\"%s %d\",\"max_tokens\":%d,\"temperature\":0,\"stream\":true,\"ignore_eos\":true,"
+                      "\"stream_options\":{\"include_usage\":true}}", /* the usage event counts the tokens */
+                      c->prompt, c->id, c->max_tokens);
     int rn = snprintf(req, sizeof req,
                       "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
                       "Content-Length: %d\r\n\r\n%s",
