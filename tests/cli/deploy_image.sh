@@ -8,6 +8,7 @@
 # Skips (77) without buildah/debootstrap (scripts/setup-image.sh), without
 # root, or where buildah cannot create containers here.
 set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bee="${BEE_BIN:-$root/build/bee}"
 command -v buildah >/dev/null && command -v debootstrap >/dev/null ||
@@ -55,32 +56,17 @@ ctr=$(bh from --pull=never "$tag")
 bh run --isolation chroot --network host -v "$dir/models:/models:ro" -v "$dir/data:/data" -e BEE_PORT=0 \
   "$ctr" -- /usr/local/bin/bee serve 2>>"$dir/log" >>"$dir/log" &
 run=$!
-port=""
-for _ in $(seq 1 600); do
-  port="$(sed -nE 's/.*listening on http:\/\/0\.0\.0\.0:([0-9]+).*/\1/p' "$dir/log")"
-  [ -n "$port" ] && grep -q ready "$dir/log" && break
-  kill -0 "$run" 2>/dev/null || fail "the container exited while starting"
-  sleep 0.1
-done
-grep -q ready "$dir/log" || fail "not ready in 60 s"
-
-request() { # METHOD PATH [BODY] -> the raw response
-  exec 3<>"/dev/tcp/127.0.0.1/$port"
-  local body="${3:-}"
-  printf '%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
-    "$1" "$2" "$(printf '%s' "$body" | wc -c)" "$body" >&3
-  cat <&3
-  exec 3<&-
-}
-request GET /health | head -1 | grep -q ' 200 ' || fail "/health"
+SERVE_WAIT_S=60 serve_wait "$dir/log" "$run" 0.0.0.0 || fail "the container exited or was not ready in 60 s"
+port=$SERVE_PORT
+http_request GET /health | head -1 | grep -q ' 200 ' || fail "/health"
 bh run --isolation chroot --network host -e BEE_PORT="$port" "$ctr" -- bash -c "$hc" || fail "the image's HEALTHCHECK command failed"
 echo "ok - serving on port $port; /health 200 and the HEALTHCHECK command passes"
 
-resp="$(request POST /v1/completions '{"prompt":"春","max_tokens":8,"seed":1}')"
+resp="$(http_request POST /v1/completions '{"prompt":"春","max_tokens":8,"seed":1}')"
 grep -q ' 200 ' <<<"$resp" && grep -q '"completion_tokens":8' <<<"$resp" || fail "completion: $resp"
 id="$(sed -nE 's/.*"id":"([^"]+)".*/\1/p' <<<"$resp" | head -1)"
 [ -n "$id" ] || fail "no response id in: $resp"
-fb="$(request POST /v1/feedback "{\"response_id\":\"$id\",\"rating\":1,\"correction\":\"春眠不觉晓\"}")"
+fb="$(http_request POST /v1/feedback "{\"response_id\":\"$id\",\"rating\":1,\"correction\":\"春眠不觉晓\"}")"
 grep -q ' 200 ' <<<"$fb" || fail "feedback: $fb"
 echo "ok - completion $id and its rating accepted"
 

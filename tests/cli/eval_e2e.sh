@@ -9,6 +9,7 @@
 # the served copy scores exactly like the local one, YAML model lists, and a
 # rerun served from the cache. Bounded: 20-45 s on two loaded cores; fails past 60 s.
 set -u
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 B=${BEE_BIN:?BEE_BIN not set}
 HERE=${BEE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 D=${BEE_TMPDIR:-/tmp}/cli_eval_e2e.$$
@@ -27,21 +28,13 @@ for i in $(seq 0 7); do echo "{\"input\": \"问题：$i\", \"<ans>\": \"答案$i
 printf '一加一等于二。天空是蓝色。一年有四个季节。\n' >"$D/uni.txt"
 
 served=""
-probe="$("$B" serve -m "$D/m1.gguf" --port 0 --host not-an-address 2>&1 || true)"
-if grep -q "without libmicrohttpd" <<<"$probe"; then
+if ! serve_available "$B"; then
     echo "note: bee built without libmicrohttpd: no served model"
 else
-    : >"$D/serve.log" # exists before the loop reads it (the redirection below runs in the background)
-    "$B" serve -m "$D/m1.gguf" --port 0 -t 1 --parallel 2 --name m1 2>"$D/serve.log" &
-    pid=$!
-    port=""
-    for _ in $(seq 1 400); do
-        port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$D/serve.log")"
-        [ -n "$port" ] && grep -q ready "$D/serve.log" && break
-        sleep 0.05
-    done
-    [ -n "$port" ] || { cat "$D/serve.log"; fail "bee serve did not start"; }
-    served="  - {name: m1-served, type: openai, base_url: \"http://127.0.0.1:$port\", timeout_s: 60}"
+    serve_start "$D/serve.log" "$B" -m "$D/m1.gguf" -t 1 --parallel 2 --name m1 ||
+        { cat "$D/serve.log"; fail "bee serve did not start"; }
+    pid=$SERVE_PID
+    served="  - {name: m1-served, type: openai, base_url: \"http://127.0.0.1:$SERVE_PORT\", timeout_s: 60}"
 fi
 
 cat >"$D/models.yaml" <<YAML

@@ -5,6 +5,7 @@
 # merged model and the unmerged adapter give the same answer (bee generate
 # and bee serve), and bad input gives clear errors.
 set -u
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 B=${BEE_BIN:?BEE_BIN not set}
 D=${BEE_TMPDIR:-/tmp}/cli_lora.$$
 mkdir -p "$D"
@@ -43,36 +44,14 @@ g2=$("$B" generate -m "$D/m.gguf" -p "3+4=" --max-length 6 -t 1) || fail "genera
 
 # bee serve --lora: the same greedy answer as the merged model, other token
 # scores than the base; --kv-type f16 halves the cache
-serve_start() { # LOG ARGS... -> $port, $spid
-    : >"$1"
-    local log="$1"
-    shift
-    "$B" serve --port 0 --threads 1 --parallel 2 "$@" 2>"$log" &
-    spid=$!
-    port=""
-    for _ in $(seq 1 200); do
-        port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$log")"
-        [ -n "$port" ] && grep -q ready "$log" && return 0
-        kill -0 "$spid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-serve_get() { # METHOD PATH [BODY] -> the response body
-    exec 3<>"/dev/tcp/127.0.0.1/$port"
-    local body="${3:-}"
-    printf '%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' "$1" "$2" "${#body}" "$body" >&3
-    sed '1,/^\r$/d' <&3
-    exec 3<&-
-}
 completion() { # ARGS... -> the /v1/completions body of a greedy "3+4=" with token logprobs
-    serve_start "$D/slog" "$@" || { cat "$D/slog"; fail "serve $*"; }
-    serve_get POST /v1/completions '{"prompt":"3+4=","max_tokens":4,"temperature":0,"logprobs":1}'
-    kill "$spid"; wait "$spid" 2>/dev/null
+    serve_start "$D/slog" "$B" --threads 1 --parallel 2 "$@" || { cat "$D/slog"; fail "serve $*"; }
+    http_body POST /v1/completions '{"prompt":"3+4=","max_tokens":4,"temperature":0,"logprobs":1}'
+    kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null
 }
 text_of() { sed -nE 's/.*"text":"([^"]*)".*/\1/p' <<<"$1"; }
 probs_of() { sed -nE 's/.*"token_logprobs":\[([^]]*)\].*/\1/p' <<<"$1"; }
-if "$B" serve --help 2>&1 | grep -q -- "--lora"; then
+if serve_available "$B"; then
     c_lora=$(completion -m "$D/base.gguf" --lora "$D/a.gguf")
     c_merged=$(completion -m "$D/m.gguf")
     c_base=$(completion -m "$D/base.gguf")
@@ -82,10 +61,10 @@ if "$B" serve --help 2>&1 | grep -q -- "--lora"; then
     BEE_LORA="$D/base.gguf" "$B" serve -m "$D/base.gguf" --port 0 >"$D/out" 2>&1 && fail "serve with a model as adapter"
     grep -q "not a LoRA adapter" "$D/out" || { cat "$D/out"; fail "serve adapter message"; }
     kv_bytes() { # ARGS... -> bee_kv_cache_bytes after one request (the pool grows on demand)
-        serve_start "$D/slog" -m "$D/base.gguf" "$@" || { cat "$D/slog"; fail "serve $*"; }
-        serve_get POST /v1/completions '{"prompt":"3+4=","max_tokens":4}' >/dev/null
-        serve_get GET /metrics | sed -nE 's/^bee_kv_cache_bytes ([0-9]+).*/\1/p'
-        kill "$spid"; wait "$spid" 2>/dev/null
+        serve_start "$D/slog" "$B" --threads 1 --parallel 2 -m "$D/base.gguf" "$@" || { cat "$D/slog"; fail "serve $*"; }
+        http_body POST /v1/completions '{"prompt":"3+4=","max_tokens":4}' >/dev/null
+        http_body GET /metrics | sed -nE 's/^bee_kv_cache_bytes ([0-9]+).*/\1/p'
+        kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null
     }
     f16=$(kv_bytes --kv-type f16)
     f32=$(BEE_KV_TYPE=f32 kv_bytes)

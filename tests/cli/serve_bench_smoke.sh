@@ -5,27 +5,20 @@
 # benchmark behind docs/PERFORMANCE.md. Skips (77) without the server or the
 # serve_bench binary.
 set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 bee="${BEE_BIN:-build/bee}"
 bench="$(dirname "$bee")/serve_bench"
 [ -x "$bench" ] || { echo "SKIP: no $bench"; exit 77; }
-"$bee" serve --help 2>&1 | grep -q -- "--parallel" || { echo "SKIP: bee built without the server"; exit 77; }
+serve_available "$bee" || { echo "SKIP: bee built without libmicrohttpd"; exit 77; }
 base="${BEE_TMPDIR:-/tmp}"
 mkdir -p "$base"
 dir="$(mktemp -d "$base/sbench.XXXXXX")"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 "$bee" init -o "$dir/m.gguf" --seed 3 >/dev/null 2>&1
-: >"$dir/log"
-"$bee" serve -m "$dir/m.gguf" --port 0 --parallel 2 --threads 1 2>"$dir/log" &
-pid=$!
-port=""
-for _ in $(seq 1 200); do
-  port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$dir/log")"
-  [ -n "$port" ] && grep -q ready "$dir/log" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$dir/log"; exit 1; }
-  sleep 0.05
-done
-out="$("$bench" "$port" 2 2 5)" || { echo "not ok - serve_bench failed: $out"; exit 1; }
+serve_start "$dir/log" "$bee" -m "$dir/m.gguf" --parallel 2 --threads 1 || { cat "$dir/log"; exit 1; }
+pid=$SERVE_PID
+out="$("$bench" "$SERVE_PORT" 2 2 5)" || { echo "not ok - serve_bench failed: $out"; exit 1; }
 echo "$out"
 grep -q "requests=4 tokens=20 failures=0" <<<"$out" || { echo "not ok - expected 4 requests of 5 tokens, no failures"; exit 1; }
 echo "ok - serve_bench: 4 streamed requests, 20 tokens counted from the usage events"

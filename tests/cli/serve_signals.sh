@@ -3,6 +3,7 @@
 # socket, and SIGTERM draining an in-flight request before a clean exit.
 # Skips (77) when bee was built without libmicrohttpd.
 set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 bee="${BEE_BIN:-build/bee}"
 base="${BEE_TMPDIR:-/tmp}"
 mkdir -p "$base"
@@ -11,10 +12,7 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 pid=""
 
 "$bee" init -o "$dir/m.gguf" --seed 3 >/dev/null 2>&1
-probe="$("$bee" serve -m "$dir/m.gguf" --port 0 --host not-an-address 2>&1 || true)"
-if grep -q "without libmicrohttpd" <<<"$probe"; then
-  echo "SKIP: bee built without libmicrohttpd"; exit 77
-fi
+serve_available "$bee" || { echo "SKIP: bee built without libmicrohttpd"; exit 77; }
 
 # options from the environment: an ephemeral port, 2 slots. The log exists
 # before the server starts: the background job's redirection may not have
@@ -22,30 +20,16 @@ fi
 : >"$dir/log"
 BEE_PORT=0 BEE_PARALLEL=2 BEE_THREADS=1 "$bee" serve -m "$dir/m.gguf" 2>"$dir/log" &
 pid=$!
-port=""
-for _ in $(seq 1 200); do
-  port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$dir/log")"
-  [ -n "$port" ] && grep -q ready "$dir/log" && break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "no port in log:"; cat "$dir/log"; exit 1; }
+serve_wait "$dir/log" "$pid" || { echo "no port in log:"; cat "$dir/log"; exit 1; }
 
-request() { # METHOD PATH [BODY] -> prints the raw response
-  exec 3<>"/dev/tcp/127.0.0.1/$port"
-  local body="${3:-}"
-  printf '%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' "$1" "$2" "${#body}" "$body" >&3
-  cat <&3
-  exec 3<&-
-}
-
-request GET /health | grep -q '"status":"ok"' || { echo "health failed"; exit 1; }
-request GET /health | grep -q '"slots":2' || { echo "BEE_PARALLEL not applied"; exit 1; }
+http_request GET /health | grep -q '"status":"ok"' || { echo "health failed"; exit 1; }
+http_request GET /health | grep -q '"slots":2' || { echo "BEE_PARALLEL not applied"; exit 1; }
 
 # a request in flight when SIGTERM arrives is still answered
-request POST /v1/completions '{"prompt":"drain me","max_tokens":400,"temperature":0,"ignore_eos":true}' >"$dir/resp" &
+http_request POST /v1/completions '{"prompt":"drain me","max_tokens":400,"temperature":0,"ignore_eos":true}' >"$dir/resp" &
 client=$!
 for _ in $(seq 1 400); do # until the request holds a slot
-  request GET /metrics | grep -q '^bee_active_slots 1' && break
+  http_request GET /metrics | grep -q '^bee_active_slots 1' && break
   sleep 0.025
 done
 kill -TERM "$pid"

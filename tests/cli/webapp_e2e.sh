@@ -5,6 +5,7 @@
 # Skips (77) without node, chromium or playwright-core (scripts/setup-e2e.sh
 # installs them) or without libmicrohttpd/SQLite.
 set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib/serve.sh"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bee="${BEE_BIN:-$root/build/bee}"
 base="${BEE_TMPDIR:-/tmp}"
@@ -22,21 +23,13 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$dir"'
 cat > "$dir/policy.json" <<'JSON'
 {"categories": {"blocklist": {"action": "block", "terms": ["出售炸药"]}}}
 JSON
-: >"$dir/log" # exists before the loop reads it (the redirection below runs in the background)
-"$bee" serve -m "$dir/m.gguf" --port 0 -t 1 --parallel 2 --policy "$dir/policy.json" \
-  --feedback-db "$dir/fb.sqlite" 2>"$dir/log" &
-pid=$!
-port=""
-for _ in $(seq 1 400); do
-  port="$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$dir/log")"
-  [ -n "$port" ] && grep -q ready "$dir/log" && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.05
-done
+serve_start "$dir/log" "$bee" -m "$dir/m.gguf" -t 1 --parallel 2 --policy "$dir/policy.json" \
+  --feedback-db "$dir/fb.sqlite" || true
+pid=$SERVE_PID
 if grep -q "without libmicrohttpd\|without SQLite" "$dir/log"; then echo "SKIP: bee lacks libmicrohttpd or SQLite"; exit 77; fi
 grep -q ready "$dir/log" || { echo "bee serve did not start:"; cat "$dir/log"; exit 1; }
 
-NODE_PATH="$modules" timeout 120 node "$root/tests/e2e/webapp.cjs" "http://127.0.0.1:$port/" "$chrome"
+NODE_PATH="$modules" timeout 120 node "$root/tests/e2e/webapp.cjs" "http://127.0.0.1:$SERVE_PORT/" "$chrome"
 
 # the thumbs-up is in the store: one rated response, exported as an SFT example
 "$bee" feedback export --db "$dir/fb.sqlite" --out "$dir/export" | tee "$dir/export.log"
