@@ -2,7 +2,8 @@
  * FFN 5120, 512 tokens) through bee_linear_multi, as a multiple of the FP32
  * FMA peak probed in the same run; with OpenBLAS (BEE_HAVE_OPENBLAS) also
  * cblas_sgemm on the same shapes as an in-run ceiling, and the pair kernel
- * alone on L1-resident data (its own ceiling). Usage:
+ * alone on L1-resident data (its own ceiling); where the CPU has AMX, also
+ * the AMX path a prompt takes (kernels/panel_amx.c). Usage:
  *   f32_gemm_bench [threads=1] [reps=5] [tokens=512]
  * The peak is probed before and after the timed runs; the ratio uses their
  * mean. Timing: the median of reps runs of the whole layer. */
@@ -86,17 +87,22 @@ static double layer_flops(size_t n_tok) {
 }
 
 /* The calls the forward pass makes: q, k, v together, o, the two FFN inputs
- * together, the FFN output. */
-static int layer_run_bee(bee_pool *pool, layer *l) {
-    const bee_weight *qkv[3] = {&l->w[0], &l->w[1], &l->w[2]}, *ffn[2] = {&l->w[4], &l->w[5]};
+ * together, the FFN output; flags as a prompt's (BEE_LINEAR_PROMPT: the AMX
+ * path where the CPU has one) or a batch's (0: the FMA kernels). */
+static int layer_run(bee_pool *pool, layer *l, unsigned flags) {
+    const bee_weight *qkv[3] = {&l->w[0], &l->w[1], &l->w[2]}, *o = &l->w[3], *ffn[2] = {&l->w[4], &l->w[5]},
+                     *out = &l->w[6];
     float *yq[3] = {l->y[0], l->y[1], l->y[2]}, *yf[2] = {l->y[4], l->y[5]};
-    const size_t ldq[3] = {A, A, A}, ldf[2] = {F, F};
+    const size_t ldq[3] = {A, A, A}, ldf[2] = {F, F}, ldd = D;
     const float div[3] = {1, 1, 1};
-    if (bee_linear_multi(pool, 3, yq, ldq, l->x[0], l->n_tok, qkv, div)) return -1;
-    if (bee_linear(pool, l->y[3], D, l->x[1], l->n_tok, &l->w[3], 1)) return -1;
-    if (bee_linear_multi(pool, 2, yf, ldf, l->x[0], l->n_tok, ffn, div)) return -1;
-    return bee_linear(pool, l->y[6], D, l->x[2], l->n_tok, &l->w[6], 1);
+    if (bee_linear_multi_ex(pool, 3, yq, ldq, l->x[0], l->n_tok, qkv, div, flags)) return -1;
+    if (bee_linear_multi_ex(pool, 1, &l->y[3], &ldd, l->x[1], l->n_tok, &o, div, flags)) return -1;
+    if (bee_linear_multi_ex(pool, 2, yf, ldf, l->x[0], l->n_tok, ffn, div, flags)) return -1;
+    return bee_linear_multi_ex(pool, 1, &l->y[6], &ldd, l->x[2], l->n_tok, &out, div, flags);
 }
+
+static int layer_run_bee(bee_pool *pool, layer *l) { return layer_run(pool, l, 0); }
+static int layer_run_amx(bee_pool *pool, layer *l) { return layer_run(pool, l, BEE_LINEAR_PROMPT); }
 
 #ifdef BEE_HAVE_OPENBLAS
 static int layer_run_blas(bee_pool *pool, layer *l) {
@@ -120,7 +126,7 @@ static double l1_kernel_seconds(long calls) {
     float out[2][BEE_PANEL_TILE * 16];
     bee_panel_act a;
     double dt = -1;
-    if (w && x && bee_panel_act_init(&a, BEE_TYPE_F32, BEE_PANEL_TILE, K) == 0) {
+    if (w && x && bee_panel_act_init(&a, BEE_TYPE_F32, BEE_PANEL_TILE, K, 0) == 0) {
         bee_panel_act_fill(&a, x, 0, BEE_PANEL_TILE);
         double t0 = now_s();
         for (long i = 0; i < calls; i++) pair(w, w + 16 * K, &a, 0, 0, K, out[0], out[1], NULL, NULL);
@@ -155,6 +161,7 @@ int main(int argc, char **argv) {
     double flops = layer_flops(n_tok);
     double peak0 = bee_roofline_fma_peak(pool, 5);
     double t_bee = time_median(layer_run_bee, pool, &l, reps);
+    double t_amx = bee_panel_amx() ? time_median(layer_run_amx, pool, &l, reps) : -1;
 #ifdef BEE_HAVE_OPENBLAS
     openblas_set_num_threads(threads);
     double t_blas = time_median(layer_run_blas, pool, &l, reps);
@@ -163,6 +170,9 @@ int main(int argc, char **argv) {
     printf("threads %d, %zu tokens, FMA peak %.0f GFLOP/s (%.0f before, %.0f after)\n", threads, n_tok, peak / 1e9,
            peak0 / 1e9, (2 * peak - peak0) / 1e9);
     printf("bee      %8.1f ms  %7.1f GFLOP/s  %.3fx peak\n", 1e3 * t_bee, flops / t_bee / 1e9, flops / t_bee / peak);
+    if (t_amx > 0)
+        printf("bee AMX  %8.1f ms  %7.1f GFLOP/s  %.3fx peak (f32 accuracy: the three-way bf16 split)\n", 1e3 * t_amx,
+               flops / t_amx / 1e9, flops / t_amx / peak);
     if (t_l1 > 0) { /* one thread: compare with one thread's share of the peak */
         double f1 = 2.0 * 32 * BEE_PANEL_TILE * BEE_PANEL_PAIR_KC / t_l1;
         printf("bee kernel in L1, one thread: %7.1f GFLOP/s  %.3fx the peak of one thread\n", f1 / 1e9,

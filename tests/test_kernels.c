@@ -789,7 +789,7 @@ static void check_panel_type(uint32_t type) {
         if (memcmp(row, row2, cols * sizeof *row) != 0) fail_msg("%s: panel row %zu differs", bee_type_name(type), r);
     }
     bee_panel_act a, a1;
-    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols), 0);
+    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols, 0), 0);
     bee_panel_act_fill(&a, x, 0, 5);
     bee_panel_act_fill(&a, x, 5, n_tok);
     bee_panel_matmul_ref(type, pw, rows, 0, 3, &a, y_ref, rows, 2.0f);
@@ -800,7 +800,7 @@ static void check_panel_type(uint32_t type) {
         if (memcmp(y_ref, y_fast, T * rows * sizeof *y_ref) != 0) fail_msg("%s: fast != ref with %zu tokens", bee_type_name(type), T);
     }
     for (size_t t = 0; t < n_tok; t += 5) { /* alone, split over panel ranges */
-        assert_int_equal(bee_panel_act_init(&a1, type, 1, cols), 0);
+        assert_int_equal(bee_panel_act_init(&a1, type, 1, cols, 0), 0);
         bee_panel_act_fill(&a1, x + t * cols, 0, 1);
         bee_panel_matmul(type, pw, rows, 0, 1, &a1, y_one, rows, 2.0f);
         bee_panel_matmul(type, pw, rows, 1, 3, &a1, y_one, rows, 2.0f);
@@ -844,7 +844,7 @@ static void check_panel_blocked(uint32_t type) {
     bee_quantize_row(type, wf, wr, rows * cols);
     bee_panel_pack(type, wr, rows, cols, pw);
     bee_panel_act a;
-    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols), 0);
+    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols, 0), 0);
     bee_panel_act_fill(&a, x, 0, n_tok);
     bee_panel_matmul_ref(type, pw, rows, 0, n_panels, &a, y_ref, rows, 3.0f);
     const size_t splits[] = {n_panels, 7, 10, 1};
@@ -863,6 +863,77 @@ static void test_panel_blocked(void **state) {
     (void)state;
     static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) check_panel_blocked(types[i]);
+}
+
+/* The AMX path of f32 prompts (panel_amx.c): sizes that cross every panel
+ * block and column block, with ragged columns, rows, panels and tokens.
+ * Its sums are f32 sums in another order, so it is checked against the
+ * exact (double) products within 2^-19 of sum |w x|: with all-positive data
+ * every truncation error has one sign, so dropping the mid/lo parts of the
+ * split (2^-17 of |w x| on average) would fail; mixed signs catch layout
+ * errors. Each token's result must not depend on the other tokens of the
+ * call or on how the panels are split over threads (bit for bit). */
+static void check_panel_amx(float lo) {
+    const size_t n_panels = BEE_PANEL_AMX_NC + 5, rows = n_panels * 16 - 3;
+    const size_t cols = BEE_PANEL_AMX_KC + 2 * 32 + 7, n_tok = 3 * 16 + 5;
+    float *w = malloc(rows * cols * sizeof *w), *x = malloc(n_tok * cols * sizeof *x);
+    float *y = malloc(n_tok * rows * sizeof *y), *y2 = malloc(n_tok * rows * sizeof *y2);
+    uint8_t *pw = malloc(bee_panel_nbytes(BEE_TYPE_F32, rows, cols));
+    unsigned seed = 7;
+    for (size_t i = 0; i < rows * cols; i++) seed = seed * 1664525u + 1013904223u, w[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
+    for (size_t i = 0; i < n_tok * cols; i++) seed = seed * 1664525u + 1013904223u, x[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
+    bee_panel_pack(BEE_TYPE_F32, w, rows, cols, pw);
+    bee_panel_act a;
+    assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F32, n_tok, cols, BEE_PANEL_SPLIT), 0);
+    assert_non_null(a.h);
+    bee_panel_act_fill(&a, x, 0, 20);
+    bee_panel_act_fill(&a, x, 20, n_tok);
+    assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, n_panels, &a, y, rows, 3.0f), 0);
+    for (size_t t = 0; t < n_tok; t++)
+        for (size_t r = 0; r < rows; r++) {
+            double e = 0, mag = 0;
+            for (size_t k = 0; k < cols; k++) e += (double)w[r * cols + k] * x[t * cols + k], mag += fabs((double)w[r * cols + k] * x[t * cols + k]);
+            double got = 3.0 * y[t * rows + r];
+            if (!(fabs(got - e) <= 0x1p-19 * mag)) fail_msg("AMX [%zu,%zu]: %.9g vs exact %.9g (sum |wx| %.3g)", t, r, got, e, mag);
+        }
+    const size_t splits[] = {1, 7, BEE_PANEL_AMX_NC, BEE_PANEL_AMX_NC + 1};
+    for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
+        memset(y2, 0, n_tok * rows * sizeof *y2);
+        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, splits[i], &a, y2, rows, 3.0f), 0);
+        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, splits[i], n_panels, &a, y2, rows, 3.0f), 0);
+        if (memcmp(y, y2, n_tok * rows * sizeof *y) != 0) fail_msg("AMX: split at panel %zu changes the result", splits[i]);
+    }
+    bee_panel_act_free(&a);
+    const size_t subsets[][2] = {{0, 1}, {17, 33}, {40, n_tok}}; /* tokens alone, in other blocks */
+    for (size_t i = 0; i < sizeof subsets / sizeof *subsets; i++) {
+        size_t t0 = subsets[i][0], n = subsets[i][1] - t0;
+        assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F32, n, cols, BEE_PANEL_SPLIT), 0);
+        bee_panel_act_fill(&a, x + t0 * cols, 0, n);
+        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, n_panels, &a, y2, rows, 3.0f), 0);
+        if (memcmp(y + t0 * rows, y2, n * rows * sizeof *y) != 0) fail_msg("AMX: tokens [%zu, %zu) alone differ", t0, t0 + n);
+        bee_panel_act_free(&a);
+    }
+    free(w), free(x), free(y), free(y2), free(pw);
+}
+
+static void test_panel_amx(void **state) {
+    (void)state;
+    if (!bee_panel_amx()) {
+        fprintf(stderr, "  no AMX BF16 on this CPU/OS (or BEE_AMX=0): skipped\n");
+        skip();
+    }
+    check_panel_amx(0.0f);  /* all positive */
+    check_panel_amx(-1.0f); /* mixed signs */
+}
+
+/* Without AMX, or for weights other than f32, BEE_PANEL_SPLIT changes nothing. */
+static void test_panel_split_fallback(void **state) {
+    (void)state;
+    bee_panel_act a;
+    assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F16, 64, 64, BEE_PANEL_SPLIT), 0);
+    assert_null(a.h);
+    assert_non_null(a.f);
+    bee_panel_act_free(&a);
 }
 
 static void test_panel_quant(void **state) {
@@ -1052,6 +1123,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attn_tiles),
         cmocka_unit_test(test_panel),
         cmocka_unit_test(test_panel_blocked),
+        cmocka_unit_test(test_panel_amx),
+        cmocka_unit_test(test_panel_split_fallback),
         cmocka_unit_test(test_panel_quant),
         cmocka_unit_test(test_gemm),
     };

@@ -137,9 +137,18 @@ void bee_panel_row(uint32_t type, const void *panel, uint64_t cols, uint64_t r, 
 
 #define TL BEE_PANEL_TILE
 
-int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols) {
+static int act_init_split(bee_panel_act *a) {
+    size_t n = bee_panel_amx_act_bytes(a->n_tok, a->cols), tail = bee_panel_amx_act_bytes(1, a->cols);
+    if (!(a->h = aligned_alloc(64, n))) return bee_fail("out of memory");
+    /* the last token block runs whole: its unused rows must be finite */
+    memset((uint8_t *)a->h + n - tail, 0, tail);
+    return 0;
+}
+
+int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols, unsigned flags) {
     memset(a, 0, sizeof *a);
     a->wtype = wtype, a->n_tok = n_tok, a->cols = cols;
+    if ((flags & BEE_PANEL_SPLIT) && wtype == BEE_TYPE_F32 && n_tok > 0 && bee_panel_amx()) return act_init_split(a);
     size_t n = (n_tok + TL - 1) / TL * TL; /* whole tiles */
     if (n == 0) n = TL;
     if (!is_int8(wtype)) {
@@ -162,6 +171,10 @@ int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t co
 
 void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1) {
     size_t cols = a->cols, nb = cols / 32;
+    if (a->h) {
+        bee_panel_amx_act_fill(a->h, cols, x, t0, t1);
+        return;
+    }
     if (!is_int8(a->wtype)) {
         for (size_t t = t0; t < t1; t++) {
             float *f = a->f + (t / TL) * cols * TL + t % TL;
@@ -192,7 +205,7 @@ void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, size_t qs, float 
 }
 
 void bee_panel_act_free(bee_panel_act *a) {
-    free(a->f), free(a->q), free(a->d), free(a->c);
+    free(a->f), free(a->q), free(a->d), free(a->c), free(a->h);
     memset(a, 0, sizeof *a);
 }
 
@@ -387,10 +400,12 @@ static void matmul(uint32_t type, const panel_kernels *kf, const void *panel, ui
     for (; p < p1; p++) matmul_tiles(type, kf, pw + p * pb, p, n_rows, a, y, ldy, div);
 }
 
-void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
-                      const bee_panel_act *a, float *y, size_t ldy, float div) {
+int bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a,
+                     float *y, size_t ldy, float div) {
+    if (a->h) return bee_panel_amx_matmul(panel, n_rows, p0, p1, a, y, ldy, div) ? bee_fail("out of memory") : 0;
     panel_kernels kf = {bee_panel_tile_avx512(type), bee_panel_pair_avx512(type)};
     matmul(type, &kf, panel, n_rows, p0, p1, a, y, ldy, div);
+    return 0;
 }
 
 void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,

@@ -59,19 +59,31 @@ typedef struct {
     int8_t *q;
     float *d;
     int32_t *c;
+    uint16_t *h; /* the AMX split (panel_amx.c) instead of f, or NULL */
 } bee_panel_act;
+
+/* Flags of bee_panel_act_init. BEE_PANEL_SPLIT: the tokens are a prompt's,
+ * and f32 weights may take the AMX path (bee_panel_amx), whose sums are f32
+ * sums in another order than the FMA kernel's: the same for any thread
+ * count and any other tokens sharing the call, but not bit-identical to
+ * the FMA path, so a caller sets it per prompt, never per batch. */
+enum { BEE_PANEL_SPLIT = 1u };
+/* Tokens below which BEE_PANEL_SPLIT is not worth it (the weight stream
+ * bounds both paths). */
+#define BEE_PANEL_SPLIT_MIN 32
 
 /* Allocates room for n_tok tokens (whole tiles; for float types the lanes
  * of a ragged last tile beyond n_tok are zeroed, since the pair path runs
  * that tile whole); bee_panel_act_fill converts tokens [t0, t1) of x
  * (n_tok, cols) (separate calls may run on separate threads). */
-int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols);
+int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols, unsigned flags);
 void bee_panel_act_fill(bee_panel_act *a, const float *x, size_t t0, size_t t1);
 void bee_panel_act_free(bee_panel_act *a);
 
 /* y[t * ldy + r] = (W row r . x_t) / div for the rows of panels [p0, p1)
- * (rows beyond n_rows skipped) and every token of a. */
-void bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+ * (rows beyond n_rows skipped) and every token of a. Returns -1 (with
+ * bee_fail) only when the AMX path finds no memory for its buffers. */
+int bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
                       const bee_panel_act *a, float *y, size_t ldy, float div);
 /* The same with the portable reference kernel. */
 void bee_panel_matmul_ref(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
@@ -116,5 +128,20 @@ typedef void (*bee_panel_quant_fn)(const float *x, size_t nb, int8_t *q, size_t 
                                    int off);
 bee_panel_quant_fn bee_panel_quant_avx512(void);
 void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, size_t qs, float *d, int32_t *c, size_t ds, int off);
+
+/* Internal, the AMX path (panel_amx.c): whether this CPU and OS give AMX
+ * BF16 tiles (and BEE_AMX is not 0/off/no), asking Linux for the tile
+ * state on the first call; the bytes of a->h for n_tok tokens; the split
+ * of tokens [t0, t1) of x (n_tok, cols) into h; the product (-1 without
+ * memory or AMX). */
+int bee_panel_amx(void);
+/* Its blocking: panels per weight block, columns per weight block (tests
+ * size their matrices from these so that every boundary is crossed). */
+#define BEE_PANEL_AMX_NC 16
+#define BEE_PANEL_AMX_KC 512
+size_t bee_panel_amx_act_bytes(size_t n_tok, size_t cols);
+void bee_panel_amx_act_fill(uint16_t *h, size_t cols, const float *x, size_t t0, size_t t1);
+int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a, float *y,
+                         size_t ldy, float div);
 
 #endif

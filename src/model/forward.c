@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/panel.h"
 #include "kernels/vec.h"
 #include "model/linear.h"
 #include "model/model.h"
@@ -378,9 +379,32 @@ typedef struct {
     float *h, *a, *q, *k, *v, *o, *g, *u; /* scratch, (total, width) */
 } fwd_bufs;
 
-/* All new tokens of the batch through one weight matrix, on the model's threads. */
+/* All new tokens of the batch through n weight matrices of one width, on the
+ * model's threads. A prompt (a sequence with BEE_PANEL_SPLIT_MIN new tokens
+ * or more) may take the AMX path for f32 weights, a decode token never: runs
+ * of sequences of one kind go through one call each, so a token's
+ * arithmetic depends on its own request only, not on what shares the batch. */
+static int linear_multi(const fwd_ctx *c, size_t n, float *const *y, const size_t *ldy, const float *x,
+                        const bee_weight *const *w, const float *div) {
+    if (!bee_panel_amx() || w[0]->type != BEE_TYPE_F32 || w[0]->layout != BEE_LAYOUT_PANEL)
+        return bee_linear_multi(c->m->pool, n, y, ldy, x, c->total, w, div);
+    size_t cols = w[0]->cols, t0 = 0;
+    for (size_t i = 0; i < c->n_seq;) {
+        int prompt = c->n_tok[i] >= BEE_PANEL_SPLIT_MIN;
+        size_t t1 = t0;
+        for (; i < c->n_seq && (c->n_tok[i] >= BEE_PANEL_SPLIT_MIN) == prompt; i++) t1 += c->n_tok[i];
+        float *ys[BEE_LINEAR_MAX];
+        for (size_t k = 0; k < n; k++) ys[k] = y[k] + t0 * ldy[k];
+        if (t1 > t0 && bee_linear_multi_ex(c->m->pool, n, ys, ldy, x + t0 * cols, t1 - t0, w, div,
+                                           prompt ? BEE_LINEAR_PROMPT : 0))
+            return -1;
+        t0 = t1;
+    }
+    return 0;
+}
+
 static int linear(const fwd_ctx *c, float *y, size_t ldy, const float *x, const bee_weight *w, float div) {
-    return bee_linear(c->m->pool, y, ldy, x, c->total, w, div);
+    return linear_multi(c, 1, &y, &ldy, x, &w, &div);
 }
 
 /* ---------------------------------------------------------------- element-wise, split by token */
@@ -432,7 +456,7 @@ static int attention_block(const fwd_ctx *c, const bee_layer *L, uint32_t cache_
         float *ys[3] = {b->q, b->k, b->v}, divs[3] = {sd, sd, sd};
         size_t ld[3] = {w, w, w};
         const bee_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-        if (bee_linear_multi(m->pool, 3, ys, ld, b->a, c->total, ws, divs)) return -1;
+        if (linear_multi(c, 3, ys, ld, b->a, ws, divs)) return -1;
     }
     if (m->lora) { /* unmerged adapter: a separate low-rank path, whatever the base layout */
         uint32_t l = (uint32_t)(L - m->layers);
@@ -455,7 +479,7 @@ static int ffn_block(const fwd_ctx *c, const bee_layer *L, fwd_bufs *b) {
         float *ys[2] = {b->g, b->u}, divs[2] = {sd, sd};
         size_t ld[2] = {F, F};
         const bee_weight *ws[2] = {&L->w_gate, &L->w_up};
-        if (bee_linear_multi(m->pool, 2, ys, ld, b->a, c->total, ws, divs)) return -1;
+        if (linear_multi(c, 2, ys, ld, b->a, ws, divs)) return -1;
     }
     rows_apply(c, ROW_GELU_MUL, b->g, b->u, NULL, F);
     if (linear(c, b->a, d, b->g, &L->w_down, sf)) return -1;
@@ -490,10 +514,9 @@ static int compute_logits(fwd_ctx *c, const float *hid, const bee_ext *ext, bee_
     int rc = ext_emb && hs && src ? 0 : bee_fail("out of memory");
     for (size_t j = 0; rc == 0 && j < n_ext; j++) bee_embed(m, ext->ids[j], ext->subs[j], ext_emb + j * d);
     size_t n = rc == 0 ? gather_logit_rows(c, hid, mode, hs, src) : 0;
-    size_t saved = c->total;
-    c->total = n; /* the projection runs over the selected rows only */
-    if (rc == 0 && n) rc = linear(c, logits, W, hs, &m->tok_embd, 1.0f);
-    c->total = saved;
+    /* every row: the rows of the layers, by request; one per sequence: decode-like rows */
+    if (rc == 0 && n && mode == BEE_LOGITS_ALL) rc = linear(c, logits, W, hs, &m->tok_embd, 1.0f);
+    else if (rc == 0 && n) rc = bee_linear(m->pool, logits, W, hs, n, &m->tok_embd, 1.0f);
     for (size_t k = 0; rc == 0 && k < n; k++)
         for (size_t j = 0; j < n_ext; j++) logits[k * W + m->hp.n_vocab + j] = bee_dot_ref(hid + src[k] * d, ext_emb + j * d, d);
     free(ext_emb), free(hs), free(src);

@@ -61,40 +61,50 @@ typedef struct {
     const float *div;
     size_t first[BEE_LINEAR_MAX + 1]; /* first panel of each matrix in the joint numbering */
     const bee_panel_act *a;
+    _Atomic int failed;
 } multi_job;
 
 static void multi_rows(void *ctx, size_t begin, size_t end, int ith) {
     (void)ith;
-    const multi_job *j = ctx;
+    multi_job *j = ctx;
     for (size_t i = 0; i < j->n && begin < end; i++) {
         size_t p0 = j->first[i], p1 = j->first[i + 1];
         if (begin >= p1) continue;
         size_t e = end < p1 ? end : p1;
-        bee_panel_matmul(j->w[i]->type, j->w[i]->data, j->w[i]->rows, begin - p0, e - p0, j->a, j->y[i], j->ldy[i],
-                         j->div[i]);
+        if (bee_panel_matmul(j->w[i]->type, j->w[i]->data, j->w[i]->rows, begin - p0, e - p0, j->a, j->y[i],
+                             j->ldy[i], j->div[i]))
+            j->failed = 1;
         begin = e;
     }
 }
 
 int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
                      const bee_weight *const *w, const float *div) {
+    return bee_linear_multi_ex(pool, n, y, ldy, x, n_tok, w, div, 0);
+}
+
+int bee_linear_multi_ex(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
+                        const bee_weight *const *w, const float *div, unsigned flags) {
     int joint = n >= 1 && n <= BEE_LINEAR_MAX;
     for (size_t i = 0; joint && i < n; i++)
         joint = w[i]->layout == BEE_LAYOUT_PANEL && w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
     if (!joint) {
         for (size_t i = 0; i < n; i++)
-            if (bee_linear(pool, y[i], ldy[i], x, n_tok, w[i], div[i])) return -1;
+            if (w[i]->layout == BEE_LAYOUT_PANEL ? bee_linear_multi_ex(pool, 1, &y[i], &ldy[i], x, n_tok, &w[i], &div[i], flags)
+                                                 : bee_linear(pool, y[i], ldy[i], x, n_tok, w[i], div[i]))
+                return -1;
         return 0;
     }
     bee_panel_act a;
-    if (bee_panel_act_init(&a, w[0]->type, n_tok, w[0]->cols)) return -1;
+    unsigned split = (flags & BEE_LINEAR_PROMPT) && n_tok >= BEE_PANEL_SPLIT_MIN ? BEE_PANEL_SPLIT : 0;
+    if (bee_panel_act_init(&a, w[0]->type, n_tok, w[0]->cols, split)) return -1;
     fill_job fj = {&a, x};
     bee_pool_for(pool, n_tok, 8, panel_fill, &fj);
-    multi_job j = {n, w, y, ldy, div, {0}, &a};
+    multi_job j = {n, w, y, ldy, div, {0}, &a, 0};
     for (size_t i = 0; i < n; i++) j.first[i + 1] = j.first[i] + (w[i]->rows + BEE_PANEL_ROWS - 1) / BEE_PANEL_ROWS;
     bee_pool_for(pool, j.first[n], 1, multi_rows, &j);
     bee_panel_act_free(&a);
-    return 0;
+    return j.failed ? bee_fail("out of memory for the AMX buffers of a linear layer") : 0;
 }
 
 /* ================================================================ entry */

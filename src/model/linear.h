@@ -20,4 +20,13 @@ int bee_linear(bee_pool *pool, float *y, size_t ldy, const float *x, size_t n_to
 int bee_linear_multi(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
                      const bee_weight *const *w, const float *div);
 
+/* The same for the tokens of one prompt (BEE_LINEAR_PROMPT, at least
+ * BEE_PANEL_SPLIT_MIN of them): f32 panel weights then take the AMX path
+ * where the CPU has it (kernels/panel.h, BEE_PANEL_SPLIT). Its sums are f32
+ * sums in another order, so the choice must depend on the request alone,
+ * never on which other requests share a batch. */
+enum { BEE_LINEAR_PROMPT = 1u };
+int bee_linear_multi_ex(bee_pool *pool, size_t n, float *const *y, const size_t *ldy, const float *x, size_t n_tok,
+                        const bee_weight *const *w, const float *div, unsigned flags);
+
 #endif
