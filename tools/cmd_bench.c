@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "kernels/cpu.h"
+#include "kernels/panel.h"
 #include "kernels/roofline.h"
 #include "model/model.h"
 #include "util/error.h"
@@ -82,6 +83,9 @@ static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
+
+/* Whether prompts of these weights run on the AMX path (kernels/panel_amx.c). */
+static int uses_amx(uint32_t type) { return type == BEE_TYPE_F32 && bee_panel_amx(); }
 
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -192,11 +196,12 @@ static void report(const bench_ctx *b, const roofline *r0, const char *test, uin
                "\"tokens_per_s\": %.4f, \"tokens_per_s_min\": %.4f, \"tokens_per_s_max\": %.4f, "
                "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"gb_per_s\": %.3f, \"gflop_per_s\": %.3f, "
                "\"roofline_read_bw\": %.0f, \"roofline_fma_flops\": %.0f, \"roofline_int8_ops\": %.0f, "
-               "\"pct_read_bw\": %.2f, \"x_fma_peak\": %.4f, \"peak_rss_bytes\": %ld}\n",
+               "\"roofline_probe_bytes\": %zu, \"pct_read_bw\": %.2f, \"x_fma_peak\": %.4f, \"peak_rss_bytes\": %ld, "
+               "\"amx\": %s}\n",
                b->model, bee_type_name(b->c->type), bee_type_name(b->c->embd_type), b->kv,
                (unsigned long long)b->file_bytes, (unsigned long long)b->params, bee_cpu_path(), test, n, threads,
-               b->reps, tps, lo, hi, bytes, flops, gbs, gflops, r->read_bw, r->fma, r->int8, pct_bw, x_fma,
-               g_model_rss);
+               b->reps, tps, lo, hi, bytes, flops, gbs, gflops, r->read_bw, r->fma, r->int8, bee_roofline_probe_bytes(),
+               pct_bw, x_fma, g_model_rss, uses_amx(b->c->type) ? "true" : "false");
     } else {
         char name[32], roof[48];
         snprintf(name, sizeof name, "%s%u", test, n);
@@ -220,9 +225,11 @@ static void note_model_rss(void) {
     if (r > g_model_rss) g_model_rss = r;
 }
 
-/* Around every repetition: smaller than the 1 GiB headline probe (it runs
- * twice per repetition) but still far larger than any last-level cache. */
-#define PROBE_BYTES ((size_t)256 << 20)
+/* Around every repetition, the headline probe's size: 4x the last-level
+ * cache (bee_roofline_probe_bytes). A smaller buffer (256 MiB until
+ * 2026-12-01) fits the 480 MiB LLC of the development host and measured
+ * that cache's bandwidth whenever the neighbours were quiet. */
+#define PROBE_BYTES 0
 
 static int measure_roofline(int threads, roofline *r) {
     bee_pool *p = bee_pool_init(threads);
@@ -263,10 +270,10 @@ static int run_tests(bee_model *m, const bench_ctx *b, const long *ths, int n_th
         int th = (int)ths[ti];
         if (measure_roofline(th, &r) || bee_model_set_threads(m, th)) rc = -1;
         if (rc == 0 && !b->json)
-            printf("\nthreads %d: roofline read %.1f GB/s, FP32 FMA %.0f GFLOP/s, int8 %.0f GOP/s\n\n"
+            printf("\nthreads %d: roofline read %.1f GB/s (%zu MiB buffer), FP32 FMA %.0f GFLOP/s, int8 %.0f GOP/s\n\n"
                    "| threads | test    | tokens/s median (min-max) |   GB/s   |  GFLOP/s  | of roofline      |\n"
                    "|--------:|---------|---------------------------|---------:|----------:|------------------|\n",
-                   th, r.read_bw / 1e9, r.fma / 1e9, r.int8 / 1e9);
+                   th, r.read_bw / 1e9, bee_roofline_probe_bytes() >> 20, r.fma / 1e9, r.int8 / 1e9);
         double secs, roof[64];
         bee_pool *probe = rc == 0 ? bee_pool_init(th) : NULL;
         if (rc == 0 && !probe) rc = -1;
@@ -350,9 +357,10 @@ int cmd_bench(int argc, char **argv) {
         bench_ctx b = {cli_get(&a, "model"), &c, bee_gguf_file_size(m->gguf), bee_model_n_params(m),
                        cli_get(&a, "json") != NULL, (int)reps, kv};
         if (!b.json)
-            printf("model %s: %s weights (embedding %s), %.1f MiB, %.3f B params, KV cache %s, kernels %s\n", b.model,
+            printf("model %s: %s weights (embedding %s), %.1f MiB, %.3f B params, KV cache %s, kernels %s%s\n", b.model,
                    bee_type_name(c.type), bee_type_name(c.embd_type), (double)b.file_bytes / (1 << 20),
-                   (double)b.params / 1e9, kv, bee_cpu_path());
+                   (double)b.params / 1e9, kv, bee_cpu_path(),
+                   uses_amx(c.type) ? ", prompts on AMX (f32 by a three-way bf16 split; BEE_AMX=0: FMA)" : "");
         if (run_tests(m, &b, ths, n_th, pp, n_pp, tg, n_tg)) rc = cli_fail("bench");
         else if (!b.json) printf("\npeak RSS %.1f MiB (file %.1f MiB)\n", (double)g_model_rss / (1 << 20),
                                  (double)b.file_bytes / (1 << 20));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/error.h"
 
@@ -24,7 +25,7 @@
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
 #define DEFAULT_REPS 5
-#define DEFAULT_BYTES ((size_t)1 << 30)
+#define FLOOR_BYTES ((size_t)1 << 30)
 #define MIN_BYTES ((size_t)1 << 20)
 #define BLOCK 256          /* bytes summed per loop iteration */
 #define CHAINS 12          /* independent accumulators in the peak loops */
@@ -231,8 +232,19 @@ static void buf_free(void *b, size_t bytes, int mapped) {
     free(b);
 }
 
+size_t bee_roofline_probe_bytes(void) {
+    size_t bytes = FLOOR_BYTES;
+#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE), pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (llc > 0 && (size_t)llc * 4 > bytes) bytes = (size_t)llc * 4;
+    /* a quarter of the RAM at most, so the probe never pushes the model out */
+    if (pages > 0 && page > 0 && bytes > (size_t)pages / 4 * (size_t)page) bytes = (size_t)pages / 4 * (size_t)page;
+#endif
+    return bytes < MIN_BYTES ? MIN_BYTES : bytes;
+}
+
 double bee_roofline_read_bw(bee_pool *p, size_t bytes, int reps) {
-    if (bytes == 0) bytes = DEFAULT_BYTES;
+    if (bytes == 0) bytes = bee_roofline_probe_bytes();
     if (bytes < MIN_BYTES) bytes = MIN_BYTES;
     bytes -= bytes % BLOCK;
     int nth = bee_pool_size(p), mapped = 0;

@@ -16,12 +16,17 @@
 
 #include "util/threadpool.h"
 
-/* Read bandwidth in bytes/s: a buffer of `bytes` (0: 1 GiB, which is much
- * larger than any LLC; values below 1 MiB are raised to 1 MiB) is filled
- * first (page faults are not timed), then each thread sums its contiguous
- * share with vector loads. -1 (with bee_fail's message) when the buffer
- * cannot be allocated. */
+/* Read bandwidth in bytes/s: a buffer of `bytes` (0: bee_roofline_probe_bytes();
+ * values below 1 MiB are raised to 1 MiB) is filled first (page faults are
+ * not timed), then each thread sums its contiguous share with vector loads.
+ * -1 (with bee_fail's message) when the buffer cannot be allocated. */
 double bee_roofline_read_bw(bee_pool *p, size_t bytes, int reps);
+/* The default probe size: 4 x the last-level cache, at least 1 GiB, at most a
+ * quarter of the RAM. Why 4x: a buffer that fits the LLC (480 MiB on the
+ * development host) is read from it, not from DRAM, when the neighbours are
+ * quiet, and a DRAM roofline that is really an LLC one makes decode look
+ * slow (docs/PERFORMANCE.md). */
+size_t bee_roofline_probe_bytes(void);
 /* FP32 FLOP/s peak: 12 independent FMA chains per thread in vector registers,
  * 2 flops per lane per FMA (the portable fallback counts a multiply and an
  * add). */
