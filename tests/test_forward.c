@@ -298,6 +298,17 @@ static void test_batch(void **state) {
     assert_int_equal(bee_forward(m, sp, tp, n, 3, &e[2].b.ext, BEE_LOGITS_LAST, logits, NULL), 0);
     for (int i = 0; i < 3; i++) {
         expect_logits(k_examples[i], "prefill_logits_lastpos", logits + (size_t)i * W, e[i].b.width);
+        /* bit-identical to the sequence alone: the kernels a prompt takes (the
+         * AMX path from BEE_PANEL_SPLIT_MIN tokens: the mixed example, not zh/en)
+         * depend on the request, never on what shares the batch */
+        float *alone = malloc(e[i].b.width * sizeof *alone);
+        bee_seq s1;
+        assert_int_equal(bee_seq_init(&s1, m, 0, e[i].in.enc.seg_rel, (size_t)e[i].in.enc.n_seg * e[i].in.enc.n_seg), 0);
+        bee_seq *sp1[1] = {&s1};
+        assert_int_equal(bee_forward(m, sp1, &tp[i], &n[i], 1, &e[i].b.ext, BEE_LOGITS_LAST, alone, NULL), 0);
+        assert_memory_equal(alone, logits + (size_t)i * W, e[i].b.width * sizeof *alone);
+        bee_seq_free(&s1);
+        free(alone);
         free((void *)tp[i]);
         bee_seq_free(&s[i]);
         example_close(&e[i]);

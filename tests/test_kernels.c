@@ -865,7 +865,7 @@ static void test_panel_blocked(void **state) {
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) check_panel_blocked(types[i]);
 }
 
-/* The AMX path of f32 prompts (panel_amx.c): sizes that cross every panel
+/* The AMX path of prompts with float weights (panel_amx.c): sizes that cross every panel
  * block and column block, with ragged columns, rows, panels and tokens.
  * Its sums are f32 sums in another order, so it is checked against the
  * exact (double) products within 2^-19 of sum |w x|: with all-positive data
@@ -873,47 +873,51 @@ static void test_panel_blocked(void **state) {
  * split (2^-17 of |w x| on average) would fail; mixed signs catch layout
  * errors. Each token's result must not depend on the other tokens of the
  * call or on how the panels are split over threads (bit for bit). */
-static void check_panel_amx(float lo) {
+static void check_panel_amx(uint32_t type, float lo) {
     const size_t n_panels = BEE_PANEL_AMX_NC + 5, rows = n_panels * 16 - 3;
     const size_t cols = BEE_PANEL_AMX_KC + 2 * 32 + 7, n_tok = 3 * 16 + 5;
+    const char *tn = bee_type_name(type);
     float *w = malloc(rows * cols * sizeof *w), *x = malloc(n_tok * cols * sizeof *x);
     float *y = malloc(n_tok * rows * sizeof *y), *y2 = malloc(n_tok * rows * sizeof *y2);
-    uint8_t *pw = malloc(bee_panel_nbytes(BEE_TYPE_F32, rows, cols));
+    uint8_t *wq = malloc(bee_type_nbytes(type, rows * cols)), *pw = malloc(bee_panel_nbytes(type, rows, cols));
     unsigned seed = 7;
     for (size_t i = 0; i < rows * cols; i++) seed = seed * 1664525u + 1013904223u, w[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
     for (size_t i = 0; i < n_tok * cols; i++) seed = seed * 1664525u + 1013904223u, x[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
-    bee_panel_pack(BEE_TYPE_F32, w, rows, cols, pw);
+    bee_quantize_row(type, w, wq, rows * cols);
+    bee_dequantize_row(type, wq, w, rows * cols); /* the weights exactly as stored */
+    bee_panel_pack(type, wq, rows, cols, pw);
     bee_panel_act a;
-    assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F32, n_tok, cols, BEE_PANEL_SPLIT), 0);
+    assert_int_equal(bee_panel_act_init(&a, type, n_tok, cols, BEE_PANEL_SPLIT), 0);
     assert_non_null(a.h);
     bee_panel_act_fill(&a, x, 0, 20);
     bee_panel_act_fill(&a, x, 20, n_tok);
-    assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, n_panels, &a, y, rows, 3.0f), 0);
+    assert_int_equal(bee_panel_matmul(type, pw, rows, 0, n_panels, &a, y, rows, 3.0f), 0);
     for (size_t t = 0; t < n_tok; t++)
         for (size_t r = 0; r < rows; r++) {
             double e = 0, mag = 0;
             for (size_t k = 0; k < cols; k++) e += (double)w[r * cols + k] * x[t * cols + k], mag += fabs((double)w[r * cols + k] * x[t * cols + k]);
             double got = 3.0 * y[t * rows + r];
-            if (!(fabs(got - e) <= 0x1p-19 * mag)) fail_msg("AMX [%zu,%zu]: %.9g vs exact %.9g (sum |wx| %.3g)", t, r, got, e, mag);
+            if (!(fabs(got - e) <= 0x1p-19 * mag))
+                fail_msg("AMX %s [%zu,%zu]: %.9g vs exact %.9g (sum |wx| %.3g)", tn, t, r, got, e, mag);
         }
     const size_t splits[] = {1, 7, BEE_PANEL_AMX_NC, BEE_PANEL_AMX_NC + 1};
     for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
         memset(y2, 0, n_tok * rows * sizeof *y2);
-        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, splits[i], &a, y2, rows, 3.0f), 0);
-        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, splits[i], n_panels, &a, y2, rows, 3.0f), 0);
-        if (memcmp(y, y2, n_tok * rows * sizeof *y) != 0) fail_msg("AMX: split at panel %zu changes the result", splits[i]);
+        assert_int_equal(bee_panel_matmul(type, pw, rows, 0, splits[i], &a, y2, rows, 3.0f), 0);
+        assert_int_equal(bee_panel_matmul(type, pw, rows, splits[i], n_panels, &a, y2, rows, 3.0f), 0);
+        if (memcmp(y, y2, n_tok * rows * sizeof *y) != 0) fail_msg("AMX %s: split at panel %zu changes the result", tn, splits[i]);
     }
     bee_panel_act_free(&a);
     const size_t subsets[][2] = {{0, 1}, {17, 33}, {40, n_tok}}; /* tokens alone, in other blocks */
     for (size_t i = 0; i < sizeof subsets / sizeof *subsets; i++) {
         size_t t0 = subsets[i][0], n = subsets[i][1] - t0;
-        assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F32, n, cols, BEE_PANEL_SPLIT), 0);
+        assert_int_equal(bee_panel_act_init(&a, type, n, cols, BEE_PANEL_SPLIT), 0);
         bee_panel_act_fill(&a, x + t0 * cols, 0, n);
-        assert_int_equal(bee_panel_matmul(BEE_TYPE_F32, pw, rows, 0, n_panels, &a, y2, rows, 3.0f), 0);
-        if (memcmp(y + t0 * rows, y2, n * rows * sizeof *y) != 0) fail_msg("AMX: tokens [%zu, %zu) alone differ", t0, t0 + n);
+        assert_int_equal(bee_panel_matmul(type, pw, rows, 0, n_panels, &a, y2, rows, 3.0f), 0);
+        if (memcmp(y + t0 * rows, y2, n * rows * sizeof *y) != 0) fail_msg("AMX %s: tokens [%zu, %zu) alone differ", tn, t0, t0 + n);
         bee_panel_act_free(&a);
     }
-    free(w), free(x), free(y), free(y2), free(pw);
+    free(w), free(x), free(y), free(y2), free(wq), free(pw);
 }
 
 static void test_panel_amx(void **state) {
@@ -922,17 +926,20 @@ static void test_panel_amx(void **state) {
         fprintf(stderr, "  no AMX BF16 on this CPU/OS (or BEE_AMX=0): skipped\n");
         skip();
     }
-    check_panel_amx(0.0f);  /* all positive */
-    check_panel_amx(-1.0f); /* mixed signs */
+    static const uint32_t types[] = {BEE_TYPE_F32, BEE_TYPE_F16, BEE_TYPE_BF16};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        check_panel_amx(types[i], 0.0f);  /* all positive */
+        check_panel_amx(types[i], -1.0f); /* mixed signs */
+    }
 }
 
-/* Without AMX, or for weights other than f32, BEE_PANEL_SPLIT changes nothing. */
+/* For int8 weights BEE_PANEL_SPLIT changes nothing. */
 static void test_panel_split_fallback(void **state) {
     (void)state;
     bee_panel_act a;
-    assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_F16, 64, 64, BEE_PANEL_SPLIT), 0);
+    assert_int_equal(bee_panel_act_init(&a, BEE_TYPE_Q8_0, 64, 64, BEE_PANEL_SPLIT), 0);
     assert_null(a.h);
-    assert_non_null(a.f);
+    assert_non_null(a.q);
     bee_panel_act_free(&a);
 }
 

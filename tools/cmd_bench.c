@@ -85,7 +85,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Whether prompts of these weights run on the AMX path (kernels/panel_amx.c). */
-static int uses_amx(uint32_t type) { return type == BEE_TYPE_F32 && bee_panel_amx(); }
+static int uses_amx(uint32_t type) { return bee_panel_amx_type(type); }
 
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -360,7 +360,7 @@ int cmd_bench(int argc, char **argv) {
             printf("model %s: %s weights (embedding %s), %.1f MiB, %.3f B params, KV cache %s, kernels %s%s\n", b.model,
                    bee_type_name(c.type), bee_type_name(c.embd_type), (double)b.file_bytes / (1 << 20),
                    (double)b.params / 1e9, kv, bee_cpu_path(),
-                   uses_amx(c.type) ? ", prompts on AMX (f32 by a three-way bf16 split; BEE_AMX=0: FMA)" : "");
+                   uses_amx(c.type) ? ", prompts on AMX (f32 accuracy by a three-way bf16 split; BEE_AMX=0: FMA)" : "");
         if (run_tests(m, &b, ths, n_th, pp, n_pp, tg, n_tg)) rc = cli_fail("bench");
         else if (!b.json) printf("\npeak RSS %.1f MiB (file %.1f MiB)\n", (double)g_model_rss / (1 << 20),
                                  (double)b.file_bytes / (1 << 20));

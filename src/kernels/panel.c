@@ -148,7 +148,7 @@ static int act_init_split(bee_panel_act *a) {
 int bee_panel_act_init(bee_panel_act *a, uint32_t wtype, size_t n_tok, size_t cols, unsigned flags) {
     memset(a, 0, sizeof *a);
     a->wtype = wtype, a->n_tok = n_tok, a->cols = cols;
-    if ((flags & BEE_PANEL_SPLIT) && wtype == BEE_TYPE_F32 && n_tok > 0 && bee_panel_amx()) return act_init_split(a);
+    if ((flags & BEE_PANEL_SPLIT) && n_tok > 0 && bee_panel_amx_type(wtype)) return act_init_split(a);
     size_t n = (n_tok + TL - 1) / TL * TL; /* whole tiles */
     if (n == 0) n = TL;
     if (!is_int8(wtype)) {
@@ -402,7 +402,7 @@ static void matmul(uint32_t type, const panel_kernels *kf, const void *panel, ui
 
 int bee_panel_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a,
                      float *y, size_t ldy, float div) {
-    if (a->h) return bee_panel_amx_matmul(panel, n_rows, p0, p1, a, y, ldy, div) ? bee_fail("out of memory") : 0;
+    if (a->h) return bee_panel_amx_matmul(type, panel, n_rows, p0, p1, a, y, ldy, div) ? bee_fail("out of memory") : 0;
     panel_kernels kf = {bee_panel_tile_avx512(type), bee_panel_pair_avx512(type)};
     matmul(type, &kf, panel, n_rows, p0, p1, a, y, ldy, div);
     return 0;

@@ -63,7 +63,7 @@ typedef struct {
 } bee_panel_act;
 
 /* Flags of bee_panel_act_init. BEE_PANEL_SPLIT: the tokens are a prompt's,
- * and f32 weights may take the AMX path (bee_panel_amx), whose sums are f32
+ * and float weights may take the AMX path (bee_panel_amx_type), whose sums are f32
  * sums in another order than the FMA kernel's: the same for any thread
  * count and any other tokens sharing the call, but not bit-identical to
  * the FMA path, so a caller sets it per prompt, never per batch. */
@@ -135,13 +135,15 @@ void bee_panel_quant_ref(const float *x, size_t nb, int8_t *q, size_t qs, float 
  * of tokens [t0, t1) of x (n_tok, cols) into h; the product (-1 without
  * memory or AMX). */
 int bee_panel_amx(void);
+/* Whether weights of this type take the AMX path (f32, f16, bf16). */
+int bee_panel_amx_type(uint32_t type);
 /* Its blocking: panels per weight block, columns per weight block (tests
  * size their matrices from these so that every boundary is crossed). */
 #define BEE_PANEL_AMX_NC 16
 #define BEE_PANEL_AMX_KC 512
 size_t bee_panel_amx_act_bytes(size_t n_tok, size_t cols);
 void bee_panel_amx_act_fill(uint16_t *h, size_t cols, const float *x, size_t t0, size_t t1);
-int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a, float *y,
-                         size_t ldy, float div);
+int bee_panel_amx_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                         const bee_panel_act *a, float *y, size_t ldy, float div);
 
 #endif

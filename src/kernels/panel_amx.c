@@ -1,4 +1,5 @@
-/* AMX path for the prefill of f32 panel matrices (see panel.h).
+/* AMX path for the prefill of float panel matrices (see panel.h): f32, and
+ * f16/bf16 weights, which are split the same way after widening to f32.
  *
  * Why: the FMA units reach ~0.7x of their peak on prefill here; the AMX
  * tile unit multiplies bf16 pairs ~13x faster. f32 accuracy is kept by a
@@ -63,6 +64,10 @@ static void amx_init(void) {
 int bee_panel_amx(void) {
     pthread_once(&g_amx_once, amx_init);
     return g_amx;
+}
+
+int bee_panel_amx_type(uint32_t type) {
+    return bee_panel_amx() && (type == BEE_TYPE_F32 || type == BEE_TYPE_F16 || type == BEE_TYPE_BF16);
 }
 
 typedef struct {
@@ -134,22 +139,36 @@ TGT void bee_panel_amx_act_fill(uint16_t *h, size_t cols, const float *x, size_t
     }
 }
 
+/* Parts of a weight of this type: f32 needs three, f16 (11 significant
+ * bits) two, bf16 one; the products with parts that are always zero are
+ * skipped. */
+static int weight_parts(uint32_t type) { return type == BEE_TYPE_F32 ? 3 : type == BEE_TYPE_F16 ? 2 : 1; }
+
+/* Column k of a panel (16 rows) as f32. */
+TGT static inline __m512 load_column(uint32_t type, const uint8_t *pw, size_t k) {
+    if (type == BEE_TYPE_F32) return _mm512_loadu_ps(pw + k * P * 4);
+    __m256i h = _mm256_loadu_si256((const __m256i *)(pw + k * P * 2));
+    if (type == BEE_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 /* Weights of panels [0, nq) from pw (pb bytes apart), tile steps [kb0, kb0 +
  * nks): panel j, part s, step ks at buf + ((j * 3 + s) * nks + ks) * 1 KiB. */
-TGT static void split_weights(const uint8_t *pw, size_t pb, size_t nq, size_t cols, size_t kb0, size_t nks,
-                              uint8_t *buf) {
+TGT static void split_weights(uint32_t type, const uint8_t *pw, size_t pb, size_t nq, size_t cols, size_t kb0,
+                              size_t nks, uint8_t *buf) {
     __m512i idx = weight_index();
+    int parts = weight_parts(type);
     for (size_t j = 0; j < nq; j++) {
-        const float *w = (const float *)(pw + j * pb);
+        const uint8_t *w = pw + j * pb;
         for (size_t ks = 0; ks < nks; ks++)
             for (size_t r = 0; r < 16; r++) {
                 size_t k = (kb0 + ks) * KS + 2 * r;
-                __m512 v0 = k < cols ? _mm512_loadu_ps(w + k * P) : _mm512_setzero_ps();
-                __m512 v1 = k + 1 < cols ? _mm512_loadu_ps(w + (k + 1) * P) : _mm512_setzero_ps();
-                __m512i parts[3];
-                split3(v0, v1, idx, parts);
-                for (int s = 0; s < 3; s++)
-                    _mm512_storeu_si512(buf + ((j * 3 + (size_t)s) * nks + ks) * TILE_BYTES + r * 64, parts[s]);
+                __m512 v0 = k < cols ? load_column(type, w, k) : _mm512_setzero_ps();
+                __m512 v1 = k + 1 < cols ? load_column(type, w, k + 1) : _mm512_setzero_ps();
+                __m512i out[3];
+                split3(v0, v1, idx, out);
+                for (int s = 0; s < parts; s++)
+                    _mm512_storeu_si512(buf + ((j * 3 + (size_t)s) * nks + ks) * TILE_BYTES + r * 64, out[s]);
             }
     }
 }
@@ -183,10 +202,12 @@ typedef struct {
     const uint8_t *a[3], *b[3];
     size_t a_step, b_step, a1, b1, c1;
     size_t nks;
+    int wp; /* weight parts */
 } tile_args;
 
 TGT static void tile_block(const tile_args *t, uint8_t *c, int first, int two_t, int two_p) {
     size_t a1 = t->a1, b1 = t->b1;
+    int wp = t->wp;
     if (first) {
         _tile_zero(0);
         _tile_zero(1);
@@ -201,18 +222,25 @@ TGT static void tile_block(const tile_args *t, uint8_t *c, int first, int two_t,
     for (size_t ks = 0; ks < t->nks; ks++) {
         const uint8_t *ah = t->a[0] + ks * t->a_step, *am = t->a[1] + ks * t->a_step, *al = t->a[2] + ks * t->a_step;
         const uint8_t *bh = t->b[0] + ks * t->b_step, *bm = t->b[1] + ks * t->b_step, *bl = t->b[2] + ks * t->b_step;
-        /* hi.hi, hi.mid, hi.lo, mid.mid, mid.hi, lo.hi: 16 loads for 24 products */
+        /* activation part . weight part: h.h, h.m, h.l, m.m, m.h, l.h (f32:
+         * 16 loads for 24 products), without the weight parts the type lacks */
         LOAD_A(ah);
         LOAD_B(bh);
         DP();
-        LOAD_B(bm);
-        DP();
-        LOAD_B(bl);
-        DP();
+        if (wp >= 2) {
+            LOAD_B(bm);
+            DP();
+        }
+        if (wp >= 3) {
+            LOAD_B(bl);
+            DP();
+        }
         LOAD_A(am);
-        LOAD_B(bm);
-        DP();
-        LOAD_B(bh);
+        if (wp >= 2) {
+            if (wp >= 3) LOAD_B(bm);
+            DP();
+            LOAD_B(bh);
+        }
         DP();
         LOAD_A(al);
         DP();
@@ -233,6 +261,7 @@ TGT static void store_tile(const float *c, float *y, size_t ldy, size_t nt, size
 /* ================================================================ driver */
 
 typedef struct {
+    uint32_t type;
     const uint8_t *pw;
     size_t pb, p0, nq;   /* first panel's bytes, its index, panels in the block */
     uint64_t n_rows;
@@ -282,7 +311,8 @@ TGT static void run_block(const amx_run *r, size_t kb0, size_t nks) {
             const uint8_t *wb = r->wbuf + j * 3 * nks * TILE_BYTES;
             tile_args t = {{ab, ab + TILE_BYTES, ab + 2 * TILE_BYTES},
                            {wb, wb + nks * TILE_BYTES, wb + 2 * nks * TILE_BYTES},
-                           3 * TILE_BYTES, TILE_BYTES, a_tb, 3 * nks * TILE_BYTES, r->nq * TILE_BYTES, nks};
+                           3 * TILE_BYTES, TILE_BYTES, a_tb, 3 * nks * TILE_BYTES, r->nq * TILE_BYTES, nks,
+                           weight_parts(r->type)};
             uint8_t *c = r->sums + (tb * r->nq + j) * TILE_BYTES;
             prefetch_next(r, call++, calls);
             tile_block(&t, c, first, two_t, two_p);
@@ -302,16 +332,17 @@ static void set_next(amx_run *r, size_t p1, size_t kb) {
     }
     size_t nks = r->nkb - k < KCS ? r->nkb - k : KCS, cols_left = r->a->cols - k * KS;
     size_t ncols = nks * KS < cols_left ? nks * KS : cols_left;
-    r->next = (const uint8_t *)r->pw + (q - r->p0) * r->pb + k * KS * P * 4;
+    size_t es = r->type == BEE_TYPE_F32 ? 4 : 2;
+    r->next = (const uint8_t *)r->pw + (q - r->p0) * r->pb + k * KS * P * es;
     r->next_nq = p1 - q < NC ? p1 - q : NC;
-    r->next_bytes = ncols * P * 4;
+    r->next_bytes = ncols * P * es;
 }
 
-TGT int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a,
-                             float *y, size_t ldy, float div) {
-    if (!bee_panel_amx() || !a->h) return -1;
-    size_t cols = a->cols, pb = cols * P * 4;
-    amx_run r = {NULL, pb, 0, 0, n_rows, a, (a->n_tok + 15) / 16, (cols + KS - 1) / KS, NULL, NULL, y, ldy, div,
+TGT int bee_panel_amx_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                             const bee_panel_act *a, float *y, size_t ldy, float div) {
+    if (!bee_panel_amx() || !a->h || !bee_panel_amx_type(type)) return -1;
+    size_t cols = a->cols, pb = cols * P * (type == BEE_TYPE_F32 ? 4 : 2);
+    amx_run r = {type, NULL, pb, 0, 0, n_rows, a, (a->n_tok + 15) / 16, (cols + KS - 1) / KS, NULL, NULL, y, ldy, div,
                  NULL, 0, 0};
     r.wbuf = aligned_alloc(64, NC * 3 * KCS * TILE_BYTES);
     r.sums = aligned_alloc(64, ((r.ntb + 1) & ~(size_t)1) * NC * TILE_BYTES);
@@ -325,7 +356,7 @@ TGT int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size
         for (size_t kb0 = 0; kb0 < r.nkb; kb0 += KCS) {
             size_t nks = r.nkb - kb0 < KCS ? r.nkb - kb0 : KCS;
             set_next(&r, p1, kb0 + nks);
-            split_weights(r.pw, pb, r.nq, cols, kb0, nks, r.wbuf);
+            split_weights(type, r.pw, pb, r.nq, cols, kb0, nks, r.wbuf);
             run_block(&r, kb0, nks);
         }
     }
@@ -337,13 +368,14 @@ TGT int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size
 #else
 
 int bee_panel_amx(void) { return 0; }
+int bee_panel_amx_type(uint32_t type) { return (void)type, 0; }
 size_t bee_panel_amx_act_bytes(size_t n_tok, size_t cols) { return (void)n_tok, (void)cols, 0; }
 void bee_panel_amx_act_fill(uint16_t *h, size_t cols, const float *x, size_t t0, size_t t1) {
     (void)h, (void)cols, (void)x, (void)t0, (void)t1;
 }
-int bee_panel_amx_matmul(const void *panel, uint64_t n_rows, size_t p0, size_t p1, const bee_panel_act *a, float *y,
-                         size_t ldy, float div) {
-    (void)panel, (void)n_rows, (void)p0, (void)p1, (void)a, (void)y, (void)ldy, (void)div;
+int bee_panel_amx_matmul(uint32_t type, const void *panel, uint64_t n_rows, size_t p0, size_t p1,
+                         const bee_panel_act *a, float *y, size_t ldy, float div) {
+    (void)type, (void)panel, (void)n_rows, (void)p0, (void)p1, (void)a, (void)y, (void)ldy, (void)div;
     return -1;
 }
 

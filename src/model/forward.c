@@ -381,12 +381,12 @@ typedef struct {
 
 /* All new tokens of the batch through n weight matrices of one width, on the
  * model's threads. A prompt (a sequence with BEE_PANEL_SPLIT_MIN new tokens
- * or more) may take the AMX path for f32 weights, a decode token never: runs
+ * or more) may take the AMX path for float weights, a decode token never: runs
  * of sequences of one kind go through one call each, so a token's
  * arithmetic depends on its own request only, not on what shares the batch. */
 static int linear_multi(const fwd_ctx *c, size_t n, float *const *y, const size_t *ldy, const float *x,
                         const bee_weight *const *w, const float *div) {
-    if (!bee_panel_amx() || w[0]->type != BEE_TYPE_F32 || w[0]->layout != BEE_LAYOUT_PANEL)
+    if (!bee_panel_amx_type(w[0]->type) || w[0]->layout != BEE_LAYOUT_PANEL)
         return bee_linear_multi(c->m->pool, n, y, ldy, x, c->total, w, div);
     size_t cols = w[0]->cols, t0 = 0;
     for (size_t i = 0; i < c->n_seq;) {
