@@ -5,10 +5,12 @@
  * tile unit multiplies bf16 pairs ~13x faster. f32 accuracy is kept by a
  * three-way split: every f32 value v is hi + mid + lo EXACTLY, each part a
  * bf16 (hi = v with the low 16 bits cleared, mid the same of v - hi, lo the
- * rest, which has at most 8 significant bits). Of the nine part products
- * the six down to 2^-16 of |w x| are summed (hi.hi, hi.mid, hi.lo, mid.hi,
- * mid.mid, lo.hi); the three dropped are each below 2^-23 of |w x| (and
- * mostly far below), about one f32 rounding. The tile unit forms bf16
+ * rest, which has at most 8 significant bits; |mid| < 2^-7 |v|, |lo| <
+ * 2^-14 |v|). Of the nine part products the six largest are summed (hi.hi,
+ * hi.mid, hi.lo, mid.hi, mid.mid, lo.hi); the three dropped add up to less
+ * than 2^-20 of |w x| (about 2^-25 on average), a few f32 roundings at
+ * worst. (Rounding instead of truncating would halve the parts' bounds at
+ * the cost of more work per split; the tests' bound holds either way.) The tile unit forms bf16
  * products exactly and adds them in f32 with round-to-nearest, so each
  * output is an f32 sum in a fixed order: the same for any thread count and
  * for any other tokens sharing the call (each token is a row of its own).
