@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/panel.h"
 #include "kernels/roofline.h"
 #include "testutil.h"
 #include "util/threadpool.h"
@@ -375,6 +376,10 @@ static void check_roofline(bee_pool *p, const char *label) {
     assert_true(isfinite(fma) && fma > 1e7);
     assert_true(isfinite(i8) && i8 >= 0);
     if (i8 > 0) assert_true(i8 > 1e7);
+    double amx = bee_roofline_amx_peak(p, 1);
+    assert_true(isfinite(amx) && amx >= 0);
+    assert_true((amx > 0) == (bee_panel_amx() != 0)); /* measured exactly when the tile unit is there */
+    if (amx > 0) print_message("roofline AMX BF16: %.1f GFLOP/s\n", amx * 1e-9);
 }
 
 static void test_roofline(void **s) {

@@ -143,7 +143,7 @@ static int time_tg(bee_model *m, uint32_t n, float *logits, double *secs) {
 /* ================================================================ report */
 
 typedef struct {
-    double read_bw, fma, int8;
+    double read_bw, fma, int8, amx; /* amx: 0 without AMX */
 } roofline;
 
 typedef struct {
@@ -196,11 +196,12 @@ static void report(const bench_ctx *b, const roofline *r0, const char *test, uin
                "\"tokens_per_s\": %.4f, \"tokens_per_s_min\": %.4f, \"tokens_per_s_max\": %.4f, "
                "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"gb_per_s\": %.3f, \"gflop_per_s\": %.3f, "
                "\"roofline_read_bw\": %.0f, \"roofline_fma_flops\": %.0f, \"roofline_int8_ops\": %.0f, "
+               "\"roofline_amx_bf16_flops\": %.0f, "
                "\"roofline_probe_bytes\": %zu, \"pct_read_bw\": %.2f, \"x_fma_peak\": %.4f, \"peak_rss_bytes\": %ld, "
                "\"amx\": %s}\n",
                b->model, bee_type_name(b->c->type), bee_type_name(b->c->embd_type), b->kv,
                (unsigned long long)b->file_bytes, (unsigned long long)b->params, bee_cpu_path(), test, n, threads,
-               b->reps, tps, lo, hi, bytes, flops, gbs, gflops, r->read_bw, r->fma, r->int8, bee_roofline_probe_bytes(),
+               b->reps, tps, lo, hi, bytes, flops, gbs, gflops, r->read_bw, r->fma, r->int8, r->amx, bee_roofline_probe_bytes(),
                pct_bw, x_fma, g_model_rss, uses_amx(b->c->type) ? "true" : "false");
     } else {
         char name[32], roof[48];
@@ -231,12 +232,21 @@ static void note_model_rss(void) {
  * that cache's bandwidth whenever the neighbours were quiet. */
 #define PROBE_BYTES 0
 
+/* ", AMX BF16 N GFLOP/s" when the CPU has the tile unit. */
+static const char *amx_note(const roofline *r) {
+    static char buf[64];
+    if (!(r->amx > 0)) return "";
+    snprintf(buf, sizeof buf, ", AMX BF16 %.0f GFLOP/s", r->amx / 1e9);
+    return buf;
+}
+
 static int measure_roofline(int threads, roofline *r) {
     bee_pool *p = bee_pool_init(threads);
     if (!p) return -1;
     r->read_bw = bee_roofline_read_bw(p, 0, 5);
     r->fma = bee_roofline_fma_peak(p, 5);
     r->int8 = bee_roofline_int8_peak(p, 5);
+    r->amx = bee_roofline_amx_peak(p, 5);
     bee_pool_free(p);
     reset_peak_rss();
     return r->read_bw > 0 && r->fma > 0 ? 0 : bee_fail("roofline measurement failed");
@@ -270,10 +280,10 @@ static int run_tests(bee_model *m, const bench_ctx *b, const long *ths, int n_th
         int th = (int)ths[ti];
         if (measure_roofline(th, &r) || bee_model_set_threads(m, th)) rc = -1;
         if (rc == 0 && !b->json)
-            printf("\nthreads %d: roofline read %.1f GB/s (%zu MiB buffer), FP32 FMA %.0f GFLOP/s, int8 %.0f GOP/s\n\n"
+            printf("\nthreads %d: roofline read %.1f GB/s (%zu MiB buffer), FP32 FMA %.0f GFLOP/s, int8 %.0f GOP/s%s\n\n"
                    "| threads | test    | tokens/s median (min-max) |   GB/s   |  GFLOP/s  | of roofline      |\n"
                    "|--------:|---------|---------------------------|---------:|----------:|------------------|\n",
-                   th, r.read_bw / 1e9, bee_roofline_probe_bytes() >> 20, r.fma / 1e9, r.int8 / 1e9);
+                   th, r.read_bw / 1e9, bee_roofline_probe_bytes() >> 20, r.fma / 1e9, r.int8 / 1e9, amx_note(&r));
         double secs, roof[64];
         bee_pool *probe = rc == 0 ? bee_pool_init(th) : NULL;
         if (rc == 0 && !probe) rc = -1;

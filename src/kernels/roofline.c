@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/panel.h"
 #include "util/error.h"
 
 #if defined(__linux__)
@@ -378,8 +379,53 @@ static uint64_t fma_scalar(long iters) {
     return (uint64_t)(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
 }
 
+#if ROOF_X86 && defined(__linux__)
+/* The AMX BF16 tile unit: 4 independent accumulator tiles (16 x 16 f32)
+ * over operand tiles (16 x 32 bf16) held in registers, 4 products per
+ * iteration. The caller has checked bee_panel_amx() (the tile state). */
 typedef struct {
-    int isa, int8;
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tile_config;
+
+__attribute__((target("amx-tile,amx-bf16"))) static uint64_t amx_bf16(long iters) {
+    amx_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
+    _tile_loadconfig(&cfg);
+    uint16_t small[16 * 32]; /* 2^-7 each: the sums stay far from overflow */
+    for (int i = 0; i < 16 * 32; i++) small[i] = 0x3c00;
+    float out[16 * 16];
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, small, 64);
+    _tile_loadd(5, small, 64);
+    _tile_loadd(6, small, 64);
+    _tile_loadd(7, small, 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return (uint64_t)out[0] + (uint64_t)g_ia;
+}
+#define HAVE_AMX_PROBE 1
+#endif
+
+/* AMX iterations take 4 x 16 cycles: fewer of them per run. */
+#define AMX_ITERS (PEAK_ITERS / 16)
+
+enum { PEAK_FMA, PEAK_VNNI, PEAK_AMX };
+
+typedef struct {
+    int isa, kind;
     uint64_t *out; /* SLOT per thread */
     int nth_used;  /* set by thread 0 */
 } peak_job;
@@ -387,8 +433,13 @@ typedef struct {
 static void peak_run(void *ctx, int ith, int nth) {
     peak_job *j = ctx;
     uint64_t s;
+#ifdef HAVE_AMX_PROBE
+    if (j->kind == PEAK_AMX)
+        s = amx_bf16(AMX_ITERS);
+    else
+#endif
 #if ROOF_X86
-    if (j->int8)
+    if (j->kind == PEAK_VNNI)
         s = vnni_avx512(PEAK_ITERS);
     else if (j->isa == ISA_AVX512)
         s = fma_avx512(PEAK_ITERS);
@@ -401,14 +452,14 @@ static void peak_run(void *ctx, int ith, int nth) {
     if (ith == 0) j->nth_used = nth;
 }
 
-static double peak(bee_pool *p, int isa, int int8, double ops_per_iter, int reps) {
+static double peak(bee_pool *p, int isa, int kind, double ops_per_run, int reps) {
     int nth = bee_pool_size(p);
-    peak_job j = {isa, int8, calloc((size_t)nth * SLOT, sizeof(uint64_t)), 1};
+    peak_job j = {isa, kind, calloc((size_t)nth * SLOT, sizeof(uint64_t)), 1};
     if (!j.out) {
         bee_fail("out of memory");
         return -1.0;
     }
-    double r = timed_median(p, peak_run, &j, ops_per_iter * PEAK_ITERS, &j.nth_used, reps);
+    double r = timed_median(p, peak_run, &j, ops_per_run, &j.nth_used, reps);
     uint64_t s = 0;
     for (int i = 0; i < nth; i++) s += j.out[(size_t)i * SLOT];
     g_sink = s;
@@ -420,12 +471,21 @@ double bee_roofline_fma_peak(bee_pool *p, int reps) {
     int isa = roof_isa();
     /* flops per loop iteration: CHAINS FMAs of 16 / 8 lanes, 2 flops a lane */
     double per_iter = isa == ISA_AVX512 ? CHAINS * 16 * 2 : isa == ISA_AVX2 ? CHAINS * 8 * 2 : CHAINS * 2;
-    return peak(p, isa, 0, per_iter, reps);
+    return peak(p, isa, PEAK_FMA, per_iter * PEAK_ITERS, reps);
 }
 
 double bee_roofline_int8_peak(bee_pool *p, int reps) {
     int isa = roof_isa();
     if (!have_vnni(isa)) return 0.0;
     /* vpdpbusd zmm: 64 u8 x s8 multiply-adds = 128 ops */
-    return peak(p, isa, 1, CHAINS * 64 * 2, reps);
+    return peak(p, isa, PEAK_VNNI, (double)CHAINS * 64 * 2 * PEAK_ITERS, reps);
+}
+
+double bee_roofline_amx_peak(bee_pool *p, int reps) {
+#ifdef HAVE_AMX_PROBE
+    if (bee_panel_amx()) /* 4 products of 16 x 16 x 32 multiply-adds per iteration */
+        return peak(p, roof_isa(), PEAK_AMX, 4.0 * 16 * 16 * 32 * 2 * AMX_ITERS, reps);
+#endif
+    (void)p, (void)reps;
+    return 0.0;
 }

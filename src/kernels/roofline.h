@@ -35,6 +35,10 @@ double bee_roofline_fma_peak(bee_pool *p, int reps);
  * = 128 ops per instruction, 12 independent chains); 0 when the CPU (or
  * BEE_CPU) does not allow it. */
 double bee_roofline_int8_peak(bee_pool *p, int reps);
+/* AMX BF16 tile peak in FLOP/s (TDPBF16PS on 4 accumulator tiles held in
+ * registers); 0 without AMX (bee_panel_amx). The AMX path of f32 prompts
+ * needs 6 such products per f32 one, so its ceiling is this / 6. */
+double bee_roofline_amx_peak(bee_pool *p, int reps);
 /* The instruction set the measurements use now: "avx512", "avx2" or
  * "scalar". */
 const char *bee_roofline_isa(void);
