@@ -407,6 +407,12 @@ static void test_roofline(void **s) {
     free(saved);
     /* a tiny request is raised to the minimum size */
     assert_true(bee_roofline_read_bw(NULL, 1, 1) > 1e8);
+    /* the default probe is out of the LLC's reach: 4x it (at least 1 GiB), within a quarter of the RAM */
+    size_t pb = bee_roofline_probe_bytes(), ram4 = (size_t)sysconf(_SC_PHYS_PAGES) / 4 * (size_t)sysconf(_SC_PAGESIZE);
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    size_t want = llc > 0 && (size_t)llc * 4 > ((size_t)1 << 30) ? (size_t)llc * 4 : (size_t)1 << 30;
+    print_message("probe buffer %zu MiB (LLC %ld KiB)\n", pb >> 20, llc / 1024);
+    assert_true(pb == (want < ram4 ? want : ram4));
     bee_pool_free(p);
 }
 
