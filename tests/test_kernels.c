@@ -880,9 +880,13 @@ static void check_panel_amx(uint32_t type, float lo) {
     float *w = malloc(rows * cols * sizeof *w), *x = malloc(n_tok * cols * sizeof *x);
     float *y = malloc(n_tok * rows * sizeof *y), *y2 = malloc(n_tok * rows * sizeof *y2);
     uint8_t *wq = malloc(bee_type_nbytes(type, rows * cols)), *pw = malloc(bee_panel_nbytes(type, rows, cols));
-    unsigned seed = 7;
-    for (size_t i = 0; i < rows * cols; i++) seed = seed * 1664525u + 1013904223u, w[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
-    for (size_t i = 0; i < n_tok * cols; i++) seed = seed * 1664525u + 1013904223u, x[i] = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
+    unsigned seed = 7; /* uniform in [lo, 1) */
+    for (size_t i = 0; i < rows * cols + n_tok * cols; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        float v = lo + (1 - lo) * (float)(seed >> 8) / 16777216.0f;
+        if (i < rows * cols) w[i] = v;
+        else x[i - rows * cols] = v;
+    }
     bee_quantize_row(type, w, wq, rows * cols);
     bee_dequantize_row(type, wq, w, rows * cols); /* the weights exactly as stored */
     bee_panel_pack(type, wq, rows, cols, pw);
@@ -895,7 +899,10 @@ static void check_panel_amx(uint32_t type, float lo) {
     for (size_t t = 0; t < n_tok; t++)
         for (size_t r = 0; r < rows; r++) {
             double e = 0, mag = 0;
-            for (size_t k = 0; k < cols; k++) e += (double)w[r * cols + k] * x[t * cols + k], mag += fabs((double)w[r * cols + k] * x[t * cols + k]);
+            for (size_t k = 0; k < cols; k++) {
+                double p = (double)w[r * cols + k] * x[t * cols + k];
+                e += p, mag += fabs(p);
+            }
             double got = 3.0 * y[t * rows + r];
             if (!(fabs(got - e) <= 0x1p-19 * mag))
                 fail_msg("AMX %s [%zu,%zu]: %.9g vs exact %.9g (sum |wx| %.3g)", tn, t, r, got, e, mag);

@@ -257,7 +257,8 @@ TGT static void tile_block(const tile_args *t, uint8_t *c, int first, int two_t,
 TGT static void store_tile(const float *c, float *y, size_t ldy, size_t nt, size_t nr, float div) {
     __mmask16 m = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
     __m512 d = _mm512_set1_ps(div);
-    for (size_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + t * ldy, m, _mm512_div_ps(_mm512_loadu_ps(c + t * 16), d));
+    for (size_t t = 0; t < nt; t++)
+        _mm512_mask_storeu_ps(y + t * ldy, m, _mm512_div_ps(_mm512_loadu_ps(c + t * 16), d));
 }
 
 /* ================================================================ driver */

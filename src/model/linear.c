@@ -89,10 +89,12 @@ int bee_linear_multi_ex(bee_pool *pool, size_t n, float *const *y, const size_t 
     for (size_t i = 0; joint && i < n; i++)
         joint = w[i]->layout == BEE_LAYOUT_PANEL && w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
     if (!joint) {
-        for (size_t i = 0; i < n; i++)
-            if (w[i]->layout == BEE_LAYOUT_PANEL ? bee_linear_multi_ex(pool, 1, &y[i], &ldy[i], x, n_tok, &w[i], &div[i], flags)
-                                                 : bee_linear(pool, y[i], ldy[i], x, n_tok, w[i], div[i]))
+        for (size_t i = 0; i < n; i++) { /* one by one, panel matrices keeping the flags */
+            int panel = w[i]->layout == BEE_LAYOUT_PANEL;
+            if (panel ? bee_linear_multi_ex(pool, 1, &y[i], &ldy[i], x, n_tok, &w[i], &div[i], flags)
+                      : bee_linear(pool, y[i], ldy[i], x, n_tok, w[i], div[i]))
                 return -1;
+        }
         return 0;
     }
     bee_panel_act a;

@@ -11,15 +11,11 @@ modules="$root/.cache/openai/node_modules"
 command -v node >/dev/null || { echo "SKIP: no node (scripts/setup-e2e.sh)"; exit 77; }
 [ -d "$modules/openai" ] || { echo "SKIP: no openai package in .cache/openai (scripts/setup-e2e.sh)"; exit 77; }
 serve_available "$bee" || { echo "SKIP: bee built without libmicrohttpd"; exit 77; }
-base="${BEE_TMPDIR:-/tmp}"
-mkdir -p "$base"
-dir="$(mktemp -d "$base/openai.XXXXXX")"
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
+serve_scratch openai
+dir=$SERVE_DIR
 
 echo "sk-bee-test-$$" >"$dir/keys"
 serve_start "$dir/log" "$bee" -m "$root/models/bee-default.gguf" --name bee-default --threads 2 --parallel 4 \
   --api-key-file "$dir/keys" --ctx 512 || { echo "server not ready"; cat "$dir/log"; exit 1; }
-pid=$SERVE_PID
 echo "# openai $(node -p "require('$modules/openai/package.json').version"), node $(node --version)"
 NODE_PATH="$modules" timeout 180 node "$root/tests/openai/client.cjs" "$SERVE_PORT" "$(cat "$dir/keys")" bee-default

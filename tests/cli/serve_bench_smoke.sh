@@ -10,14 +10,10 @@ bee="${BEE_BIN:-build/bee}"
 bench="$(dirname "$bee")/serve_bench"
 [ -x "$bench" ] || { echo "SKIP: no $bench"; exit 77; }
 serve_available "$bee" || { echo "SKIP: bee built without libmicrohttpd"; exit 77; }
-base="${BEE_TMPDIR:-/tmp}"
-mkdir -p "$base"
-dir="$(mktemp -d "$base/sbench.XXXXXX")"
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
+serve_scratch sbench
+dir=$SERVE_DIR
 "$bee" init -o "$dir/m.gguf" --seed 3 >/dev/null 2>&1
 serve_start "$dir/log" "$bee" -m "$dir/m.gguf" --parallel 2 --threads 1 || { cat "$dir/log"; exit 1; }
-pid=$SERVE_PID
 out="$("$bench" "$SERVE_PORT" 2 2 5)" || { echo "not ok - serve_bench failed: $out"; exit 1; }
 echo "$out"
 grep -q "requests=4 tokens=20 failures=0" <<<"$out" || { echo "not ok - expected 4 requests of 5 tokens, no failures"; exit 1; }

@@ -1,6 +1,16 @@
 # Shared by the tests in tests/cli that run `bee serve` (sourced; not a test
 # itself: ctest runs tests/cli/*.sh only).
 
+# serve_scratch NAME: a fresh directory under BEE_TMPDIR (default /tmp) in
+# SERVE_DIR, removed at exit together with the server serve_start started.
+serve_scratch() {
+  local base="${BEE_TMPDIR:-/tmp}"
+  mkdir -p "$base"
+  SERVE_DIR="$(mktemp -d "$base/$1.XXXXXX")"
+  SERVE_PID=""
+  trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; rm -rf "$SERVE_DIR"' EXIT
+}
+
 # serve_wait LOG PID [ADDR]: waits until the server whose stderr is LOG says
 # it listens on ADDR (default 127.0.0.1) and is ready, for SERVE_WAIT_S
 # seconds (default 20); sets SERVE_PORT. Returns 1 when PID exits first or
